@@ -1,0 +1,231 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func blobKey(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+	key := blobKey(rt.digest)
+	size, err := p.store.Stat(ctx, key)
+	cache := cacheHit
+	switch {
+	case err == nil:
+	case !errors.Is(err, fs.ErrNotExist):
+		return ErrUnavailable.With("cache storage unavailable", err)
+	case r.Method == http.MethodHead:
+		// A HEAD must not cost a download: ask the upstream for the size.
+		size, err := p.headUpstreamBlob(ctx, rt)
+		if err != nil {
+			return err
+		}
+		blobHeaders(w.Header(), rt.digest, size, cachePassthrough)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	default:
+		cache = cacheMiss
+		size, err = p.fill(ctx, rt)
+		if err != nil {
+			return err
+		}
+	}
+	blobHeaders(w.Header(), rt.digest, size, cache)
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if ps, ok := p.store.(Presigner); ok {
+		u, err := ps.PresignGet(ctx, key, p.cfg.PresignTTL)
+		if err != nil {
+			return ErrUnavailable.With("cache storage unavailable", err)
+		}
+		h := w.Header()
+		h.Del("Content-Length")
+		h.Del("Content-Type")
+		h.Set("Location", u)
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return nil
+	}
+	rc, _, err := p.store.Get(ctx, key)
+	if err != nil {
+		return ErrUnavailable.With("cache storage unavailable", err)
+	}
+	defer rc.Close()
+	if rs, ok := rc.(io.ReadSeeker); ok {
+		// Range requests (dockerd resumes with them) get 206.
+		w.Header().Del("Content-Length")
+		http.ServeContent(w, r, "", time.Time{}, rs)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, rc)
+	return nil
+}
+
+func blobHeaders(h http.Header, d digest.Digest, size int64, cache string) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set(headerDigest, d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set(headerCache, cache)
+	setLength(h, size)
+}
+
+// headUpstreamBlob learns a blob's size without downloading it. Some
+// registries refuse HEAD on blobs; a one-byte ranged GET tells the size too.
+func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.upstream.timeouts.manifest)
+	defer cancel()
+	resp, err := p.upstream.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
+	if err != nil {
+		return 0, ErrUnavailable.With("upstream registry unreachable", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
+		return resp.ContentLength, nil
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed:
+	default:
+		return 0, upstreamError(resp, ErrBlobUnknown)
+	}
+	resp, err = p.upstream.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
+	if err != nil {
+		return 0, ErrUnavailable.With("upstream registry unreachable", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
+	if resp.StatusCode == http.StatusPartialContent {
+		// Content-Range: bytes 0-0/12345
+		if _, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
+			if n, err := strconv.ParseInt(total, 10, 64); err == nil && n >= 0 {
+				return n, nil
+			}
+		}
+	}
+	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
+		return resp.ContentLength, nil
+	}
+	return 0, upstreamError(resp, ErrBlobUnknown)
+}
+
+// fill copies a missing blob from upstream into the store. Concurrent
+// requests for the same blob in this process share one fill. The fill runs
+// on a context detached from the client: a client that gives up (and will
+// retry) should not waste the bytes already copied.
+func (p *Proxy) fill(ctx context.Context, rt route) (int64, error) {
+	return p.fills.do(ctx, rt.digest.String(), func() (int64, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FillTimeout)
+		defer cancel()
+		return p.fillBlob(fctx, rt)
+	})
+}
+
+func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
+	key := blobKey(rt.digest)
+	// Another process may have filled it since we looked.
+	if size, err := p.store.Stat(ctx, key); err == nil {
+		return size, nil
+	}
+	if p.upstream.backingOff(p.now()) {
+		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
+	}
+	resp, err := p.upstream.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), nil)
+	if err != nil {
+		return 0, ErrUnavailable.With("upstream registry unreachable", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		p.upstream.noteFailure(resp, p.now())
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return 0, upstreamError(resp, ErrBlobUnknown)
+	}
+	up, err := p.store.Create(ctx, key)
+	if err != nil {
+		return 0, ErrUnavailable.With("cache storage unavailable", err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := up.Abort(actx); err != nil {
+				p.log.Warn("abort upload", "digest", rt.digest.String(), "cause", err.Error())
+			}
+		}
+	}()
+	verifier := rt.digest.Algorithm().Hash()
+	buf := make([]byte, 256<<10)
+	n, err := io.CopyBuffer(io.MultiWriter(up, verifier), resp.Body, buf)
+	if err != nil {
+		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: got %d bytes, upstream announced %d", rt.digest, n, resp.ContentLength))
+	}
+	if got := digest.NewDigest(rt.digest.Algorithm(), verifier); got != rt.digest {
+		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: upstream bytes hash to %s", rt.digest, got))
+	}
+	err = up.Commit(ctx)
+	published = err == nil || errors.Is(err, fs.ErrExist)
+	if !published {
+		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("publish %s: %w", rt.digest, err))
+	}
+	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
+	return n, nil
+}
+
+// flightGroup runs one call per key at a time; later callers wait for the
+// first one's result or for their own context to end.
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	size int64
+	err  error
+}
+
+func (g *flightGroup) do(ctx context.Context, key string, fn func() (int64, error)) (int64, error) {
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[string]*flight{}
+	}
+	if f, ok := g.calls[key]; ok {
+		g.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.size, f.err
+		case <-ctx.Done():
+			return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	g.calls[key] = f
+	g.mu.Unlock()
+
+	defer func() {
+		g.mu.Lock()
+		delete(g.calls, key)
+		g.mu.Unlock()
+		close(f.done)
+	}()
+	f.size, f.err = fn()
+	return f.size, f.err
+}

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is the one OCI error type. Handlers return it (possibly wrapped) and
+// writeError renders it as {"errors":[{"code":...,"message":...}]}.
+type Error struct {
+	Code    string // OCI error code, e.g. BLOB_UNKNOWN
+	Status  int    // HTTP status
+	Message string // safe to show to clients
+	Detail  any    // optional, safe to show to clients
+	Err     error  // cause, logged only
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is matches on the code, so errors.Is(err, ErrBlobUnknown) works for any
+// message or cause.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// With returns a copy of e with a client-facing message and a logged cause.
+func (e *Error) With(msg string, cause error) *Error {
+	c := *e
+	if msg != "" {
+		c.Message = msg
+	}
+	c.Err = cause
+	return &c
+}
+
+// The catalogue. Codes are those of the OCI distribution spec plus the
+// registry/2.0 UNAVAILABLE and TOOMANYREQUESTS.
+var (
+	ErrBlobUnknown      = &Error{Code: "BLOB_UNKNOWN", Status: http.StatusNotFound, Message: "blob unknown to registry"}
+	ErrDigestInvalid    = &Error{Code: "DIGEST_INVALID", Status: http.StatusBadRequest, Message: "provided digest did not match uploaded content"}
+	ErrManifestUnknown  = &Error{Code: "MANIFEST_UNKNOWN", Status: http.StatusNotFound, Message: "manifest unknown"}
+	ErrManifestInvalid  = &Error{Code: "MANIFEST_INVALID", Status: http.StatusBadRequest, Message: "manifest invalid"}
+	ErrNameInvalid      = &Error{Code: "NAME_INVALID", Status: http.StatusBadRequest, Message: "invalid repository name"}
+	ErrNameUnknown      = &Error{Code: "NAME_UNKNOWN", Status: http.StatusNotFound, Message: "repository name not known to registry"}
+	ErrUnsupported      = &Error{Code: "UNSUPPORTED", Status: http.StatusMethodNotAllowed, Message: "the operation is unsupported: this is a read-only mirror"}
+	ErrNotFound         = &Error{Code: "NOT_FOUND", Status: http.StatusNotFound, Message: "not found"}
+	ErrDenied           = &Error{Code: "DENIED", Status: http.StatusForbidden, Message: "requested access to the resource is denied"}
+	ErrTooManyRequests  = &Error{Code: "TOOMANYREQUESTS", Status: http.StatusTooManyRequests, Message: "too many requests"}
+	ErrUnavailable      = &Error{Code: "UNAVAILABLE", Status: http.StatusServiceUnavailable, Message: "service unavailable"}
+	ErrUpstreamBadBytes = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
+)
+
+// statusOf maps any error to the OCI error that is shown to the client.
+// Unknown errors become a generic 500 whose cause is only logged.
+func asOCI(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error", Err: err}
+}
+
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError renders err. A HEAD request gets the status and headers only.
+func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
+	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	h.Del("Docker-Content-Digest")
+	h.Del("ETag")
+	w.WriteHeader(e.Status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}

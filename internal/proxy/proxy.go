@@ -1,0 +1,206 @@
+// Package proxy is the registry protocol and cache policy of pullthrough: an
+// http.Handler that serves the read side of the OCI distribution API
+// (/v2/...) from a Store, filling it from an upstream registry on a miss.
+//
+// It knows nothing of AWS: storage comes in through the small Store
+// interface and optional abilities (presigned redirects, seekable reads) are
+// found by type assertion. It does not implement pushes.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the cache policy.
+type Config struct {
+	// ManifestTTL is how long a tag is served from cache before it is
+	// revalidated upstream. Zero revalidates on every request.
+	ManifestTTL time.Duration
+	// PresignTTL is the lifetime of presigned blob URLs.
+	PresignTTL time.Duration
+	// FillTimeout bounds one blob fill from upstream into the store.
+	FillTimeout time.Duration
+	// MaxManifestSize bounds manifests read into memory.
+	MaxManifestSize int64
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultManifestTTL     = 5 * time.Minute
+	DefaultPresignTTL      = 15 * time.Minute
+	DefaultFillTimeout     = 14 * time.Minute
+	DefaultMaxManifestSize = 4 << 20
+)
+
+// Proxy is the mirror's http.Handler.
+type Proxy struct {
+	cfg      Config
+	store    Store
+	upstream *Upstream
+	log      *slog.Logger
+	fills    flightGroup
+	now      func() time.Time
+}
+
+// New builds the handler. A nil logger discards logs.
+func New(cfg Config, store Store, upstream *Upstream, logger *slog.Logger) *Proxy {
+	if cfg.PresignTTL <= 0 {
+		cfg.PresignTTL = DefaultPresignTTL
+	}
+	if cfg.FillTimeout <= 0 {
+		cfg.FillTimeout = DefaultFillTimeout
+	}
+	if cfg.MaxManifestSize <= 0 {
+		cfg.MaxManifestSize = DefaultMaxManifestSize
+	}
+	if cfg.ManifestTTL < 0 {
+		cfg.ManifestTTL = 0
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{cfg: cfg, store: store, upstream: upstream, log: logger, now: time.Now}
+}
+
+// Cache results, reported in the X-Pullthrough-Cache response header and
+// the request log.
+const (
+	headerCache       = "X-Pullthrough-Cache"
+	cacheHit          = "hit"
+	cacheMiss         = "miss"
+	cacheRevalidated  = "revalidated"
+	cacheStale        = "stale"
+	cachePassthrough  = "passthrough"
+	headerAPIVersion  = "Docker-Distribution-API-Version"
+	headerDigest      = "Docker-Content-Digest"
+	apiVersionV2Value = "registry/2.0"
+)
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	id := requestID(r)
+	rec.Header().Set(headerAPIVersion, apiVersionV2Value)
+	rec.Header().Set("X-Request-Id", id)
+
+	kind := "unknown"
+	err := func() (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				p.log.Error("panic", "request_id", id, "panic", v)
+				err = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
+			}
+		}()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			rec.Header().Set("Allow", "GET, HEAD")
+			return ErrUnsupported
+		}
+		rt, err := parseRoute(r.URL.EscapedPath())
+		if err != nil {
+			return err
+		}
+		kind = rt.kind.String()
+		// containerd names the registry a mirror request is for.
+		if ns := r.URL.Query().Get("ns"); ns != "" && !strings.EqualFold(ns, p.upstream.Host()) {
+			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(ns)), nil)
+		}
+		return p.serve(r.Context(), rec, r, rt)
+	}()
+	if err != nil {
+		e := asOCI(err)
+		if e.Status >= 500 || e.Err != nil {
+			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
+		}
+		if !rec.wrote {
+			writeError(rec, r, e)
+		}
+	}
+	p.log.Info("request",
+		"request_id", id,
+		"method", r.Method,
+		"route", kind,
+		"path", truncate(r.URL.Path),
+		"upstream", p.upstream.Host(),
+		"cache", rec.Header().Get(headerCache),
+		"status", rec.status,
+		"bytes", rec.bytes,
+		"duration_ms", time.Since(start).Milliseconds(),
+	)
+}
+
+func (p *Proxy) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+	switch rt.kind {
+	case routeBase:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			io.WriteString(w, "{}")
+		}
+		return nil
+	case routeManifest:
+		return p.serveManifest(ctx, w, r, rt)
+	case routeBlob:
+		return p.serveBlob(ctx, w, r, rt)
+	case routeTags:
+		return p.serveTags(ctx, w, r, rt)
+	default:
+		return ErrUnsupported.With("referrers are not served yet", nil)
+	}
+}
+
+func requestID(r *http.Request) string {
+	if v := r.Header.Get("X-Amzn-Request-Id"); v != "" && len(v) <= 64 {
+		return v
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// recorder remembers the status and size of a response for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.WriteHeader(http.StatusOK)
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func setLength(h http.Header, n int64) { h.Set("Content-Length", strconv.FormatInt(n, 10)) }

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// UpstreamConfig describes one registry the mirror pulls from.
+type UpstreamConfig struct {
+	// Host is the registry's name as clients know it, e.g. docker.io. It
+	// scopes tag records in the store.
+	Host string
+	// URL is the registry's base URL, e.g. https://registry-1.docker.io.
+	URL string
+	// Username and Password are optional credentials, sent only to the
+	// upstream itself and to allowed token realms.
+	Username, Password string
+	// AuthHosts are extra hosts whose token realms are honoured (the
+	// upstream's own host always is).
+	AuthHosts []string
+	// Transport is the round tripper for all upstream traffic; nil means a
+	// dedicated transport with sane timeouts.
+	Transport http.RoundTripper
+}
+
+// Upstream is a registry client limited to what a pull-through cache needs:
+// GET and HEAD of manifests, blobs and tag lists, with bearer-token auth.
+type Upstream struct {
+	host               string
+	base               *url.URL
+	username, password string
+	authHosts          []string
+	client             *http.Client // manifests, blobs: follows safe redirects
+	tokenClient        *http.Client // token realms: no redirects
+	tokens             tokenCache
+	dockerHub          bool
+	timeouts           struct{ token, manifest time.Duration }
+	retryAt            atomic.Int64 // unix nanos before which we do not call upstream
+}
+
+// DockerHubHost and DockerHubURL name the default upstream.
+const (
+	DockerHubHost = "docker.io"
+	DockerHubURL  = "https://registry-1.docker.io"
+)
+
+// NewUpstream validates cfg and builds the client.
+func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
+	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") || base.User != nil {
+		return nil, fmt.Errorf("upstream URL %q: want http(s)://host[:port]", cfg.URL)
+	}
+	if base.Path != "" || base.RawQuery != "" {
+		return nil, fmt.Errorf("upstream URL %q: must not have a path or query", cfg.URL)
+	}
+	host := cfg.Host
+	if host == "" {
+		host = base.Host
+	}
+	u := &Upstream{
+		host:      host,
+		base:      base,
+		username:  cfg.Username,
+		password:  cfg.Password,
+		authHosts: cfg.AuthHosts,
+		dockerHub: strings.EqualFold(base.Host, "registry-1.docker.io") || host == DockerHubHost,
+	}
+	u.timeouts.token = 30 * time.Second
+	u.timeouts.manifest = 60 * time.Second
+	if u.dockerHub && len(u.authHosts) == 0 {
+		u.authHosts = []string{"auth.docker.io"}
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = newTransport()
+	}
+	u.client = &http.Client{Transport: rt, CheckRedirect: u.checkRedirect}
+	u.tokenClient = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	return u, nil
+}
+
+// Host is the registry name the upstream serves, e.g. docker.io.
+func (u *Upstream) Host() string { return u.host }
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   16,
+	}
+}
+
+// checkRedirect follows blob redirects (registries send blobs to a CDN or
+// object store) but never carries credentials to another host.
+func (u *Upstream) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("upstream: too many redirects")
+	}
+	if req.URL.Scheme != "https" && !(req.URL.Scheme == "http" && u.base.Scheme == "http") {
+		return fmt.Errorf("upstream: refusing redirect to %s URL", req.URL.Scheme)
+	}
+	if !strings.EqualFold(req.URL.Host, u.base.Host) {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+// repoPath maps a client-facing repository name to the upstream's: Docker
+// Hub keeps official images under library/.
+func (u *Upstream) repoPath(name string) string {
+	if u.dockerHub && !strings.Contains(name, "/") {
+		return "library/" + name
+	}
+	return name
+}
+
+// do sends an idempotent request for repository name, running the token
+// flow once if the upstream asks for it. The caller closes the body.
+func (u *Upstream) do(ctx context.Context, method, name, rest string, header http.Header) (*http.Response, error) {
+	repo := u.repoPath(name)
+	target := u.base.JoinPath("v2", repo, rest)
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		target = u.base.JoinPath("v2", repo, rest[:i])
+		target.RawQuery = rest[i+1:]
+	}
+	scope := "repository:" + repo + ":pull"
+	send := func(auth string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		req.Header.Set("User-Agent", "pullthrough")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		return u.client.Do(req)
+	}
+	auth := ""
+	if tok, ok := u.tokens.get(scope, time.Now()); ok {
+		auth = "Bearer " + tok
+	}
+	resp, err := send(auth)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		return resp, nil
+	}
+	ch, ok := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+	if !ok {
+		return resp, nil
+	}
+	switch ch.scheme {
+	case "bearer":
+		tok, err := u.fetchToken(ctx, ch, scope)
+		if err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
+		auth = "Bearer " + tok
+	case "basic":
+		if u.username == "" {
+			return resp, nil
+		}
+		auth = u.basicAuth()
+	default:
+		return resp, nil
+	}
+	resp.Body.Close()
+	return send(auth)
+}
+
+func (u *Upstream) basicAuth() string {
+	req := http.Request{Header: http.Header{}}
+	req.SetBasicAuth(u.username, u.password)
+	return req.Header.Get("Authorization")
+}
+
+// upstreamError turns an upstream answer that is not a success into the error
+// the client sees. The upstream's own auth errors are never passed through:
+// the client did not talk to the upstream and cannot fix them.
+func upstreamError(resp *http.Response, notFound *Error) *Error {
+	cause := fmt.Errorf("upstream answered %d", resp.StatusCode)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return notFound.With("", cause)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return ErrDenied.With("upstream denied access: the repository does not exist or needs credentials the mirror does not have", cause)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e := ErrTooManyRequests.With("upstream rate limit reached and the mirror has no cached copy", cause)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			e.Detail = map[string]string{"retryAfter": ra}
+		}
+		return e
+	default:
+		return ErrUnavailable.With("upstream registry unavailable", cause)
+	}
+}

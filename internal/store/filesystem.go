@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Filesystem stores objects as files under a root directory. Writes go to
+// a temporary file in the same file system and are published by rename or
+// link, so readers never see partial content.
+type Filesystem struct {
+	root string
+	tmp  string
+}
+
+// NewFilesystem creates root if needed.
+func NewFilesystem(root string) (*Filesystem, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(abs, ".uploads")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &Filesystem{root: abs, tmp: tmp}, nil
+}
+
+func (f *Filesystem) path(key string) (string, error) {
+	if err := validKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(f.root, filepath.FromSlash(key)), nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Stat returns the size of the object at key.
+func (f *Filesystem) Stat(ctx context.Context, key string) (int64, error) {
+	p, err := f.path(key)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, notFound(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, ErrNotFound
+	}
+	return fi.Size(), nil
+}
+
+// Get opens the object at key. The reader is an *os.File, so it can seek.
+func (f *Filesystem) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	p, err := f.path(key)
+	if err != nil {
+		return nil, 0, err
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, 0, notFound(err)
+	}
+	fi, err := file.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		file.Close()
+		return nil, 0, ErrNotFound
+	}
+	return file, fi.Size(), nil
+}
+
+// Put writes a small object, replacing any previous one atomically.
+func (f *Filesystem) Put(ctx context.Context, key string, data []byte) error {
+	p, err := f.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(f.tmp, "put-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+// Create starts a streamed write to key.
+func (f *Filesystem) Create(ctx context.Context, key string) (Upload, error) {
+	p, err := f.path(key)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(f.tmp, "upload-*")
+	if err != nil {
+		return nil, err
+	}
+	return &FileUpload{file: tmp, dst: p}, nil
+}
+
+// FileUpload is a write in progress to a temporary file.
+type FileUpload struct {
+	file *os.File
+	dst  string
+}
+
+func (u *FileUpload) Write(p []byte) (int, error) { return u.file.Write(p) }
+
+// Commit publishes the file unless an object already exists at the key.
+func (u *FileUpload) Commit(ctx context.Context) error {
+	defer os.Remove(u.file.Name())
+	if err := u.file.Sync(); err != nil {
+		u.file.Close()
+		return err
+	}
+	if err := u.file.Close(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(u.dst), 0o755); err != nil {
+		return err
+	}
+	// link(2) fails if the destination exists: a conditional publish.
+	if err := os.Link(u.file.Name(), u.dst); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return ErrExists
+		}
+		return err
+	}
+	return nil
+}
+
+// Abort discards the write.
+func (u *FileUpload) Abort(ctx context.Context) error {
+	u.file.Close()
+	return os.Remove(u.file.Name())
+}

@@ -1,0 +1,273 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// s3API lists the only S3 calls the store makes; the IAM policy in
+// infra/terraform grants exactly the actions behind them.
+type s3API interface {
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+type presignAPI interface {
+	PresignGetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
+}
+
+// DefaultPartSize is the multipart part size: above S3's 5 MiB minimum, and
+// small enough that a fill holds little memory.
+const DefaultPartSize = 8 << 20
+
+// partTimeout bounds the upload of one part.
+const partTimeout = 2 * time.Minute
+
+// S3 stores objects in one bucket under an optional prefix.
+type S3 struct {
+	client   s3API
+	presign  presignAPI
+	bucket   string
+	prefix   string
+	partSize int
+}
+
+// NewS3 wraps an SDK client. prefix may be empty.
+func NewS3(client *s3.Client, bucket, prefix string) *S3 {
+	return &S3{
+		client:   client,
+		presign:  s3.NewPresignClient(client),
+		bucket:   bucket,
+		prefix:   prefix,
+		partSize: DefaultPartSize,
+	}
+}
+
+func (s *S3) key(key string) (*string, error) {
+	if err := validKey(key); err != nil {
+		return nil, err
+	}
+	if s.prefix != "" {
+		key = path.Join(s.prefix, key)
+	}
+	return aws.String(key), nil
+}
+
+// translate maps S3 errors onto the package's sentinels.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NotFound", "NoSuchKey":
+			return ErrNotFound
+		case "PreconditionFailed":
+			return ErrExists
+		}
+	}
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Stat returns the size of the object at key (one HeadObject).
+func (s *S3) Stat(ctx context.Context, key string) (int64, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return 0, err
+	}
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: k})
+	if err != nil {
+		return 0, translate(err)
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+// Get opens the object at key.
+func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k})
+	if err != nil {
+		return nil, 0, translate(err)
+	}
+	return out.Body, aws.ToInt64(out.ContentLength), nil
+}
+
+// Put writes a small object, replacing any previous one.
+func (s *S3) Put(ctx context.Context, key string, data []byte) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           k,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+	})
+	return translate(err)
+}
+
+// PresignGet returns a URL that GETs the object at key until ttl passes
+// (or the signing credentials expire, whichever is first).
+func (s *S3) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return "", err
+	}
+	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k}, s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", err
+	}
+	if req.Method != http.MethodGet {
+		return "", fmt.Errorf("store: presigned %s, want GET", req.Method)
+	}
+	return req.URL, nil
+}
+
+// Create starts a streamed write. Memory use is one part, whatever the
+// object size: parts are uploaded as they fill.
+func (s *S3) Create(ctx context.Context, key string) (Upload, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, err
+	}
+	return &s3Upload{s: s, key: k, buf: make([]byte, 0, s.partSize)}, nil
+}
+
+type s3Upload struct {
+	s     *S3
+	key   *string
+	buf   []byte
+	id    *string // multipart upload id, once started
+	parts []types.CompletedPart
+	err   error
+}
+
+func (u *s3Upload) Write(p []byte) (int, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
+	n := 0
+	for len(p) > 0 {
+		room := cap(u.buf) - len(u.buf)
+		take := min(room, len(p))
+		u.buf = append(u.buf, p[:take]...)
+		p, n = p[take:], n+take
+		if len(u.buf) == cap(u.buf) {
+			// io.Writer has no context, so each part gets its own
+			// deadline; Commit and Abort take the caller's.
+			ctx, cancel := context.WithTimeout(context.Background(), partTimeout)
+			err := u.flush(ctx)
+			cancel()
+			if err != nil {
+				u.err = err
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (u *s3Upload) flush(ctx context.Context) error {
+	if u.id == nil {
+		out, err := u.s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &u.s.bucket, Key: u.key})
+		if err != nil {
+			return fmt.Errorf("store: create multipart upload: %w", err)
+		}
+		u.id = out.UploadId
+	}
+	num := int32(len(u.parts) + 1)
+	out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:        &u.s.bucket,
+		Key:           u.key,
+		UploadId:      u.id,
+		PartNumber:    aws.Int32(num),
+		Body:          bytes.NewReader(u.buf),
+		ContentLength: aws.Int64(int64(len(u.buf))),
+	})
+	if err != nil {
+		return fmt.Errorf("store: upload part %d: %w", num, err)
+	}
+	u.parts = append(u.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+	u.buf = u.buf[:0]
+	return nil
+}
+
+// Commit publishes the object with If-None-Match: *, so of two writers of
+// the same key exactly one wins and the loser gets ErrExists.
+func (u *s3Upload) Commit(ctx context.Context) error {
+	if u.err != nil {
+		return u.err
+	}
+	if u.id == nil {
+		_, err := u.s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:        &u.s.bucket,
+			Key:           u.key,
+			Body:          bytes.NewReader(u.buf),
+			ContentLength: aws.Int64(int64(len(u.buf))),
+			IfNoneMatch:   aws.String("*"),
+		})
+		return translate(err)
+	}
+	if len(u.buf) > 0 {
+		if err := u.flush(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := u.s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          &u.s.bucket,
+		Key:             u.key,
+		UploadId:        u.id,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: u.parts},
+		IfNoneMatch:     aws.String("*"),
+	})
+	if err != nil {
+		err = translate(err)
+		if errors.Is(err, ErrExists) {
+			u.abort(ctx)
+		}
+		return err
+	}
+	return nil
+}
+
+// Abort discards the write and any uploaded parts.
+func (u *s3Upload) Abort(ctx context.Context) error {
+	u.buf = nil
+	return u.abort(ctx)
+}
+
+func (u *s3Upload) abort(ctx context.Context) error {
+	if u.id == nil {
+		return nil
+	}
+	_, err := u.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &u.s.bucket, Key: u.key, UploadId: u.id})
+	u.id = nil
+	return err
+}
