@@ -118,7 +118,7 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		switch {
 		case err == nil:
 			if !accept.allows(m.MediaType) {
-				return ErrManifestUnknown.With(fmt.Sprintf("manifest has media type %s, which the client does not accept", m.MediaType), nil)
+				return notAccepted(m)
 			}
 			return p.writeManifest(w, r, m, cacheHit)
 		case !errors.Is(err, fs.ErrNotExist):
@@ -130,6 +130,9 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		if err := p.saveManifest(ctx, m); err != nil {
 			return err
+		}
+		if !accept.allows(m.MediaType) {
+			return notAccepted(m)
 		}
 		return p.writeManifest(w, r, m, cacheMiss)
 	}
@@ -157,11 +160,11 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	if err := p.saveManifest(ctx, m); err != nil {
 		return err
 	}
-	// Only an answer to the full Accept list stands for every client.
-	if accept.complete() {
-		if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
-			return err
-		}
+	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
+		return err
+	}
+	if !accept.allows(m.MediaType) {
+		return notAccepted(m)
 	}
 	return p.writeManifest(w, r, m, cacheMiss)
 }
@@ -223,6 +226,12 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 	return m, cacheMiss, nil
 }
 
+// notAccepted answers as a registry does when a manifest exists only in a
+// media type the client did not list in Accept.
+func notAccepted(m storedManifest) error {
+	return ErrManifestUnknown.With(fmt.Sprintf("manifest has media type %s, which the client does not accept", m.MediaType), nil)
+}
+
 func (p *Proxy) fetchManifest(ctx context.Context, name, ref string, accept acceptList) (storedManifest, string, error) {
 	if p.upstream.backingOff(p.now()) {
 		return storedManifest{}, "", ErrTooManyRequests.With("upstream asked the mirror to back off and there is no cached copy", nil)
@@ -267,9 +276,12 @@ func (p *Proxy) getManifest(ctx context.Context, name, ref string, hdr http.Head
 	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(data)) {
 		return storedManifest{}, "", false, ErrUpstreamBadBytes.With("upstream manifest was truncated", nil)
 	}
-	want, _ := digest.Parse(ref)
-	if want == "" {
-		want, _ = digest.Parse(resp.Header.Get(headerDigest))
+	// digest.Parse returns its input even when it is invalid.
+	want, err := digest.Parse(ref)
+	if err != nil {
+		if want, err = digest.Parse(resp.Header.Get(headerDigest)); err != nil {
+			want = ""
+		}
 	}
 	alg := digest.Canonical
 	if want != "" {

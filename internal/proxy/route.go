@@ -128,8 +128,9 @@ func validName(name string) error {
 	if name == "" || len(name) > reference.NameTotalLengthMax {
 		return ErrNameInvalid.With("repository name must be 1 to 255 characters", nil)
 	}
-	m := reference.NameRegexp.FindString(name)
-	if m != name {
+	// The grammar allows upper case in a leading domain component; a
+	// mirror path never needs it and keys must not differ by case only.
+	if reference.NameRegexp.FindString(name) != name || strings.ToLower(name) != name {
 		return ErrNameInvalid.With(fmt.Sprintf("invalid repository name %q", truncate(name)), nil)
 	}
 	return nil

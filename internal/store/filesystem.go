@@ -31,6 +31,9 @@ func NewFilesystem(root string) (*Filesystem, error) {
 	return &Filesystem{root: abs, tmp: tmp}, nil
 }
 
+// Root is the directory objects live under.
+func (f *Filesystem) Root() string { return f.root }
+
 func (f *Filesystem) path(key string) (string, error) {
 	if err := validKey(key); err != nil {
 		return "", err

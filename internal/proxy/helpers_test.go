@@ -1,0 +1,71 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func do(t *testing.T, method, url string, h http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read: %v", req.Method, req.URL, err)
+	}
+	return response{Response: resp, body: body}
+}
+
+func assertOCIError(t *testing.T, resp response, code string) {
+	t.Helper()
+	if resp.Request.Method == http.MethodHead {
+		return
+	}
+	var body struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(resp.body, &body); err != nil || len(body.Errors) != 1 {
+		t.Fatalf("got body %q, want an OCI error", resp.body)
+	}
+	if body.Errors[0].Code != code {
+		t.Errorf("got code %s, want %s (%s)", body.Errors[0].Code, code, body.Errors[0].Message)
+	}
+}
+
+func v1Platform() v1.Platform { return v1.Platform{OS: "linux", Architecture: "amd64"} }
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

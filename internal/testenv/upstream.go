@@ -1,0 +1,307 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// InProcessRegistry starts go-containerregistry's registry (a real
+// implementation of the distribution API, in memory) and returns its URL.
+func InProcessRegistry(t testing.TB) *url.URL {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u
+}
+
+// DistributionRegistry starts the distribution v3 registry binary with
+// filesystem storage and returns its URL.
+func DistributionRegistry(t testing.TB) *url.URL {
+	t.Helper()
+	bin := Tool(t, "registry")
+	dir := t.TempDir()
+	addr := FreeAddr(t)
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	path := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Start(t, []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", path)
+	WaitHTTP(t, "http://"+addr+"/v2/", 20*time.Second)
+	u, _ := url.Parse("http://" + addr)
+	return u
+}
+
+// Fault is a failure the Upstream wrapper injects.
+type Fault int
+
+const (
+	FaultNone     Fault = iota
+	FaultCorrupt        // flip one byte of a blob body, keep its length
+	FaultTruncate       // send half the blob with a matching Content-Length
+	FaultCut            // announce the full length, send half, drop the connection
+	Fault429            // answer 429 with Retry-After
+	Fault500            // answer 500
+	FaultDown           // close every connection without an answer
+	FaultSlow           // stall 2s before answering
+)
+
+// Upstream is a reverse proxy in front of a real registry that counts
+// requests and injects faults. It stands between the mirror and the
+// registry, like the network would.
+type Upstream struct {
+	URL *url.URL
+
+	mu     sync.Mutex
+	counts map[string]int
+	fault  Fault
+	kind   string // "" = every request, else "blob", "manifest", "tags"
+	auth   *tokenAuth
+}
+
+// NewUpstream wraps target.
+func NewUpstream(t testing.TB, target *url.URL) *Upstream {
+	t.Helper()
+	u := &Upstream{counts: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.serve(w, r, rp)
+	}))
+	t.Cleanup(srv.Close)
+	u.URL, _ = url.Parse(srv.URL)
+	return u
+}
+
+// Kind classifies a registry request path.
+func Kind(path string) string {
+	switch {
+	case strings.HasSuffix(path, "/token"):
+		return "token"
+	case strings.Contains(path, "/blobs/"):
+		return "blob"
+	case strings.Contains(path, "/manifests/"):
+		return "manifest"
+	case strings.HasSuffix(path, "/tags/list"):
+		return "tags"
+	}
+	return "other"
+}
+
+// Count returns how many requests of method and kind ("blob", "manifest",
+// "tags", "token", "other") reached the wrapper; method "" counts all.
+func (u *Upstream) Count(method, kind string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if method == "" {
+		return u.counts["GET "+kind] + u.counts["HEAD "+kind]
+	}
+	return u.counts[method+" "+kind]
+}
+
+// Total is the number of requests of any kind.
+func (u *Upstream) Total() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, c := range u.counts {
+		n += c
+	}
+	return n
+}
+
+// Reset zeroes the counters.
+func (u *Upstream) Reset() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.counts = map[string]int{}
+}
+
+// SetFault injects f into requests of kind ("" for all).
+func (u *Upstream) SetFault(f Fault, kind string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.fault, u.kind = f, kind
+}
+
+func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	kind := Kind(r.URL.Path)
+	u.mu.Lock()
+	u.counts[r.Method+" "+kind]++
+	fault := FaultNone
+	if u.kind == "" || u.kind == kind {
+		fault = u.fault
+	}
+	auth := u.auth
+	u.mu.Unlock()
+
+	if auth != nil && !auth.allow(w, r, u.URL) {
+		return
+	}
+	switch fault {
+	case FaultDown:
+		hijackClose(w)
+		return
+	case Fault429:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`, http.StatusTooManyRequests)
+		return
+	case Fault500:
+		http.Error(w, "boom", http.StatusInternalServerError)
+		return
+	case FaultSlow:
+		time.Sleep(2 * time.Second)
+	}
+	if fault == FaultNone || fault == FaultSlow || r.Method != http.MethodGet || kind != "blob" {
+		next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	if rec.Code != http.StatusOK || len(body) < 2 {
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+		return
+	}
+	switch fault {
+	case FaultCorrupt:
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 0xff
+	case FaultTruncate:
+		body = body[:len(body)/2]
+	case FaultCut:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body[:len(body)/2])
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func hijackClose(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			c.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// RequireToken makes the wrapper demand the bearer-token flow: requests
+// without a token it issued get 401 with a challenge whose realm is
+// realm (empty: its own /token endpoint). With username set, the token
+// endpoint demands those basic-auth credentials.
+func (u *Upstream) RequireToken(realm, username, password string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.auth = &tokenAuth{realm: realm, username: username, password: password, tokens: map[string]bool{}}
+}
+
+// TokenLog returns the Authorization headers the token endpoint received.
+func (u *Upstream) TokenLog() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.auth == nil {
+		return nil
+	}
+	u.auth.mu.Lock()
+	defer u.auth.mu.Unlock()
+	return append([]string(nil), u.auth.seen...)
+}
+
+type tokenAuth struct {
+	realm, username, password string
+
+	mu     sync.Mutex
+	tokens map[string]bool
+	seen   []string
+}
+
+func (a *tokenAuth) allow(w http.ResponseWriter, r *http.Request, self *url.URL) bool {
+	if r.URL.Path == "/token" {
+		a.mu.Lock()
+		a.seen = append(a.seen, r.Header.Get("Authorization"))
+		a.mu.Unlock()
+		if a.username != "" {
+			user, pass, ok := r.BasicAuth()
+			if !ok || user != a.username || pass != a.password {
+				http.Error(w, `{"details":"bad credentials"}`, http.StatusUnauthorized)
+				return false
+			}
+		}
+		scope := r.URL.Query().Get("scope")
+		if !strings.HasPrefix(scope, "repository:") {
+			http.Error(w, `{"details":"no scope"}`, http.StatusBadRequest)
+			return false
+		}
+		b := make([]byte, 16)
+		rand.Read(b)
+		tok := hex.EncodeToString(b)
+		a.mu.Lock()
+		a.tokens[tok] = true
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"token":%q,"expires_in":300}`, tok)
+		return false
+	}
+	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {
+		return true
+	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	a.mu.Lock()
+	ok := a.tokens[tok]
+	a.mu.Unlock()
+	if ok {
+		r.Header.Del("Authorization")
+		return true
+	}
+	realm := a.realm
+	if realm == "" {
+		realm = self.String() + "/token"
+	}
+	repo := strings.TrimPrefix(r.URL.Path, "/v2/")
+	for _, sep := range []string{"/manifests/", "/blobs/", "/tags/"} {
+		if i := strings.Index(repo, sep); i >= 0 {
+			repo = repo[:i]
+		}
+	}
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="testenv",scope="repository:%s:pull"`, realm, repo))
+	http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+	return false
+}
+
+// Ctx is a context bounded for a test's outbound calls.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
