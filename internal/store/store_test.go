@@ -1,0 +1,242 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
+	"github.com/pullthrough/pullthrough/internal/store"
+	"github.com/pullthrough/pullthrough/internal/testenv"
+)
+
+// Both stores satisfy what the proxy asks for.
+var (
+	_ proxy.Store     = (*store.Filesystem)(nil)
+	_ proxy.Store     = (*store.S3)(nil)
+	_ proxy.Presigner = (*store.S3)(nil)
+)
+
+func TestFilesystem(t *testing.T) {
+	conformance(t, func(t *testing.T) proxy.Store {
+		fsys, err := store.NewFilesystem(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fsys
+	}, nil)
+}
+
+func TestS3(t *testing.T) {
+	srv := testenv.StartS3(t)
+	n := 0
+	conformance(t, func(t *testing.T) proxy.Store {
+		n++ // a fresh prefix per subtest keeps them independent
+		return store.NewS3(srv.Client(), srv.Bucket, "conformance/"+strings.Repeat("x", n))
+	}, srv)
+}
+
+// conformance is the one behaviour suite every store passes.
+func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S3Server) {
+	ctx := context.Background()
+
+	t.Run("missing object is ErrNotExist", func(t *testing.T) {
+		st := open(t)
+		if _, err := st.Stat(ctx, "blobs/sha256/none"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat: got %v, want ErrNotExist", err)
+		}
+		if _, _, err := st.Get(ctx, "blobs/sha256/none"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Get: got %v, want ErrNotExist", err)
+		}
+	})
+
+	t.Run("put get replace", func(t *testing.T) {
+		st := open(t)
+		for _, v := range []string{"first", "second, longer"} {
+			if err := st.Put(ctx, "tags/docker.io/library/alpine/_tag/latest", []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+			rc, n, err := st.Get(ctx, "tags/docker.io/library/alpine/_tag/latest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(got) != v || n != int64(len(v)) {
+				t.Errorf("got %q (%d), want %q", got, n, v)
+			}
+		}
+	})
+
+	t.Run("streamed write is invisible until commit", func(t *testing.T) {
+		st := open(t)
+		// Larger than one S3 part so the multipart path is used.
+		data := bytes.Repeat([]byte("0123456789abcdef"), (store.DefaultPartSize+3<<20)/16)
+		up, err := st.Create(ctx, "blobs/sha256/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for chunk := data; len(chunk) > 0; {
+			n := min(len(chunk), 1<<20)
+			if _, err := up.Write(chunk[:n]); err != nil {
+				t.Fatal(err)
+			}
+			chunk = chunk[n:]
+		}
+		if _, err := st.Stat(ctx, "blobs/sha256/big"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("before commit: got %v, want ErrNotExist", err)
+		}
+		if err := up.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		size, err := st.Stat(ctx, "blobs/sha256/big")
+		if err != nil || size != int64(len(data)) {
+			t.Fatalf("after commit: got %d, %v; want %d", size, err, len(data))
+		}
+		rc, _, err := st.Get(ctx, "blobs/sha256/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		h := sha256.New()
+		io.Copy(h, rc)
+		if !bytes.Equal(h.Sum(nil), sha256Sum(data)) {
+			t.Errorf("content differs after commit")
+		}
+	})
+
+	t.Run("abort leaves nothing", func(t *testing.T) {
+		st := open(t)
+		up, err := st.Create(ctx, "blobs/sha256/aborted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.Write(bytes.Repeat([]byte{1}, store.DefaultPartSize+1))
+		if err := up.Abort(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Stat(ctx, "blobs/sha256/aborted"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("got %v, want ErrNotExist", err)
+		}
+		if srv != nil {
+			if n := srv.PendingUploads(t); n != 0 {
+				t.Errorf("got %d pending multipart uploads after abort, want 0", n)
+			}
+		}
+	})
+
+	t.Run("commit never replaces an existing object", func(t *testing.T) {
+		st := open(t)
+		for _, size := range []int{10, store.DefaultPartSize + 10} {
+			key := "blobs/sha256/race" + strings.Repeat("x", size%7)
+			first, _ := st.Create(ctx, key)
+			second, _ := st.Create(ctx, key)
+			first.Write(bytes.Repeat([]byte("a"), size))
+			second.Write(bytes.Repeat([]byte("b"), size))
+			if err := first.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.Commit(ctx); !errors.Is(err, fs.ErrExist) {
+				t.Errorf("size %d: second commit got %v, want ErrExist", size, err)
+			}
+			rc, _, _ := st.Get(ctx, key)
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if len(got) == 0 || got[0] != 'a' {
+				t.Errorf("size %d: the losing writer replaced the object", size)
+			}
+		}
+	})
+
+	t.Run("concurrent commits publish exactly once", func(t *testing.T) {
+		st := open(t)
+		const n = 5
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				up, err := st.Create(ctx, "blobs/sha256/contended")
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				up.Write([]byte("same bytes"))
+				errs[i] = up.Commit(ctx)
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, fs.ErrExist):
+				t.Errorf("unexpected error %v", err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("got %d winning commits, want 1", won)
+		}
+	})
+
+	t.Run("keys that escape are refused", func(t *testing.T) {
+		st := open(t)
+		for _, key := range []string{"", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a\\b", "a\x00b", strings.Repeat("k", 1000)} {
+			if err := st.Put(ctx, key, []byte("x")); err == nil {
+				t.Errorf("Put(%q) succeeded, want an error", key)
+			}
+			if _, err := st.Create(ctx, key); err == nil {
+				t.Errorf("Create(%q) succeeded, want an error", key)
+			}
+		}
+	})
+
+	if srv != nil {
+		t.Run("presigned URL serves the object and expires", func(t *testing.T) {
+			st := open(t).(*store.S3)
+			st.Put(ctx, "blobs/sha256/p", []byte("presigned bytes"))
+			u, err := st.PresignGet(ctx, "blobs/sha256/p", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := httpGet(t, u); got.status != 200 || got.body != "presigned bytes" {
+				t.Errorf("got %d %q", got.status, got.body)
+			}
+			time.Sleep(3 * time.Second)
+			if got := httpGet(t, u); got.status != http.StatusForbidden {
+				t.Errorf("expired URL: got %d, want 403", got.status)
+			}
+		})
+	}
+}
+
+type httpResult struct {
+	status int
+	body   string
+}
+
+func httpGet(t *testing.T, u string) httpResult {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return httpResult{resp.StatusCode, string(b)}
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
