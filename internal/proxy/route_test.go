@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestParseRoute(t *testing.T) {
+	sha := "sha256:" + strings.Repeat("a", 64)
+	sha512 := "sha512:" + strings.Repeat("b", 128)
+	for _, tc := range []struct {
+		path    string
+		want    route
+		wantErr *Error
+	}{
+		{"/v2/", route{kind: routeBase}, nil},
+		{"/v2", route{kind: routeBase}, nil},
+		{"/v2/library/alpine/manifests/latest", route{kind: routeManifest, name: "library/alpine", tag: "latest"}, nil},
+		{"/v2/alpine/manifests/3.20", route{kind: routeManifest, name: "alpine", tag: "3.20"}, nil},
+		{"/v2/a/b/c/d/manifests/" + sha, route{kind: routeManifest, name: "a/b/c/d", digest: digestOf(sha)}, nil},
+		{"/v2/ghcr.io/org/app/manifests/1.0", route{kind: routeManifest, name: "ghcr.io/org/app", tag: "1.0"}, nil},
+		{"/v2/library/alpine/blobs/" + sha, route{kind: routeBlob, name: "library/alpine", digest: digestOf(sha)}, nil},
+		{"/v2/library/alpine/blobs/" + sha512, route{kind: routeBlob, name: "library/alpine", digest: digestOf(sha512)}, nil},
+		{"/v2/library/alpine/tags/list", route{kind: routeTags, name: "library/alpine"}, nil},
+		{"/v2/library/alpine/referrers/" + sha, route{kind: routeReferrers, name: "library/alpine", digest: digestOf(sha)}, nil},
+		// A repository may be named like a route keyword.
+		{"/v2/manifests/manifests/latest", route{kind: routeManifest, name: "manifests", tag: "latest"}, nil},
+		{"/v2/blobs/tags/list", route{kind: routeTags, name: "blobs"}, nil},
+
+		{"/v2/manifests/latest", route{}, ErrNotFound},
+		{"/v2/library/alpine/blobs/uploads/", route{}, ErrNotFound},
+		{"/v2/library/alpine/blobs/uploads/abc", route{}, ErrNotFound},
+		{"/v2/../x/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2/a/./b/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2//a/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2/a%2fb/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2/a\\b/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2/UPPER/manifests/latest", route{}, ErrNameInvalid},
+		{"/v2/a/manifests/.hidden", route{}, ErrManifestInvalid},
+		{"/v2/a/manifests/", route{}, ErrManifestInvalid},
+		{"/v2/a/blobs/sha256:" + strings.Repeat("A", 64), route{}, ErrDigestInvalid},
+		{"/v2/a/blobs/sha256:../../etc", route{}, ErrNotFound},
+		{"/v2/a/blobs/sha256:..", route{}, ErrDigestInvalid},
+		{"/v2/a/manifests/sha256:", route{}, ErrDigestInvalid},
+		{"/v3/a/manifests/latest", route{}, ErrNotFound},
+		{"/v2/" + strings.Repeat("a/", 600) + "manifests/x", route{}, ErrNameInvalid},
+	} {
+		t.Run(tc.path[:min(len(tc.path), 60)], func(t *testing.T) {
+			got, err := parseRoute(tc.path)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %v, want %s", err, tc.wantErr.Code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseRoute checks that no path panics and that every accepted route
+// yields store keys without traversal or empty segments.
+func FuzzParseRoute(f *testing.F) {
+	for _, s := range []string{
+		"/v2/", "/v2/library/alpine/manifests/latest", "/v2/a/blobs/sha256:" + strings.Repeat("0", 64),
+		"/v2/a/b/tags/list", "/v2/../../manifests/x", "/v2/a%2Fb/manifests/x", "/v2/a/referrers/sha512:" + strings.Repeat("f", 128),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		rt, err := parseRoute(path)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status < 400 || e.Status >= 500 {
+				t.Fatalf("%q: error %v is not a 4xx OCI error", path, err)
+			}
+			return
+		}
+		var keys []string
+		switch rt.kind {
+		case routeManifest:
+			if rt.tag != "" {
+				keys = append(keys, tagKey("docker.io", rt.name, rt.tag))
+			} else {
+				keys = append(keys, manifestKey(rt.digest))
+			}
+		case routeBlob:
+			keys = append(keys, blobKey(rt.digest))
+		}
+		for _, k := range keys {
+			for _, seg := range strings.Split(k, "/") {
+				if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, "\\%\x00") {
+					t.Fatalf("%q: unsafe key %q", path, k)
+				}
+			}
+		}
+	})
+}
+
+func TestParseChallenge(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		scheme string
+		params map[string]string
+		ok     bool
+	}{
+		{`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:library/alpine:pull"`, "bearer",
+			map[string]string{"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:library/alpine:pull"}, true},
+		{`Basic realm="Registry Realm"`, "basic", map[string]string{"realm": "Registry Realm"}, true},
+		{`bearer realm=https://x/token, service=svc`, "bearer", map[string]string{"realm": "https://x/token", "service": "svc"}, true},
+		{`Bearer realm="a\"b,c",scope="x"`, "bearer", map[string]string{"realm": `a"b,c`, "scope": "x"}, true},
+		{`Bearer realm="unterminated`, "", nil, false},
+		{``, "", nil, false},
+		{`=broken`, "", nil, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := parseChallenge(tc.in)
+			if ok != tc.ok {
+				t.Fatalf("got ok=%v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if got.scheme != tc.scheme {
+				t.Errorf("got scheme %q, want %q", got.scheme, tc.scheme)
+			}
+			for k, v := range tc.params {
+				if got.params[k] != v {
+					t.Errorf("got %s=%q, want %q", k, got.params[k], v)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseChallenge(f *testing.F) {
+	f.Add(`Bearer realm="https://auth.example/token",service="s",scope="repository:a:pull"`)
+	f.Add(`Basic realm="r"`)
+	f.Add(`Bearer realm="a\"b`)
+	f.Fuzz(func(t *testing.T, v string) {
+		c, ok := parseChallenge(v)
+		if ok && (c.scheme == "" || strings.ContainsAny(c.scheme, " \t=,\"")) {
+			t.Fatalf("%q: bad scheme %q", v, c.scheme)
+		}
+	})
+}
+
+// The proxy must stay free of AWS: it is the portable core.
+func TestNoAWSImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "aws") {
+			t.Errorf("internal/proxy depends on %s", dep)
+		}
+	}
+}
+
+func digestOf(s string) digest.Digest { return digest.Digest(s) }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the real servers and clients the tests run against into a cache
+# directory outside the repository, skipping whatever is already there.
+# Every tool version is pinned here and only here.
+set -euo pipefail
+
+VERSITYGW_VERSION=v1.8.0
+REGISTRY_VERSION=v3.1.2
+CRANE_VERSION=v0.22.1
+DEBIAN_PACKAGES="skopeo containerd docker.io jq"
+
+TOOLS="${PULLTHROUGH_TOOLS:-$HOME/.cache/pullthrough/tools}"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN"
+
+# go_tool NAME MODULE@VERSION: install once per version.
+go_tool() {
+  local name=$1 mod=$2 stamp="$BIN/.$1.version"
+  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then
+    return
+  fi
+  echo "tools: installing $mod" >&2
+  GOBIN="$BIN" GOFLAGS=-buildvcs=false go install "$mod"
+  echo "$mod" >"$stamp"
+}
+
+go_tool versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+
+# Debian packages for the real-client tests (dockerd, containerd, skopeo).
+if [[ "${PULLTHROUGH_SKIP_APT:-}" != "1" ]]; then
+  missing=()
+  for p in $DEBIAN_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "tools: apt-get install ${missing[*]}" >&2
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+echo "tools: ready in $BIN" >&2
