@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullthrough/pullthrough/internal/lambdaharness"
+	"github.com/pullthrough/pullthrough/internal/testenv"
+)
+
+// noRedirect is a client that shows redirects instead of following them.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// stack is the real thing on loopback: the distribution registry as
+// upstream (behind a counting wrapper), versitygw as S3.
+type stack struct {
+	reg *url.URL
+	up  *testenv.Upstream
+	s3  *testenv.S3Server
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	reg := testenv.DistributionRegistry(t)
+	return &stack{reg: reg, up: testenv.NewUpstream(t, reg), s3: testenv.StartS3(t)}
+}
+
+func (s *stack) env(extra ...string) []string {
+	return append(append(s.s3.Env(""), "PULLTHROUGH_UPSTREAM="+s.up.URL.String(), "PULLTHROUGH_MANIFEST_TTL=1h"), extra...)
+}
+
+func TestLocalServerOverS3(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/alpine:3.20", 256<<10, 3)
+	idx := testenv.SeedIndex(t, s.reg, "library/multi:1", 64<<10, 2, 2)
+	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env()...)
+
+	want, _ := img.Digest()
+	if got := testenv.PullImage(t, mirror, "library/alpine:3.20"); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	wantIdx, _ := idx.Digest()
+	if got := testenv.PullIndex(t, mirror, "library/multi:1"); got != wantIdx {
+		t.Fatalf("got index %s, want %s", got, wantIdx)
+	}
+	s.up.Reset()
+	testenv.PullImage(t, mirror, "library/alpine:3.20")
+	testenv.PullIndex(t, mirror, "library/multi:1")
+	if n := s.up.Count("", "blob"); n != 0 {
+		t.Errorf("warm pulls made %d upstream blob requests, want 0", n)
+	}
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+	rc, _ := layers[0].Compressed()
+	layerBytes, _ := io.ReadAll(rc)
+	blobURL := mirror + "/v2/library/alpine/blobs/" + ld.String()
+
+	t.Run("blob HEAD answers from metadata without redirect", func(t *testing.T) {
+		resp := mustDo(t, noRedirect, http.MethodHead, blobURL)
+		if resp.StatusCode != 200 || resp.ContentLength != size || resp.Header.Get("Docker-Content-Digest") != ld.String() || resp.Header.Get("Location") != "" {
+			t.Errorf("got %d len %d digest %q location %q; want 200 %d %s none", resp.StatusCode, resp.ContentLength, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Location"), size, ld)
+		}
+	})
+
+	t.Run("blob GET redirects to a presigned S3 URL", func(t *testing.T) {
+		resp := mustDo(t, noRedirect, http.MethodGet, blobURL)
+		if resp.StatusCode != http.StatusTemporaryRedirect {
+			t.Fatalf("got %d, want 307", resp.StatusCode)
+		}
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil || loc.Host != strings.TrimPrefix(s.s3.Endpoint, "http://") || !strings.Contains(loc.RawQuery, "X-Amz-Signature") {
+			t.Fatalf("Location %q is not a presigned URL on the S3 server", resp.Header.Get("Location"))
+		}
+		body := mustGet(t, loc.String())
+		if !bytes.Equal(body, layerBytes) {
+			t.Errorf("presigned URL served %d bytes that differ from the layer", len(body))
+		}
+	})
+
+	t.Run("manifests are served inline, never redirected", func(t *testing.T) {
+		resp := mustDo(t, noRedirect, http.MethodGet, mirror+"/v2/library/alpine/manifests/3.20")
+		if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != want.String() || resp.Header.Get("ETag") == "" {
+			t.Errorf("got %d digest %q etag %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("ETag"))
+		}
+	})
+
+	t.Run("wrong method gets the OCI error", func(t *testing.T) {
+		resp := mustDo(t, noRedirect, http.MethodPut, mirror+"/v2/library/alpine/manifests/3.20")
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 405 || !strings.Contains(string(b), `"code":"UNSUPPORTED"`) {
+			t.Errorf("got %d %s", resp.StatusCode, b)
+		}
+	})
+
+	t.Run("upstream down: cached pulls still work", func(t *testing.T) {
+		s.up.SetFault(testenv.FaultDown, "")
+		defer s.up.SetFault(testenv.FaultNone, "")
+		testenv.PullImage(t, mirror, "library/alpine@"+want.String())
+		testenv.PullImage(t, mirror, "library/alpine:3.20")
+	})
+
+	if n := s.s3.PendingUploads(t); n != 0 {
+		t.Errorf("%d multipart uploads left pending", n)
+	}
+}
+
+func TestCorruptBlobNeverReachesS3(t *testing.T) {
+	s := newStack(t)
+	// Large enough for a multipart upload, so abort is exercised too.
+	img := testenv.SeedImage(t, s.reg, "org/big:1", 12<<20, 1)
+	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env()...)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	blobURL := mirror + "/v2/org/big/blobs/" + ld.String()
+
+	for _, f := range []testenv.Fault{testenv.FaultCorrupt, testenv.FaultTruncate, testenv.FaultCut} {
+		s.up.SetFault(f, "blob")
+		resp := mustDo(t, noRedirect, http.MethodGet, blobURL)
+		if resp.StatusCode < 500 {
+			t.Errorf("fault %d: got %d, want 5xx", f, resp.StatusCode)
+		}
+		for _, k := range s.s3.Keys(t) {
+			if strings.Contains(k, ld.Hex) {
+				t.Fatalf("fault %d: unverified blob stored at %s", f, k)
+			}
+		}
+		if n := s.s3.PendingUploads(t); n != 0 {
+			t.Errorf("fault %d: %d multipart uploads left pending", f, n)
+		}
+	}
+	s.up.SetFault(testenv.FaultNone, "")
+	testenv.PullImage(t, mirror, "org/big:1")
+}
+
+func TestSHA512Blob(t *testing.T) {
+	s := newStack(t)
+	data := bytes.Repeat([]byte("sha512 content "), 4096)
+	sum := sha512.Sum512(data)
+	dgst := "sha512:" + hex.EncodeToString(sum[:])
+	// A two-step upload straight to the upstream registry, which accepts
+	// and serves sha512 digests.
+	start, err := http.Post(s.reg.String()+"/v2/org/five12/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start.Body.Close()
+	req, _ := http.NewRequest(http.MethodPut, start.Header.Get("Location")+"&digest="+dgst, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upstream refused the sha512 blob: %d", resp.StatusCode)
+	}
+	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env()...)
+	if got := mustGet(t, mirror+"/v2/org/five12/blobs/"+dgst); !bytes.Equal(got, data) {
+		t.Errorf("got %d bytes that differ from the sha512 blob", len(got))
+	}
+	head := mustDo(t, noRedirect, http.MethodHead, mirror+"/v2/org/five12/blobs/"+dgst)
+	if head.Header.Get("Docker-Content-Digest") != dgst || head.ContentLength != int64(len(data)) {
+		t.Errorf("HEAD: got %q %d", head.Header.Get("Docker-Content-Digest"), head.ContentLength)
+	}
+}
+
+func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/alpine:3.20", 128<<10, 3)
+	h, err := lambdaharness.New(lambdaharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	testenv.Start(t, append(s.env(), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+
+	want, _ := img.Digest()
+	if got := testenv.PullImage(t, h.URL(), "library/alpine:3.20"); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[1].Digest()
+	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/alpine/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), s.s3.Endpoint) {
+		t.Errorf("blob hit through the function URL: got %d %q, want 307 to S3", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if h.Invocations() == 0 {
+		t.Errorf("the harness saw no invocations")
+	}
+}
+
+func TestInvalidConfigurationExitsWithOneLine(t *testing.T) {
+	bin := testenv.BuildMirror(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = []string{"PULLTHROUGH_MANIFEST_TTL=later", "PULLTHROUGH_STORE=file://" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("got %v, want exit status 1", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "PULLTHROUGH_MANIFEST_TTL") {
+		t.Errorf("got %q, want one line naming PULLTHROUGH_MANIFEST_TTL", out)
+	}
+}
+
+func mustDo(t *testing.T, c *http.Client, method, u string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func mustGet(t *testing.T, u string) []byte {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+	}
+	return b
+}
+
