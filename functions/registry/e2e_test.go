@@ -240,4 +240,3 @@ func mustGet(t *testing.T, u string) []byte {
 	}
 	return b
 }
-
