@@ -1,0 +1,261 @@
+// Package lambdaharness is test support, not product code: it lets tests run a
+// real AWS Lambda "bootstrap" binary on the local machine and talk to it over
+// plain HTTP, as if it were deployed behind a Lambda function URL.
+//
+// A Harness plays two roles:
+//
+//   - the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API), which a bootstrap built
+//     with aws-lambda-go (for example one whose main calls lambdaurl.Start)
+//     polls for invocations and posts its responses to; and
+//   - a Lambda function URL configured with InvokeMode RESPONSE_STREAM, which
+//     turns every incoming HTTP request into a payload-version-2.0 event,
+//     invokes the function with it, and streams the function's
+//     "application/vnd.awslambda.http-integration-response" back to the client.
+//
+// Typical use from a test:
+//
+//	h, err := lambdaharness.New(lambdaharness.Options{})
+//	...
+//	defer h.Close()
+//	cmd := exec.Command(bootstrapPath)
+//	cmd.Env = []string{"AWS_LAMBDA_RUNTIME_API=" + h.RuntimeAPI(), ...}
+//	cmd.Start()
+//	resp, err := http.Get(h.URL() + "/v2/")
+//
+// Like a single Lambda execution environment, the harness runs one invocation
+// at a time; concurrent HTTP requests wait their turn. The harness does not
+// manage the bootstrap process: closing the harness makes the runtime's next
+// call to the Runtime API fail, and aws-lambda-go then exits the process.
+//
+// Deliberate departures from AWS: the front end speaks plain HTTP, so the
+// event's x-forwarded-proto and x-forwarded-port headers describe the harness
+// (http and its port), not https/443; there is no authentication, throttling
+// or extensions API; and an invocation that times out is answered with 504
+// but the process is left alone (AWS would reset the execution environment;
+// here the runtime's late response is refused, which makes aws-lambda-go exit).
+package lambdaharness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTimeout is the invocation timeout used when Options.Timeout is zero.
+// It matches the longest timeout AWS Lambda allows.
+const DefaultTimeout = 15 * time.Minute
+
+// Options configures a Harness.
+type Options struct {
+	// Timeout is the per-invocation deadline, counted from the moment the
+	// invocation is queued (which, with an idle runtime, is also the moment it
+	// is delivered). It is announced to the function in
+	// Lambda-Runtime-Deadline-Ms. A request that gets no response headers in
+	// time is answered with 504; a response still streaming at the deadline is
+	// cut off. Zero means DefaultTimeout.
+	Timeout time.Duration
+
+	// Logger receives diagnostics (function errors, malformed responses,
+	// timeouts at Warn; per-request details at Debug). Nil discards them.
+	Logger *slog.Logger
+}
+
+// Harness is a local stand-in for the Lambda Runtime API and a function URL in
+// front of it. Create one with New and release it with Close.
+type Harness struct {
+	timeout time.Duration
+	log     *slog.Logger
+
+	runtimeLn  net.Listener
+	frontLn    net.Listener
+	runtimeSrv *http.Server
+	frontSrv   *http.Server
+	conns      sync.Map // net.Conn -> *connInfo, for Runtime API connections
+
+	slot      chan struct{} // capacity 1: the single execution environment
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	delivered atomic.Int64
+
+	mu       sync.Mutex
+	closed   bool
+	queue    []*invocation          // queued, not yet delivered
+	inflight map[string]*invocation // queued or delivered, not finished
+	changed  chan struct{}          // closed and replaced when queue or nextCalls changes
+	// nextCalls counts GET .../invocation/next requests received.
+	nextCalls uint64
+	initErr   string // set by POST /runtime/init/error
+}
+
+// New starts a Harness listening on two ephemeral ports on 127.0.0.1: one for
+// the Runtime API and one for the function URL.
+func New(opts Options) (*Harness, error) {
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("lambdaharness: negative timeout %v", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Harness{
+		timeout:  opts.Timeout,
+		log:      opts.Logger,
+		slot:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		inflight: make(map[string]*invocation),
+		changed:  make(chan struct{}),
+	}
+
+	var err error
+	if h.runtimeLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("lambdaharness: listen for runtime API: %w", err)
+	}
+	if h.frontLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		h.runtimeLn.Close()
+		return nil, fmt.Errorf("lambdaharness: listen for function URL: %w", err)
+	}
+
+	errLog := slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", h.tracked(h.serveNext))
+	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", h.tracked(h.serveResponse))
+	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", h.tracked(h.serveError))
+	mux.HandleFunc("POST /2018-06-01/runtime/init/error", h.tracked(h.serveInitError))
+	mux.HandleFunc("/", h.tracked(func(w http.ResponseWriter, r *http.Request) {
+		h.log.Debug("lambdaharness: unsupported runtime API call", "method", r.Method, "path", r.URL.Path)
+		runtimeError(w, http.StatusNotFound, "UnsupportedRequest", "lambdaharness does not implement "+r.Method+" "+r.URL.Path)
+	}))
+	h.runtimeSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          errLog,
+		ConnContext:       h.connContext,
+		ConnState:         h.connState,
+	}
+	h.frontSrv = &http.Server{
+		Handler:           h.tracked(h.serveFront),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          errLog,
+	}
+
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		h.serve(h.runtimeSrv, h.runtimeLn, "runtime API")
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.serve(h.frontSrv, h.frontLn, "function URL")
+	}()
+	return h, nil
+}
+
+func (h *Harness) serve(srv *http.Server, ln net.Listener, what string) {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		h.log.Error("lambdaharness: server stopped", "server", what, "err", err)
+	}
+}
+
+// RuntimeAPI returns the host:port of the Runtime API, the value for the
+// function's AWS_LAMBDA_RUNTIME_API environment variable.
+func (h *Harness) RuntimeAPI() string { return h.runtimeLn.Addr().String() }
+
+// URL returns the base URL of the function URL front end, "http://host:port",
+// without a trailing slash.
+func (h *Harness) URL() string { return "http://" + h.frontLn.Addr().String() }
+
+// Invocations returns how many invocations have been delivered to the runtime.
+func (h *Harness) Invocations() int64 { return h.delivered.Load() }
+
+// Close stops both servers, fails any waiting requests, and waits for all of
+// the harness's goroutines to finish. It is safe to call more than once.
+func (h *Harness) Close() error {
+	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		h.closed = true
+		h.mu.Unlock()
+		close(h.done)
+		h.closeErr = errors.Join(h.frontSrv.Close(), h.runtimeSrv.Close())
+		// Every handler wakes on h.done or on its connection being closed.
+		h.wg.Wait()
+	})
+	return h.closeErr
+}
+
+// tracked wraps a handler so that Close waits for it to return.
+func (h *Harness) tracked(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			w.Header().Set("Connection", "close")
+			http.Error(w, "lambdaharness: closed", http.StatusServiceUnavailable)
+			return
+		}
+		h.wg.Add(1)
+		h.mu.Unlock()
+		defer h.wg.Done()
+		f(w, r)
+	}
+}
+
+// connInfo tracks one Runtime API connection, so the front end can notice the
+// function process dying right after it finished a response stream.
+type connInfo struct {
+	closed chan struct{}
+	once   sync.Once
+}
+
+type connInfoKey struct{}
+
+func (h *Harness) connContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{closed: make(chan struct{})}
+	h.conns.Store(c, ci)
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+func (h *Harness) connState(c net.Conn, s http.ConnState) {
+	if s != http.StateClosed && s != http.StateHijacked {
+		return
+	}
+	if v, ok := h.conns.LoadAndDelete(c); ok {
+		ci := v.(*connInfo)
+		ci.once.Do(func() { close(ci.closed) })
+	}
+}
+
+// notifyLocked wakes everything waiting for the queue or nextCalls to change.
+// h.mu must be held.
+func (h *Harness) notifyLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// newID returns a random UUID-shaped request ID.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	s := hex.EncodeToString(b[:])
+	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
+}
+
+// newTraceID returns an X-Ray style trace header value.
+func newTraceID(now time.Time) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("Root=1-%08x-%s;Sampled=0", now.Unix(), hex.EncodeToString(b[:]))
+}
