@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -59,13 +60,21 @@ func assertOCIError(t *testing.T, resp response, code string) {
 
 func v1Platform() v1.Platform { return v1.Platform{OS: "linux", Architecture: "amd64"} }
 
-type lockedWriter struct {
+// logBuffer collects log lines; the proxy writes the request line after the
+// response has gone, so reads and writes race without the lock.
+type logBuffer struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

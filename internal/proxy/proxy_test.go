@@ -25,7 +25,7 @@ type mirror struct {
 	URL   string
 	Store *store.Filesystem
 	Up    *testenv.Upstream
-	Logs  *bytes.Buffer
+	Logs  *logBuffer
 }
 
 // newMirror serves a proxy over a filesystem store in front of a counting,
@@ -49,8 +49,8 @@ func mirrorFor(t *testing.T, cfg proxy.Config, upCfg proxy.UpstreamConfig, up *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	srv := httptest.NewServer(proxy.New(cfg, st, u, logger))
 	t.Cleanup(srv.Close)
 	return &mirror{URL: srv.URL, Store: st, Up: up, Logs: logs}
