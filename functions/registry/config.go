@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,10 +19,13 @@ type Config struct {
 	Addr        string
 	Store       string // file://<dir> or s3://<bucket>[/<prefix>]
 	S3PathStyle bool
-	Upstream    proxy.UpstreamConfig
+	Upstreams   []proxy.UpstreamConfig
 	Proxy       proxy.Config
 	LogLevel    string
 	Lambda      bool
+	// CredentialsSecret names an AWS Secrets Manager secret with upstream
+	// and client credentials, read once at start (see applySecret).
+	CredentialsSecret string
 }
 
 // parseConfig reads the PULLTHROUGH_* variables and reports every problem
@@ -71,34 +76,37 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		bad("PULLTHROUGH_LOG_LEVEL", "want debug, info, warn or error, got %q", c.LogLevel)
 	}
 
-	c.Upstream = proxy.UpstreamConfig{
-		URL:      get("PULLTHROUGH_UPSTREAM", proxy.DockerHubURL),
-		Username: getenv("PULLTHROUGH_UPSTREAM_USERNAME"),
-		Password: getenv("PULLTHROUGH_UPSTREAM_PASSWORD"),
-	}
-	if (c.Upstream.Username == "") != (c.Upstream.Password == "") {
-		bad("PULLTHROUGH_UPSTREAM_USERNAME", "set both PULLTHROUGH_UPSTREAM_USERNAME and PULLTHROUGH_UPSTREAM_PASSWORD, or neither")
-	}
-	if u, err := url.Parse(c.Upstream.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") {
-		bad("PULLTHROUGH_UPSTREAM", "want a base URL such as https://registry-1.docker.io, got %q", c.Upstream.URL)
-	} else if u.Host == "registry-1.docker.io" {
-		c.Upstream.Host = proxy.DockerHubHost
-	}
-	if v := get("PULLTHROUGH_UPSTREAM_AUTH_HOSTS", ""); v != "" {
-		for _, h := range strings.Split(v, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				if strings.ContainsAny(h, "/@ ") {
-					bad("PULLTHROUGH_UPSTREAM_AUTH_HOSTS", "want host[:port] names, got %q", h)
-				}
-				c.Upstream.AuthHosts = append(c.Upstream.AuthHosts, h)
-			}
-		}
-	}
+	c.Upstreams = parseUpstreams(get, bad)
+	c.CredentialsSecret = get("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", "")
 
 	c.Proxy = proxy.Config{
 		ManifestTTL: duration("PULLTHROUGH_MANIFEST_TTL", proxy.DefaultManifestTTL),
 		PresignTTL:  duration("PULLTHROUGH_PRESIGN_TTL", proxy.DefaultPresignTTL),
 		FillTimeout: duration("PULLTHROUGH_FILL_TIMEOUT", proxy.DefaultFillTimeout),
+	}
+	c.Proxy.DefaultUpstream = get("PULLTHROUGH_DEFAULT_UPSTREAM", "")
+	if d := c.Proxy.DefaultUpstream; d != "" && !hasUpstream(c.Upstreams, d) {
+		bad("PULLTHROUGH_DEFAULT_UPSTREAM", "%q is not one of the configured upstreams", d)
+	}
+	c.Proxy.Access = proxy.AccessConfig{
+		Tokens: list(get("PULLTHROUGH_CLIENT_TOKENS", "")),
+		CIDRs:  list(get("PULLTHROUGH_CLIENT_CIDRS", "")),
+		Users:  map[string]string{},
+	}
+	for _, up := range list(get("PULLTHROUGH_CLIENT_USERS", "")) {
+		user, pass, ok := strings.Cut(up, ":")
+		if !ok || user == "" || pass == "" {
+			bad("PULLTHROUGH_CLIENT_USERS", "want user:password pairs separated by commas")
+			continue
+		}
+		c.Proxy.Access.Users[user] = pass
+	}
+	for _, cidr := range c.Proxy.Access.CIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			if _, err := netip.ParseAddr(cidr); err != nil {
+				bad("PULLTHROUGH_CLIENT_CIDRS", "%q is not a CIDR or address", cidr)
+			}
+		}
 	}
 	if c.Proxy.PresignTTL < time.Second || c.Proxy.PresignTTL > 7*24*time.Hour {
 		bad("PULLTHROUGH_PRESIGN_TTL", "want between 1s and 168h, got %s", c.Proxy.PresignTTL)
@@ -135,4 +143,160 @@ func defaultStore() string {
 		return "file://" + filepath.Join(dir, "pullthrough")
 	}
 	return "file://" + filepath.Join(".", "pullthrough-cache")
+}
+
+// parseUpstreams reads PULLTHROUGH_UPSTREAMS ("host[=url],..."), or the
+// single PULLTHROUGH_UPSTREAM URL, and each upstream's options from
+// PULLTHROUGH_UPSTREAM_<HOST>_<OPTION>, where <HOST> is the host in upper
+// case with every other character turned into "_" (ghcr.io -> GHCR_IO).
+// The un-keyed PULLTHROUGH_UPSTREAM_<OPTION> apply to the first upstream.
+func parseUpstreams(get func(string, string) string, bad func(string, string, ...any)) []proxy.UpstreamConfig {
+	type entry struct{ host, url string }
+	var entries []entry
+	if v := get("PULLTHROUGH_UPSTREAMS", ""); v != "" {
+		for _, item := range list(v) {
+			host, raw, _ := strings.Cut(item, "=")
+			host = strings.ToLower(strings.TrimSpace(host))
+			if raw == "" {
+				raw = "https://" + host
+				if host == proxy.DockerHubHost {
+					raw = proxy.DockerHubURL
+				}
+			}
+			entries = append(entries, entry{host, strings.TrimSpace(raw)})
+		}
+	} else {
+		raw := get("PULLTHROUGH_UPSTREAM", proxy.DockerHubURL)
+		host := ""
+		if u, err := url.Parse(raw); err == nil {
+			host = strings.ToLower(u.Host)
+		}
+		if host == "registry-1.docker.io" {
+			host = proxy.DockerHubHost
+		}
+		entries = append(entries, entry{host, raw})
+	}
+	var out []proxy.UpstreamConfig
+	seen := map[string]bool{}
+	for i, e := range entries {
+		name := "PULLTHROUGH_UPSTREAMS"
+		if get("PULLTHROUGH_UPSTREAMS", "") == "" {
+			name = "PULLTHROUGH_UPSTREAM"
+		}
+		if u, err := url.Parse(e.url); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") || u.User != nil {
+			bad(name, "want a base URL such as https://registry-1.docker.io, got %q", e.url)
+			continue
+		}
+		if e.host == "" || strings.ContainsAny(e.host, "/@ ") || seen[e.host] {
+			bad(name, "bad or repeated registry host %q", e.host)
+			continue
+		}
+		seen[e.host] = true
+		opt := func(option string) (string, string) {
+			keyed := "PULLTHROUGH_UPSTREAM_" + envKey(e.host) + "_" + option
+			if v := get(keyed, ""); v != "" || i > 0 {
+				return keyed, v
+			}
+			plain := "PULLTHROUGH_UPSTREAM_" + option
+			return plain, get(plain, "")
+		}
+		uc := proxy.UpstreamConfig{Host: e.host, URL: strings.TrimRight(e.url, "/")}
+		var userVar string
+		userVar, uc.Username = opt("USERNAME")
+		_, uc.Password = opt("PASSWORD")
+		_, uc.Token = opt("TOKEN")
+		if (uc.Username == "") != (uc.Password == "") {
+			bad(userVar, "set both USERNAME and PASSWORD for %s, or neither", e.host)
+		}
+		authVar, auth := opt("AUTH_HOSTS")
+		for _, h := range list(auth) {
+			if strings.ContainsAny(h, "/@ ") {
+				bad(authVar, "want host[:port] names, got %q", h)
+			}
+			uc.AuthHosts = append(uc.AuthHosts, h)
+		}
+		_, allow := opt("ALLOW")
+		_, deny := opt("DENY")
+		uc.Allow, uc.Deny = list(allow), list(deny)
+		out = append(out, uc)
+	}
+	return out
+}
+
+func hasUpstream(ups []proxy.UpstreamConfig, host string) bool {
+	for _, u := range ups {
+		if strings.EqualFold(u.Host, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// envKey turns a host into the part of a variable name that stands for it.
+func envKey(host string) string {
+	b := []byte(strings.ToUpper(host))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// list splits a comma-separated value, dropping blanks.
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// secretDoc is the JSON held in PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET.
+type secretDoc struct {
+	Upstreams map[string]struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Token    string `json:"token"`
+	} `json:"upstreams"`
+	Clients struct {
+		Tokens []string          `json:"tokens"`
+		Users  map[string]string `json:"users"`
+	} `json:"clients"`
+}
+
+// applySecret merges credentials from the secret's JSON over the
+// environment's. It never echoes secret values in its errors.
+func applySecret(c *Config, data []byte) error {
+	var doc secretDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return errors.New("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: the secret is not the documented JSON document")
+	}
+	for host, cred := range doc.Upstreams {
+		found := false
+		for i := range c.Upstreams {
+			if strings.EqualFold(c.Upstreams[i].Host, host) {
+				found = true
+				if cred.Username != "" {
+					c.Upstreams[i].Username, c.Upstreams[i].Password = cred.Username, cred.Password
+				}
+				if cred.Token != "" {
+					c.Upstreams[i].Token = cred.Token
+				}
+			}
+		}
+		if !found {
+			return fmt.Errorf("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: credentials for %q, which is not a configured upstream", host)
+		}
+	}
+	c.Proxy.Access.Tokens = append(c.Proxy.Access.Tokens, doc.Clients.Tokens...)
+	for u, p := range doc.Clients.Users {
+		if c.Proxy.Access.Users == nil {
+			c.Proxy.Access.Users = map[string]string{}
+		}
+		c.Proxy.Access.Users[u] = p
+	}
+	return nil
 }

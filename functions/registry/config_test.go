@@ -17,8 +17,8 @@ func TestParseConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{},
 			check: func(t *testing.T, c Config) {
-				if c.Addr != "127.0.0.1:5000" || c.Upstream.URL != "https://registry-1.docker.io" || c.Upstream.Host != "docker.io" {
-					t.Errorf("got addr %q upstream %q host %q", c.Addr, c.Upstream.URL, c.Upstream.Host)
+				if c.Addr != "127.0.0.1:5000" || len(c.Upstreams) != 1 || c.Upstreams[0].URL != "https://registry-1.docker.io" || c.Upstreams[0].Host != "docker.io" {
+					t.Errorf("got addr %q upstreams %+v", c.Addr, c.Upstreams)
 				}
 				if !strings.HasPrefix(c.Store, "file://") || c.Proxy.ManifestTTL != 5*time.Minute || c.Proxy.PresignTTL != 15*time.Minute || c.Lambda {
 					t.Errorf("got store %q ttl %s presign %s lambda %v", c.Store, c.Proxy.ManifestTTL, c.Proxy.PresignTTL, c.Lambda)
@@ -37,8 +37,8 @@ func TestParseConfig(t *testing.T) {
 				if c.Store != "s3://my-bucket/cache/" || !c.S3PathStyle || c.Proxy.ManifestTTL != 0 || c.Proxy.PresignTTL != 5*time.Minute || !c.Lambda {
 					t.Errorf("got %+v", c)
 				}
-				if c.Upstream.Username != "u" || len(c.Upstream.AuthHosts) != 2 || c.Upstream.AuthHosts[1] != "token.example" {
-					t.Errorf("got upstream %+v", c.Upstream)
+				if u := c.Upstreams[0]; u.Host != "registry.example:5000" || u.Username != "u" || len(u.AuthHosts) != 2 || u.AuthHosts[1] != "token.example" {
+					t.Errorf("got upstream %+v", u)
 				}
 			},
 		},
@@ -46,10 +46,46 @@ func TestParseConfig(t *testing.T) {
 			name: "every problem at once",
 			env: map[string]string{
 				"PULLTHROUGH_STORE": "ftp://x", "PULLTHROUGH_MANIFEST_TTL": "soon", "PULLTHROUGH_PRESIGN_TTL": "-1s",
-				"PULLTHROUGH_UPSTREAM": "registry.example", "PULLTHROUGH_UPSTREAM_USERNAME": "only-user", "PULLTHROUGH_S3_PATH_STYLE": "maybe",
+				"PULLTHROUGH_UPSTREAM": "registry.example", "PULLTHROUGH_S3_PATH_STYLE": "maybe",
 			},
-			wantErr: []string{"PULLTHROUGH_STORE", "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL", "PULLTHROUGH_UPSTREAM:", "PULLTHROUGH_UPSTREAM_USERNAME", "PULLTHROUGH_S3_PATH_STYLE"},
+			wantErr: []string{"PULLTHROUGH_STORE", "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL", "PULLTHROUGH_UPSTREAM:", "PULLTHROUGH_S3_PATH_STYLE"},
 		},
+		{
+			name: "several upstreams with keyed options and client access",
+			env: map[string]string{
+				"PULLTHROUGH_UPSTREAMS":         "docker.io, ghcr.io, quay.io=https://quay.example",
+				"PULLTHROUGH_UPSTREAM_USERNAME": "hubuser", "PULLTHROUGH_UPSTREAM_PASSWORD": "hubpass",
+				"PULLTHROUGH_UPSTREAM_GHCR_IO_TOKEN": "ghcr-token",
+				"PULLTHROUGH_UPSTREAM_GHCR_IO_ALLOW": "myorg/**",
+				"PULLTHROUGH_UPSTREAM_QUAY_IO_DENY":  "bad/*, worse/*",
+				"PULLTHROUGH_DEFAULT_UPSTREAM":       "ghcr.io",
+				"PULLTHROUGH_CLIENT_TOKENS":          "t1,t2",
+				"PULLTHROUGH_CLIENT_USERS":           "ci:pw",
+				"PULLTHROUGH_CLIENT_CIDRS":           "10.0.0.0/8, 192.0.2.7",
+			},
+			check: func(t *testing.T, c Config) {
+				if len(c.Upstreams) != 3 {
+					t.Fatalf("got %d upstreams, want 3", len(c.Upstreams))
+				}
+				hub, ghcr, quay := c.Upstreams[0], c.Upstreams[1], c.Upstreams[2]
+				if hub.URL != "https://registry-1.docker.io" || hub.Username != "hubuser" {
+					t.Errorf("docker.io: got %+v", hub)
+				}
+				if ghcr.URL != "https://ghcr.io" || ghcr.Token != "ghcr-token" || ghcr.Username != "" || len(ghcr.Allow) != 1 {
+					t.Errorf("ghcr.io: got %+v", ghcr)
+				}
+				if quay.URL != "https://quay.example" || len(quay.Deny) != 2 {
+					t.Errorf("quay.io: got %+v", quay)
+				}
+				if c.Proxy.DefaultUpstream != "ghcr.io" || len(c.Proxy.Access.Tokens) != 2 || c.Proxy.Access.Users["ci"] != "pw" || len(c.Proxy.Access.CIDRs) != 2 {
+					t.Errorf("got proxy %+v", c.Proxy)
+				}
+			},
+		},
+		{name: "user without password", env: map[string]string{"PULLTHROUGH_UPSTREAM_USERNAME": "only-user"}, wantErr: []string{"PULLTHROUGH_UPSTREAM_USERNAME"}},
+		{name: "unknown default upstream", env: map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "ghcr.io"}, wantErr: []string{"PULLTHROUGH_DEFAULT_UPSTREAM"}},
+		{name: "bad client users and cidrs", env: map[string]string{"PULLTHROUGH_CLIENT_USERS": "nopassword", "PULLTHROUGH_CLIENT_CIDRS": "10.0.0.0/33"}, wantErr: []string{"PULLTHROUGH_CLIENT_USERS", "PULLTHROUGH_CLIENT_CIDRS"}},
+		{name: "repeated upstream", env: map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io,ghcr.io"}, wantErr: []string{"PULLTHROUGH_UPSTREAMS"}},
 		{name: "bad bucket", env: map[string]string{"PULLTHROUGH_STORE": "s3://a"}, wantErr: []string{"PULLTHROUGH_STORE"}},
 		{name: "upstream with path", env: map[string]string{"PULLTHROUGH_UPSTREAM": "https://r.example/v2"}, wantErr: []string{"PULLTHROUGH_UPSTREAM"}},
 		{name: "presign too long", env: map[string]string{"PULLTHROUGH_PRESIGN_TTL": "200h"}, wantErr: []string{"PULLTHROUGH_PRESIGN_TTL"}},
@@ -72,5 +108,31 @@ func TestParseConfig(t *testing.T) {
 			}
 			tc.check(t, c)
 		})
+	}
+}
+
+func TestApplySecret(t *testing.T) {
+	c, err := parseConfig(func(k string) string {
+		return map[string]string{"PULLTHROUGH_UPSTREAMS": "docker.io,ghcr.io"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"upstreams":{"docker.io":{"username":"u","password":"p"},"ghcr.io":{"token":"tok"}},"clients":{"tokens":["ct"],"users":{"ci":"pw"}}}`
+	if err := applySecret(&c, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstreams[0].Username != "u" || c.Upstreams[0].Password != "p" || c.Upstreams[1].Token != "tok" {
+		t.Errorf("got upstreams %+v", c.Upstreams)
+	}
+	if len(c.Proxy.Access.Tokens) != 1 || c.Proxy.Access.Users["ci"] != "pw" {
+		t.Errorf("got access %+v", c.Proxy.Access)
+	}
+	err = applySecret(&c, []byte(`{"upstreams":{"quay.io":{"password":"hunter2"}}}`))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("unknown upstream: got %v, want an error without the secret", err)
+	}
+	if err := applySecret(&c, []byte(`not json hunter2`)); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad JSON: got %v, want an error without the secret", err)
 	}
 }

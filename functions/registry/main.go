@@ -46,11 +46,23 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	up, err := proxy.NewUpstream(cfg.Upstream)
-	if err != nil {
-		return fmt.Errorf("PULLTHROUGH_UPSTREAM: %w", err)
+	if cfg.CredentialsSecret != "" {
+		if err := loadSecret(ctx, &cfg); err != nil {
+			return err
+		}
 	}
-	h := proxy.New(cfg.Proxy, st, up, logger)
+	var ups []*proxy.Upstream
+	for _, uc := range cfg.Upstreams {
+		up, err := proxy.NewUpstream(uc)
+		if err != nil {
+			return fmt.Errorf("PULLTHROUGH_UPSTREAMS: %w", err)
+		}
+		ups = append(ups, up)
+	}
+	h, err := proxy.New(cfg.Proxy, st, ups, logger)
+	if err != nil {
+		return err
+	}
 
 	if cfg.Lambda {
 		lambdaurl.Start(h)
@@ -65,7 +77,7 @@ func run() error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("listening", "addr", cfg.Addr, "store", cfg.Store, "upstream", cfg.Upstream.URL)
+	logger.Info("listening", "addr", cfg.Addr, "store", cfg.Store, "upstreams", len(ups))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("PULLTHROUGH_ADDR: %w", err)

@@ -88,9 +88,9 @@ func blobHeaders(h http.Header, d digest.Digest, size int64, cache string) {
 // headUpstreamBlob learns a blob's size without downloading it. Some
 // registries refuse HEAD on blobs; a one-byte ranged GET tells the size too.
 func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.upstream.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
 	defer cancel()
-	resp, err := p.upstream.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
+	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
 	if err != nil {
 		return 0, ErrUnavailable.With("upstream registry unreachable", err)
 	}
@@ -103,7 +103,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	default:
 		return 0, upstreamError(resp, ErrBlobUnknown)
 	}
-	resp, err = p.upstream.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
+	resp, err = rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
 	if err != nil {
 		return 0, ErrUnavailable.With("upstream registry unreachable", err)
 	}
@@ -141,16 +141,16 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 	if size, err := p.store.Stat(ctx, key); err == nil {
 		return size, nil
 	}
-	if p.upstream.backingOff(p.now()) {
+	if rt.up.backingOff(p.now()) {
 		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
 	}
-	resp, err := p.upstream.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), nil)
+	resp, err := rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), nil)
 	if err != nil {
 		return 0, ErrUnavailable.With("upstream registry unreachable", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		p.upstream.noteFailure(resp, p.now())
+		rt.up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return 0, upstreamError(resp, ErrBlobUnknown)
 	}

@@ -124,7 +124,7 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		case !errors.Is(err, fs.ErrNotExist):
 			return ErrUnavailable.With("cache storage unavailable", err)
 		}
-		m, _, err = p.fetchManifest(ctx, rt.name, rt.digest.String(), accept)
+		m, _, err = p.fetchManifest(ctx, rt.up, rt.name, rt.digest.String(), accept)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		return p.writeManifest(w, r, m, cacheMiss)
 	}
 
-	key := tagKey(p.upstream.Host(), rt.name, rt.tag)
+	key := tagKey(rt.up.Host(), rt.name, rt.tag)
 	tr, m, err := p.loadTag(ctx, key)
 	switch {
 	case err == nil && accept.allows(m.MediaType):
@@ -153,7 +153,7 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		return ErrUnavailable.With("cache storage unavailable", err)
 	}
 
-	m, etag, err := p.fetchManifest(ctx, rt.name, rt.tag, accept)
+	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag, accept)
 	if err != nil {
 		return err
 	}
@@ -173,13 +173,13 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 // on Docker Hub) and downloads the manifest only if the digest moved. Any
 // upstream trouble but "tag gone" serves the cached copy, marked stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
-	if p.upstream.backingOff(p.now()) {
+	if rt.up.backingOff(p.now()) {
 		return cached, cacheStale, nil
 	}
 	hdr := http.Header{"Accept": {fullAccept.upstreamHeader()}}
-	rctx, cancel := context.WithTimeout(ctx, p.upstream.timeouts.manifest)
+	rctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
 	defer cancel()
-	resp, err := p.upstream.do(rctx, http.MethodHead, rt.name, "manifests/"+rt.tag, hdr)
+	resp, err := rt.up.do(rctx, http.MethodHead, rt.name, "manifests/"+rt.tag, hdr)
 	if err != nil {
 		p.log.Warn("revalidation failed, serving stale", "tag", rt.name+":"+rt.tag, "cause", err.Error())
 		return cached, cacheStale, nil
@@ -189,7 +189,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 	case resp.StatusCode == http.StatusNotFound:
 		return storedManifest{}, "", ErrManifestUnknown.With("tag no longer exists upstream", nil)
 	case resp.StatusCode != http.StatusOK:
-		p.upstream.noteFailure(resp, p.now())
+		rt.up.noteFailure(resp, p.now())
 		p.log.Warn("revalidation failed, serving stale", "tag", rt.name+":"+rt.tag, "upstream_status", resp.StatusCode)
 		return cached, cacheStale, nil
 	}
@@ -201,7 +201,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		return cached, cacheRevalidated, nil
 	}
 	// Changed, or an upstream that does not say: a conditional GET.
-	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.name, rt.tag, tr.ETag)
+	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
 	if err != nil {
 		var oe *Error
 		if errors.As(err, &oe) && oe.Code == ErrManifestUnknown.Code {
@@ -232,28 +232,28 @@ func notAccepted(m storedManifest) error {
 	return ErrManifestUnknown.With(fmt.Sprintf("manifest has media type %s, which the client does not accept", m.MediaType), nil)
 }
 
-func (p *Proxy) fetchManifest(ctx context.Context, name, ref string, accept acceptList) (storedManifest, string, error) {
-	if p.upstream.backingOff(p.now()) {
+func (p *Proxy) fetchManifest(ctx context.Context, up *Upstream, name, ref string, accept acceptList) (storedManifest, string, error) {
+	if up.backingOff(p.now()) {
 		return storedManifest{}, "", ErrTooManyRequests.With("upstream asked the mirror to back off and there is no cached copy", nil)
 	}
-	m, etag, _, err := p.getManifest(ctx, name, ref, http.Header{"Accept": {accept.upstreamHeader()}})
+	m, etag, _, err := p.getManifest(ctx, up, name, ref, http.Header{"Accept": {accept.upstreamHeader()}})
 	return m, etag, err
 }
 
-func (p *Proxy) fetchManifestIfChanged(ctx context.Context, name, tag, etag string) (storedManifest, string, bool, error) {
+func (p *Proxy) fetchManifestIfChanged(ctx context.Context, up *Upstream, name, tag, etag string) (storedManifest, string, bool, error) {
 	hdr := http.Header{"Accept": {fullAccept.upstreamHeader()}}
 	if etag != "" {
 		hdr.Set("If-None-Match", etag)
 	}
-	return p.getManifest(ctx, name, tag, hdr)
+	return p.getManifest(ctx, up, name, tag, hdr)
 }
 
 // getManifest GETs a manifest and verifies it against the digest it was
 // asked by, or else against the digest the upstream claims.
-func (p *Proxy) getManifest(ctx context.Context, name, ref string, hdr http.Header) (storedManifest, string, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.upstream.timeouts.manifest)
+func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string, hdr http.Header) (storedManifest, string, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
 	defer cancel()
-	resp, err := p.upstream.do(ctx, http.MethodGet, name, "manifests/"+ref, hdr)
+	resp, err := up.do(ctx, http.MethodGet, name, "manifests/"+ref, hdr)
 	if err != nil {
 		return storedManifest{}, "", false, ErrUnavailable.With("upstream registry unreachable", err)
 	}
@@ -262,7 +262,7 @@ func (p *Proxy) getManifest(ctx context.Context, name, ref string, hdr http.Head
 		return storedManifest{}, "", true, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		p.upstream.noteFailure(resp, p.now())
+		up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return storedManifest{}, "", false, upstreamError(resp, ErrManifestUnknown)
 	}

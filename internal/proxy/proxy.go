@@ -9,6 +9,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -31,6 +32,12 @@ type Config struct {
 	FillTimeout time.Duration
 	// MaxManifestSize bounds manifests read into memory.
 	MaxManifestSize int64
+	// DefaultUpstream is the host of the upstream for requests that name
+	// none (no ?ns=, no host path prefix). Empty means the first one.
+	DefaultUpstream string
+	// Access restricts who may use the mirror. The zero value lets
+	// everyone in.
+	Access AccessConfig
 }
 
 // Defaults for zero Config fields.
@@ -43,16 +50,20 @@ const (
 
 // Proxy is the mirror's http.Handler.
 type Proxy struct {
-	cfg      Config
-	store    Store
-	upstream *Upstream
-	log      *slog.Logger
-	fills    flightGroup
-	now      func() time.Time
+	cfg       Config
+	store     Store
+	upstreams map[string]*Upstream // by lower-case host
+	def       *Upstream
+	access    access
+	log       *slog.Logger
+	fills     flightGroup
+	now       func() time.Time
 }
 
-// New builds the handler. A nil logger discards logs.
-func New(cfg Config, store Store, upstream *Upstream, logger *slog.Logger) *Proxy {
+// New builds the handler. upstreams must not be empty; requests that name
+// no registry go to the one whose host is cfg.DefaultUpstream, or the
+// first. A nil logger discards logs.
+func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*Proxy, error) {
 	if cfg.PresignTTL <= 0 {
 		cfg.PresignTTL = DefaultPresignTTL
 	}
@@ -68,7 +79,31 @@ func New(cfg Config, store Store, upstream *Upstream, logger *slog.Logger) *Prox
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{cfg: cfg, store: store, upstream: upstream, log: logger, now: time.Now}
+	if len(upstreams) == 0 {
+		return nil, errors.New("proxy: no upstream configured")
+	}
+	p := &Proxy{cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now}
+	for _, u := range upstreams {
+		h := strings.ToLower(u.Host())
+		if _, dup := p.upstreams[h]; dup {
+			return nil, fmt.Errorf("proxy: upstream %s configured twice", h)
+		}
+		p.upstreams[h] = u
+	}
+	p.def = upstreams[0]
+	if cfg.DefaultUpstream != "" {
+		d, ok := p.upstreams[strings.ToLower(cfg.DefaultUpstream)]
+		if !ok {
+			return nil, fmt.Errorf("proxy: default upstream %s is not configured", cfg.DefaultUpstream)
+		}
+		p.def = d
+	}
+	a, err := newAccess(cfg.Access)
+	if err != nil {
+		return nil, err
+	}
+	p.access = a
+	return p, nil
 }
 
 // Cache results, reported in the X-Pullthrough-Cache response header and
@@ -92,7 +127,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set(headerAPIVersion, apiVersionV2Value)
 	rec.Header().Set("X-Request-Id", id)
 
-	kind := "unknown"
+	kind, upstream := "unknown", ""
 	err := func() (err error) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -103,6 +138,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				err = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
 			}
 		}()
+		if err := p.access.check(r); err != nil {
+			return err
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			rec.Header().Set("Allow", "GET, HEAD")
 			return ErrUnsupported
@@ -112,9 +150,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		kind = rt.kind.String()
-		// containerd names the registry a mirror request is for.
-		if ns := r.URL.Query().Get("ns"); ns != "" && !strings.EqualFold(ns, p.upstream.Host()) {
-			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(ns)), nil)
+		if rt.kind != routeBase {
+			if err := p.resolve(r, &rt); err != nil {
+				return err
+			}
+			upstream = rt.up.Host()
+			rec.Header().Set("OCI-Namespace", upstream)
 		}
 		return p.serve(r.Context(), rec, r, rt)
 	}()
@@ -122,6 +163,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e := asOCI(err)
 		if e.Status >= 500 || e.Err != nil {
 			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
+		}
+		if e.Status == http.StatusUnauthorized {
+			rec.Header().Set("WWW-Authenticate", `Basic realm="pullthrough"`)
 		}
 		if !rec.wrote {
 			writeError(rec, r, e)
@@ -132,12 +176,55 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"method", r.Method,
 		"route", kind,
 		"path", truncate(r.URL.Path),
-		"upstream", p.upstream.Host(),
+		"upstream", upstream,
 		"cache", rec.Header().Get(headerCache),
 		"status", rec.status,
 		"bytes", rec.bytes,
 		"duration_ms", time.Since(start).Milliseconds(),
 	)
+}
+
+// resolve picks the upstream of a request, in this order: containerd's
+// ?ns=<host>, a host as the first path component (/v2/ghcr.io/org/app/...),
+// the default upstream. A registry that is not configured is refused before
+// any outbound request, as is a repository the upstream's lists deny.
+func (p *Proxy) resolve(r *http.Request, rt *route) error {
+	up := p.def
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		u, ok := p.lookup(ns)
+		if !ok {
+			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(ns)), nil)
+		}
+		up = u
+	} else if first, rest, ok := strings.Cut(rt.name, "/"); ok && looksLikeHost(first) {
+		u, ok := p.lookup(first)
+		if !ok {
+			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(first)), nil)
+		}
+		up, rt.name = u, rest
+	}
+	rt.name = up.canonicalName(rt.name)
+	if !up.allowed(rt.name) {
+		return ErrDenied.With(fmt.Sprintf("repository %s on %s is not allowed on this mirror", rt.name, up.Host()), nil)
+	}
+	rt.up = up
+	return nil
+}
+
+func (p *Proxy) lookup(host string) (*Upstream, bool) {
+	host = strings.ToLower(host)
+	switch host {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		host = DockerHubHost
+	}
+	u, ok := p.upstreams[host]
+	return u, ok
+}
+
+// looksLikeHost tells a registry host from a repository path component the
+// way Docker's reference grammar does: a dot, a port, or localhost.
+func looksLikeHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
 func (p *Proxy) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
@@ -157,7 +244,7 @@ func (p *Proxy) serve(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	case routeTags:
 		return p.serveTags(ctx, w, r, rt)
 	default:
-		return ErrUnsupported.With("referrers are not served yet", nil)
+		return p.serveReferrers(ctx, w, r, rt)
 	}
 }
 

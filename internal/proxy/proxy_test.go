@@ -40,20 +40,37 @@ func newMirror(t *testing.T, cfg proxy.Config, upCfg proxy.UpstreamConfig) (*mir
 
 func mirrorFor(t *testing.T, cfg proxy.Config, upCfg proxy.UpstreamConfig, up *testenv.Upstream) *mirror {
 	t.Helper()
+	upCfg.URL = up.URL.String()
+	m := multiMirror(t, cfg, upCfg)
+	m.Up = up
+	return m
+}
+
+// multiMirror serves a proxy over a fresh filesystem store with the given
+// upstreams (URLs set by the caller).
+func multiMirror(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) *mirror {
+	t.Helper()
 	st, err := store.NewFilesystem(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	upCfg.URL = up.URL.String()
-	u, err := proxy.NewUpstream(upCfg)
-	if err != nil {
-		t.Fatal(err)
+	var ups []*proxy.Upstream
+	for _, c := range upCfgs {
+		u, err := proxy.NewUpstream(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, u)
 	}
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	srv := httptest.NewServer(proxy.New(cfg, st, u, logger))
+	h, err := proxy.New(cfg, st, ups, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &mirror{URL: srv.URL, Store: st, Up: up, Logs: logs}
+	return &mirror{URL: srv.URL, Store: st, Logs: logs}
 }
 
 func TestPullTwiceSecondPullMakesNoBlobRequests(t *testing.T) {

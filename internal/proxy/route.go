@@ -49,6 +49,7 @@ type route struct {
 	name   string        // repository name, e.g. library/alpine
 	tag    string        // manifests by tag only
 	digest digest.Digest // manifests by digest, blobs, referrers
+	up     *Upstream     // set by resolve
 }
 
 // parseRoute parses an escaped URL path. Repository names contain slashes,

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 )
 
 const maxTagListBody = 16 << 20
@@ -29,13 +28,13 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		q.Set("last", last)
 	}
-	cacheKey := "tags/" + p.upstream.Host() + "/" + rt.name + "/_list"
+	cacheKey := "tags/" + rt.up.Host() + "/" + rt.name + "/_list"
 	rest := "tags/list"
 	if len(q) > 0 {
 		rest += "?" + q.Encode()
 		cacheKey = ""
 	}
-	body, link, err := p.fetchTags(ctx, rt.name, rest)
+	body, link, err := p.fetchTags(ctx, rt.up, rt.name, rest)
 	cache := cachePassthrough
 	if err != nil {
 		if cacheKey == "" {
@@ -70,16 +69,16 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return nil
 }
 
-func (p *Proxy) fetchTags(ctx context.Context, name, rest string) ([]byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.upstream.timeouts.manifest)
+func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) ([]byte, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
 	defer cancel()
-	resp, err := p.upstream.do(ctx, http.MethodGet, name, rest, nil)
+	resp, err := up.do(ctx, http.MethodGet, name, rest, nil)
 	if err != nil {
 		return nil, "", ErrUnavailable.With("upstream registry unreachable", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		p.upstream.noteFailure(resp, p.now())
+		up.noteFailure(resp, p.now())
 		return nil, "", upstreamError(resp, ErrNameUnknown)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListBody+1))
@@ -95,37 +94,4 @@ func (p *Proxy) fetchTags(ctx context.Context, name, rest string) ([]byte, strin
 		link = ""
 	}
 	return body, link, nil
-}
-
-// backoff remembers an upstream's Retry-After so the mirror stops asking
-// until then and serves from cache instead.
-func (u *Upstream) backingOff(now time.Time) bool {
-	return now.UnixNano() < u.retryAt.Load()
-}
-
-func (u *Upstream) noteFailure(resp *http.Response, now time.Time) {
-	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
-		return
-	}
-	d := retryAfter(resp.Header.Get("Retry-After"), now)
-	if d <= 0 {
-		return
-	}
-	if d > 10*time.Minute {
-		d = 10 * time.Minute
-	}
-	u.retryAt.Store(now.Add(d).UnixNano())
-}
-
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t.Sub(now)
-	}
-	return 0
 }

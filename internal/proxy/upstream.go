@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,13 @@ type UpstreamConfig struct {
 	// AuthHosts are extra hosts whose token realms are honoured (the
 	// upstream's own host always is).
 	AuthHosts []string
+	// Token is an optional static bearer token sent to the upstream.
+	Token string
+	// Allow and Deny are repository globs ("library/*", "myorg/**"): "*"
+	// matches within one path component, "**" across components. A
+	// repository matching Deny, or not matching a non-empty Allow, is
+	// refused without an upstream request.
+	Allow, Deny []string
 	// Transport is the round tripper for all upstream traffic; nil means a
 	// dedicated transport with sane timeouts.
 	Transport http.RoundTripper
@@ -37,6 +46,8 @@ type Upstream struct {
 	base               *url.URL
 	username, password string
 	authHosts          []string
+	token              string
+	allow, deny        []*regexp.Regexp
 	client             *http.Client // manifests, blobs: follows safe redirects
 	tokenClient        *http.Client // token realms: no redirects
 	tokens             tokenCache
@@ -57,6 +68,14 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") || base.User != nil {
 		return nil, fmt.Errorf("upstream URL %q: want http(s)://host[:port]", cfg.URL)
 	}
+	allow, err := compileGlobs(cfg.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Host, err)
+	}
+	deny, err := compileGlobs(cfg.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Host, err)
+	}
 	if base.Path != "" || base.RawQuery != "" {
 		return nil, fmt.Errorf("upstream URL %q: must not have a path or query", cfg.URL)
 	}
@@ -70,6 +89,9 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		username:  cfg.Username,
 		password:  cfg.Password,
 		authHosts: cfg.AuthHosts,
+		token:     cfg.Token,
+		allow:     allow,
+		deny:      deny,
 		dockerHub: strings.EqualFold(base.Host, "registry-1.docker.io") || host == DockerHubHost,
 	}
 	u.timeouts.token = 30 * time.Second
@@ -119,19 +141,72 @@ func (u *Upstream) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// repoPath maps a client-facing repository name to the upstream's: Docker
-// Hub keeps official images under library/.
-func (u *Upstream) repoPath(name string) string {
+// canonicalName maps a client-facing repository name to the upstream's:
+// Docker Hub keeps official images under library/, so "alpine" and
+// "library/alpine" are one repository (and one cache entry).
+func (u *Upstream) canonicalName(name string) string {
 	if u.dockerHub && !strings.Contains(name, "/") {
 		return "library/" + name
 	}
 	return name
 }
 
+// allowed applies the repository allow and deny lists.
+func (u *Upstream) allowed(name string) bool {
+	for _, g := range u.deny {
+		if g.MatchString(name) {
+			return false
+		}
+	}
+	if len(u.allow) == 0 {
+		return true
+	}
+	for _, g := range u.allow {
+		if g.MatchString(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// compileGlobs turns repository globs into anchored regular expressions:
+// "**" matches anything, "*" anything but "/", "?" one character but "/".
+func compileGlobs(globs []string) ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	for _, g := range globs {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("^")
+		for i := 0; i < len(g); i++ {
+			switch {
+			case strings.HasPrefix(g[i:], "**"):
+				b.WriteString(".*")
+				i++
+			case g[i] == '*':
+				b.WriteString("[^/]*")
+			case g[i] == '?':
+				b.WriteString("[^/]")
+			default:
+				b.WriteString(regexp.QuoteMeta(g[i : i+1]))
+			}
+		}
+		b.WriteString("$")
+		re, err := regexp.Compile(b.String())
+		if err != nil {
+			return nil, fmt.Errorf("bad repository pattern %q: %w", g, err)
+		}
+		out = append(out, re)
+	}
+	return out, nil
+}
+
 // do sends an idempotent request for repository name, running the token
 // flow once if the upstream asks for it. The caller closes the body.
 func (u *Upstream) do(ctx context.Context, method, name, rest string, header http.Header) (*http.Response, error) {
-	repo := u.repoPath(name)
+	repo := name
 	target := u.base.JoinPath("v2", repo, rest)
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
 		target = u.base.JoinPath("v2", repo, rest[:i])
@@ -155,6 +230,8 @@ func (u *Upstream) do(ctx context.Context, method, name, rest string, header htt
 	auth := ""
 	if tok, ok := u.tokens.get(scope, time.Now()); ok {
 		auth = "Bearer " + tok
+	} else if u.token != "" {
+		auth = "Bearer " + u.token
 	}
 	resp, err := send(auth)
 	if err != nil {
@@ -212,4 +289,37 @@ func upstreamError(resp *http.Response, notFound *Error) *Error {
 	default:
 		return ErrUnavailable.With("upstream registry unavailable", cause)
 	}
+}
+
+// backoff remembers an upstream's Retry-After so the mirror stops asking
+// until then and serves from cache instead.
+func (u *Upstream) backingOff(now time.Time) bool {
+	return now.UnixNano() < u.retryAt.Load()
+}
+
+func (u *Upstream) noteFailure(resp *http.Response, now time.Time) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return
+	}
+	d := retryAfter(resp.Header.Get("Retry-After"), now)
+	if d <= 0 {
+		return
+	}
+	if d > 10*time.Minute {
+		d = 10 * time.Minute
+	}
+	u.retryAt.Store(now.Add(d).UnixNano())
+}
+
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
 }

@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// AccessConfig restricts who may use the mirror. Empty fields do not
+// restrict. Tokens and Users together: either kind of credential works.
+type AccessConfig struct {
+	// Tokens are static bearer tokens ("Authorization: Bearer <token>",
+	// which containerd can send from hosts.toml).
+	Tokens []string
+	// Users maps user names to passwords for basic auth (docker login).
+	Users map[string]string
+	// CIDRs are the source networks allowed in.
+	CIDRs []string
+}
+
+// ErrUnauthorized asks the client for credentials.
+var ErrUnauthorized = &Error{Code: "UNAUTHORIZED", Status: http.StatusUnauthorized, Message: "authentication required"}
+
+type access struct {
+	tokens   [][32]byte // sha256 of each token: compared in constant time
+	users    map[string][32]byte
+	prefixes []netip.Prefix
+}
+
+func newAccess(c AccessConfig) (access, error) {
+	a := access{users: map[string][32]byte{}}
+	for _, t := range c.Tokens {
+		if t != "" {
+			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+		}
+	}
+	for u, p := range c.Users {
+		a.users[u] = sha256.Sum256([]byte(p))
+	}
+	for _, s := range c.CIDRs {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return access{}, fmt.Errorf("proxy: bad CIDR %q", s)
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		a.prefixes = append(a.prefixes, pfx.Masked())
+	}
+	return a, nil
+}
+
+// check admits or refuses a request. The source address is the
+// connection's (locally) or the function URL's sourceIp (in Lambda, where
+// lambdaurl puts it in RemoteAddr); proxy headers are not trusted.
+func (a access) check(r *http.Request) error {
+	if len(a.prefixes) > 0 {
+		host := r.RemoteAddr
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		addr, err := netip.ParseAddr(host)
+		if err != nil {
+			return ErrDenied.With("source address not allowed", nil)
+		}
+		addr = addr.Unmap()
+		ok := false
+		for _, p := range a.prefixes {
+			if p.Contains(addr) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return ErrDenied.With("source address not allowed", nil)
+		}
+	}
+	if len(a.tokens) == 0 && len(a.users) == 0 {
+		return nil
+	}
+	h := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+		sum := sha256.Sum256([]byte(tok))
+		match := 0
+		for _, t := range a.tokens {
+			match |= subtle.ConstantTimeCompare(sum[:], t[:])
+		}
+		if match == 1 {
+			return nil
+		}
+	} else if user, pass, ok := r.BasicAuth(); ok {
+		want, known := a.users[user]
+		sum := sha256.Sum256([]byte(pass))
+		if known && subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
+			return nil
+		}
+	}
+	return ErrUnauthorized
+}

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// referrersRecord caches the full (unfiltered) referrers index of one
+// subject, so every artifactType filter is answered from one entry.
+type referrersRecord struct {
+	Checked time.Time       `json:"checked"`
+	Index   json.RawMessage `json:"index"`
+}
+
+type referrersIndex struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	Manifests     []json.RawMessage `json:"manifests"`
+}
+
+func referrersKey(host, name string, rt route) string {
+	return "referrers/" + host + "/" + name + "/_ref/" + rt.digest.Algorithm().String() + "/" + rt.digest.Encoded()
+}
+
+// serveReferrers answers the OCI referrers API. It asks the upstream's
+// referrers API and, where the upstream has none, reads the tag-schema
+// fallback (<alg>-<hex> tag); answers are cached like tags and served stale
+// when the upstream fails.
+func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+	artifactType := r.URL.Query().Get("artifactType")
+	if len(artifactType) > 255 {
+		return &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "artifactType too long"}
+	}
+	key := referrersKey(rt.up.Host(), rt.name, rt)
+	var cached referrersRecord
+	haveCache := p.loadJSON(ctx, key, &cached) == nil
+	cache := cacheHit
+	index := cached.Index
+	if !haveCache || p.now().Sub(cached.Checked) >= p.cfg.ManifestTTL {
+		fresh, err := p.fetchReferrers(ctx, rt)
+		switch {
+		case err == nil:
+			index, cache = fresh, cacheMiss
+			if err := p.saveJSON(ctx, key, referrersRecord{Checked: p.now(), Index: fresh}); err != nil {
+				p.log.Warn("could not cache referrers", "cause", err.Error())
+			}
+		case haveCache:
+			p.log.Warn("referrers refresh failed, serving stale", "cause", err.Error())
+			cache = cacheStale
+		default:
+			return err
+		}
+	}
+	var idx referrersIndex
+	if err := json.Unmarshal(index, &idx); err != nil {
+		return ErrUnavailable.With("upstream referrers index unreadable", err)
+	}
+	if artifactType != "" {
+		kept := []json.RawMessage{}
+		for _, m := range idx.Manifests {
+			var d struct {
+				ArtifactType string `json:"artifactType"`
+			}
+			if json.Unmarshal(m, &d) == nil && d.ArtifactType == artifactType {
+				kept = append(kept, m)
+			}
+		}
+		idx.Manifests = kept
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	if idx.Manifests == nil {
+		idx.Manifests = []json.RawMessage{}
+	}
+	idx.SchemaVersion, idx.MediaType = 2, mediaOCIIndex
+	body, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", mediaOCIIndex)
+	h.Set(headerCache, cache)
+	setLength(h, int64(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+	return nil
+}
+
+func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, error) {
+	if rt.up.backingOff(p.now()) {
+		return nil, ErrTooManyRequests.With("upstream asked the mirror to back off", nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
+	defer cancel()
+	hdr := http.Header{"Accept": {mediaOCIIndex}}
+	body, status, err := p.getIndex(ctx, rt, "referrers/"+rt.digest.String(), hdr)
+	if err != nil {
+		return nil, err
+	}
+	if status == http.StatusOK {
+		return body, nil
+	}
+	// No referrers API: the tag schema keeps them under <alg>-<hex>.
+	tag := rt.digest.Algorithm().String() + "-" + rt.digest.Encoded()
+	body, status, err = p.getIndex(ctx, rt, "manifests/"+tag, hdr)
+	if err != nil {
+		return nil, err
+	}
+	if status == http.StatusOK {
+		return body, nil
+	}
+	return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + mediaOCIIndex + `","manifests":[]}`), nil
+}
+
+// getIndex GETs a small JSON index; 404 is reported as a status, not an error.
+func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.Header) (json.RawMessage, int, error) {
+	resp, err := rt.up.do(ctx, http.MethodGet, rt.name, rest, hdr)
+	if err != nil {
+		return nil, 0, ErrUnavailable.With("upstream registry unreachable", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, resp.StatusCode, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		rt.up.noteFailure(resp, p.now())
+		return nil, resp.StatusCode, upstreamError(resp, ErrManifestUnknown)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxManifestSize+1))
+	if err != nil {
+		return nil, 0, ErrUnavailable.With("upstream referrers download failed", err)
+	}
+	if int64(len(body)) > p.cfg.MaxManifestSize || !json.Valid(body) {
+		return nil, 0, ErrUnavailable.With(fmt.Sprintf("upstream %s is not a JSON index", rest), nil)
+	}
+	return body, http.StatusOK, nil
+}
