@@ -2,13 +2,17 @@ package proxy_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 type response struct {
@@ -78,3 +82,25 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+func basic(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+}
+
+// bearer is a go-containerregistry authenticator sending a static token.
+type bearer struct{ token string }
+
+func (b *bearer) Authorization() (*authn.AuthConfig, error) {
+	return &authn.AuthConfig{RegistryToken: b.token}, nil
+}
+
+func describe(t *testing.T, img v1.Image) v1.Descriptor {
+	t.Helper()
+	d, err := partial.Descriptor(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *d
+}
+
+func typesMediaType(s string) types.MediaType { return types.MediaType(s) }

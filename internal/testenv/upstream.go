@@ -25,9 +25,9 @@ import (
 
 // InProcessRegistry starts go-containerregistry's registry (a real
 // implementation of the distribution API, in memory) and returns its URL.
-func InProcessRegistry(t testing.TB) *url.URL {
+func InProcessRegistry(t testing.TB, opts ...registry.Option) *url.URL {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(registry.New(append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)...))
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	return u
@@ -63,6 +63,7 @@ const (
 	Fault500            // answer 500
 	FaultDown           // close every connection without an answer
 	FaultSlow           // stall 2s before answering
+	FaultNoHead         // refuse HEAD with 403, as some registries' blob storage does
 )
 
 // Upstream is a reverse proxy in front of a real registry that counts
@@ -103,6 +104,8 @@ func Kind(path string) string {
 		return "manifest"
 	case strings.HasSuffix(path, "/tags/list"):
 		return "tags"
+	case strings.Contains(path, "/referrers/"):
+		return "referrers"
 	}
 	return "other"
 }
@@ -170,8 +173,13 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		return
 	case FaultSlow:
 		time.Sleep(2 * time.Second)
+	case FaultNoHead:
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
 	}
-	if fault == FaultNone || fault == FaultSlow || r.Method != http.MethodGet || kind != "blob" {
+	if fault == FaultNone || fault == FaultSlow || fault == FaultNoHead || r.Method != http.MethodGet || kind != "blob" {
 		next.ServeHTTP(w, r)
 		return
 	}
