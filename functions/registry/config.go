@@ -83,6 +83,11 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		ManifestTTL: duration("PULLTHROUGH_MANIFEST_TTL", proxy.DefaultManifestTTL),
 		PresignTTL:  duration("PULLTHROUGH_PRESIGN_TTL", proxy.DefaultPresignTTL),
 		FillTimeout: duration("PULLTHROUGH_FILL_TIMEOUT", proxy.DefaultFillTimeout),
+		LeaseTTL:    duration("PULLTHROUGH_FILL_LEASE_TTL", proxy.DefaultLeaseTTL),
+		LeaseWait:   duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultLeaseWait),
+	}
+	if c.Proxy.LeaseTTL < 3*time.Second {
+		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}
 	c.Proxy.DefaultUpstream = get("PULLTHROUGH_DEFAULT_UPSTREAM", "")
 	if d := c.Proxy.DefaultUpstream; d != "" && !hasUpstream(c.Upstreams, d) {

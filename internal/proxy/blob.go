@@ -131,7 +131,11 @@ func (p *Proxy) fill(ctx context.Context, rt route) (int64, error) {
 	return p.fills.do(ctx, rt.digest.String(), func() (int64, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FillTimeout)
 		defer cancel()
-		return p.fillBlob(fctx, rt)
+		fill := func(ctx context.Context) (int64, error) { return p.fillBlob(ctx, rt) }
+		if l, ok := p.store.(Leaser); ok {
+			return p.fillShared(fctx, l, rt, fill)
+		}
+		return fill(fctx)
 	})
 }
 

@@ -88,6 +88,9 @@ func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	h.Del("Docker-Content-Digest")
 	h.Del("ETag")
+	if d, ok := e.Detail.(map[string]string); ok && d["retryAfter"] != "" {
+		h.Set("Retry-After", d["retryAfter"])
+	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		w.Write(body)

@@ -30,6 +30,12 @@ type Config struct {
 	PresignTTL time.Duration
 	// FillTimeout bounds one blob fill from upstream into the store.
 	FillTimeout time.Duration
+	// LeaseTTL is how long a fill lease lives without renewal: the time
+	// before another instance takes over from a filler that died.
+	LeaseTTL time.Duration
+	// LeaseWait bounds how long a request waits for another instance's
+	// fill before it is told to retry (keep it under client timeouts).
+	LeaseWait time.Duration
 	// MaxManifestSize bounds manifests read into memory.
 	MaxManifestSize int64
 	// DefaultUpstream is the host of the upstream for requests that name
@@ -46,6 +52,8 @@ const (
 	DefaultPresignTTL      = 15 * time.Minute
 	DefaultFillTimeout     = 14 * time.Minute
 	DefaultMaxManifestSize = 4 << 20
+	DefaultLeaseTTL        = 30 * time.Second
+	DefaultLeaseWait       = 4 * time.Minute
 )
 
 // Proxy is the mirror's http.Handler.
@@ -69,6 +77,12 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	}
 	if cfg.FillTimeout <= 0 {
 		cfg.FillTimeout = DefaultFillTimeout
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseWait <= 0 {
+		cfg.LeaseWait = DefaultLeaseWait
 	}
 	if cfg.MaxManifestSize <= 0 {
 		cfg.MaxManifestSize = DefaultMaxManifestSize

@@ -155,3 +155,28 @@ func (u *FileUpload) Abort(ctx context.Context) error {
 	u.file.Close()
 	return os.Remove(u.file.Name())
 }
+
+// PutIfAbsent writes a small object unless one exists at key.
+func (f *Filesystem) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	up, err := f.Create(ctx, key)
+	if err != nil {
+		return err
+	}
+	if _, err := up.Write(data); err != nil {
+		up.Abort(ctx)
+		return err
+	}
+	return up.Commit(ctx)
+}
+
+// Delete removes the object at key; a missing object is not an error.
+func (f *Filesystem) Delete(ctx context.Context, key string) error {
+	p, err := f.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

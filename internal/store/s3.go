@@ -27,6 +27,7 @@ type s3API interface {
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 }
 
 type presignAPI interface {
@@ -131,6 +132,36 @@ func (s *S3) Put(ctx context.Context, key string, data []byte) error {
 		ContentLength: aws.Int64(int64(len(data))),
 	})
 	return translate(err)
+}
+
+// PutIfAbsent writes a small object unless one exists at key
+// (If-None-Match: *); it returns ErrExists otherwise.
+func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           k,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		IfNoneMatch:   aws.String("*"),
+	})
+	return translate(err)
+}
+
+// Delete removes the object at key; a missing object is not an error.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: k})
+	if err = translate(err); errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // PresignGet returns a URL that GETs the object at key until ttl passes

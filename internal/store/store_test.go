@@ -23,6 +23,8 @@ var (
 	_ proxy.Store     = (*store.Filesystem)(nil)
 	_ proxy.Store     = (*store.S3)(nil)
 	_ proxy.Presigner = (*store.S3)(nil)
+	_ proxy.Leaser    = (*store.S3)(nil)
+	_ proxy.Leaser    = (*store.Filesystem)(nil)
 )
 
 func TestFilesystem(t *testing.T) {
@@ -186,6 +188,32 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 		}
 		if won != 1 {
 			t.Errorf("got %d winning commits, want 1", won)
+		}
+	})
+
+	t.Run("put if absent and delete", func(t *testing.T) {
+		st := open(t)
+		l := st.(proxy.Leaser)
+		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("one")); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("two")); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("second PutIfAbsent: got %v, want ErrExist", err)
+		}
+		rc, _, _ := st.Get(ctx, "leases/blobs/sha256/x")
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != "one" {
+			t.Errorf("got %q, want the first writer's content", got)
+		}
+		if err := l.Delete(ctx, "leases/blobs/sha256/x"); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Delete(ctx, "leases/blobs/sha256/x"); err != nil {
+			t.Errorf("deleting a missing object: got %v, want nil", err)
+		}
+		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("three")); err != nil {
+			t.Errorf("PutIfAbsent after Delete: %v", err)
 		}
 	})
 

@@ -64,6 +64,7 @@ const (
 	FaultDown           // close every connection without an answer
 	FaultSlow           // stall 2s before answering
 	FaultNoHead         // refuse HEAD with 403, as some registries' blob storage does
+	FaultThrottle       // send blob bodies at about 4 MiB/s
 )
 
 // Upstream is a reverse proxy in front of a real registry that counts
@@ -200,6 +201,21 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		body[len(body)/2] ^= 0xff
 	case FaultTruncate:
 		body = body[:len(body)/2]
+	case FaultThrottle:
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		for len(body) > 0 {
+			n := min(len(body), 128<<10)
+			if _, err := w.Write(body[:n]); err != nil {
+				return
+			}
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			body = body[n:]
+			time.Sleep(30 * time.Millisecond)
+		}
+		return
 	case FaultCut:
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
