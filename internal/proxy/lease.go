@@ -114,4 +114,3 @@ func newOwner() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
