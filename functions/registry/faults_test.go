@@ -103,7 +103,10 @@ func TestS3OutageAnswers503AndRecovers(t *testing.T) {
 	if err := pullVerify(mirror, "library/app:1", d.String()); err != nil {
 		t.Fatal(err)
 	}
-	layers, _ := img.Layers()
+	// A blob this process has not seen: its existence is not cached in
+	// memory, so the store must be asked.
+	other := testenv.SeedImage(t, s.reg, "library/app:2", 64<<10, 1)
+	layers, _ := other.Layers()
 	ld, _ := layers[0].Digest()
 
 	s.s3.Stop()

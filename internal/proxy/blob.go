@@ -21,8 +21,12 @@ func blobKey(d digest.Digest) string {
 
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	key := blobKey(rt.digest)
-	size, err := p.store.Stat(ctx, key)
 	cache := cacheHit
+	size, known := p.known.get(rt.digest, p.now())
+	var err error
+	if !known {
+		size, err = p.store.Stat(ctx, key)
+	}
 	switch {
 	case err == nil:
 	case !errors.Is(err, fs.ErrNotExist):
@@ -43,6 +47,7 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return err
 		}
 	}
+	p.known.put(rt.digest, size, p.now())
 	blobHeaders(w.Header(), rt.digest, size, cache)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
@@ -148,11 +153,16 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 	if rt.up.backingOff(p.now()) {
 		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
 	}
-	resp, err := rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), nil)
+	// A stalled upstream body is cut after idleBodyTimeout without bytes.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := rt.up.do(rctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), nil)
 	if err != nil {
 		return 0, ErrUnavailable.With("upstream registry unreachable", err)
 	}
 	defer resp.Body.Close()
+	body := newIdleReader(resp.Body, idleBodyTimeout, cancel)
+	defer body.stop()
 	if resp.StatusCode != http.StatusOK {
 		rt.up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -174,7 +184,7 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 	}()
 	verifier := rt.digest.Algorithm().Hash()
 	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(io.MultiWriter(up, verifier), resp.Body, buf)
+	n, err := io.CopyBuffer(io.MultiWriter(up, verifier), body, buf)
 	if err != nil {
 		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
 	}
@@ -232,4 +242,69 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (int64, erro
 	}()
 	f.size, f.err = fn()
 	return f.size, f.err
+}
+
+// idleBodyTimeout bounds the silence of an upstream body mid-transfer.
+const idleBodyTimeout = 60 * time.Second
+
+// idleReader cancels a transfer that makes no progress for a while: a
+// stalled upstream must not hold a fill (and its waiters) for the whole
+// fill timeout.
+type idleReader struct {
+	r     io.Reader
+	d     time.Duration
+	timer *time.Timer
+}
+
+func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc) *idleReader {
+	return &idleReader{r: r, d: d, timer: time.AfterFunc(d, cancel)}
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 {
+		i.timer.Reset(i.d)
+	}
+	return n, err
+}
+
+func (i *idleReader) stop() { i.timer.Stop() }
+
+// knownBlobs remembers blobs known to be in the store, so a hit costs no
+// store request: blobs are immutable. Entries expire so that objects removed
+// by a bucket lifecycle rule are noticed, and the set is bounded.
+type knownBlobs struct {
+	mu sync.Mutex
+	m  map[digest.Digest]knownBlob
+}
+
+type knownBlob struct {
+	size int64
+	at   time.Time
+}
+
+const (
+	knownBlobsMax = 50000
+	knownBlobsTTL = 10 * time.Minute
+)
+
+func (k *knownBlobs) get(d digest.Digest, now time.Time) (int64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, ok := k.m[d]
+	if !ok || now.Sub(b.at) > knownBlobsTTL {
+		return 0, false
+	}
+	return b.size, true
+}
+
+func (k *knownBlobs) put(d digest.Digest, size int64, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil || len(k.m) >= knownBlobsMax {
+		k.m = make(map[digest.Digest]knownBlob)
+	}
+	if _, ok := k.m[d]; !ok {
+		k.m[d] = knownBlob{size: size, at: now}
+	}
 }

@@ -65,6 +65,7 @@ type Proxy struct {
 	access    access
 	log       *slog.Logger
 	fills     flightGroup
+	known     knownBlobs
 	now       func() time.Time
 }
 

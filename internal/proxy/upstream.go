@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -225,7 +227,7 @@ func (u *Upstream) do(ctx context.Context, method, name, rest string, header htt
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		return u.client.Do(req)
+		return u.sendWithRetry(ctx, req)
 	}
 	auth := ""
 	if tok, ok := u.tokens.get(scope, time.Now()); ok {
@@ -322,4 +324,37 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// sendWithRetry sends an idempotent request (the mirror only sends GET and
+// HEAD), retrying connection failures and 502/503/504 a bounded number of
+// times with jittered back-off. 429 is not retried: it is honoured instead.
+func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.Response, error) {
+	const attempts = 3
+	backoff := 200 * time.Millisecond
+	for i := 1; ; i++ {
+		resp, err := u.client.Do(req)
+		transient := err != nil && ctx.Err() == nil
+		if err == nil {
+			switch resp.StatusCode {
+			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+				transient = resp.Header.Get("Retry-After") == ""
+			}
+		}
+		if !transient || i == attempts {
+			return resp, err
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(sleep):
+		}
+		backoff *= 2
+		req = req.Clone(ctx)
+	}
 }
