@@ -22,7 +22,7 @@ func blobKey(d digest.Digest) string {
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	key := blobKey(rt.digest)
 	cache := cacheHit
-	size, known := p.known.get(rt.digest, p.now())
+	size, known := p.known.get(rt.digest, p.now(), knownBlobsTTL)
 	var err error
 	if !known {
 		size, err = p.store.Stat(ctx, key)
@@ -47,14 +47,16 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return err
 		}
 	}
-	p.known.put(rt.digest, size, p.now())
+	if !known {
+		p.known.put(rt.digest, size, p.now())
+	}
 	blobHeaders(w.Header(), rt.digest, size, cache)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
 	if ps, ok := p.store.(Presigner); ok {
-		u, err := ps.PresignGet(ctx, key, p.cfg.PresignTTL)
+		u, err := p.presign(ctx, ps, key)
 		if err != nil {
 			return ErrUnavailable.With("cache storage unavailable", err)
 		}
@@ -270,41 +272,23 @@ func (i *idleReader) Read(p []byte) (int, error) {
 
 func (i *idleReader) stop() { i.timer.Stop() }
 
-// knownBlobs remembers blobs known to be in the store, so a hit costs no
-// store request: blobs are immutable. Entries expire so that objects removed
-// by a bucket lifecycle rule are noticed, and the set is bounded.
-type knownBlobs struct {
-	mu sync.Mutex
-	m  map[digest.Digest]knownBlob
-}
+// Blobs are immutable, so knowing one exists saves a store request on
+// every hit. Entries expire so that objects removed by a bucket lifecycle
+// rule are noticed.
+const knownBlobsTTL = 10 * time.Minute
 
-type knownBlob struct {
-	size int64
-	at   time.Time
-}
-
-const (
-	knownBlobsMax = 50000
-	knownBlobsTTL = 10 * time.Minute
-)
-
-func (k *knownBlobs) get(d digest.Digest, now time.Time) (int64, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	b, ok := k.m[d]
-	if !ok || now.Sub(b.at) > knownBlobsTTL {
-		return 0, false
+// presign reuses a presigned URL for the first half of its life: signing
+// costs more than the rest of a hit, and a URL is as good for one client as
+// for the next.
+func (p *Proxy) presign(ctx context.Context, ps Presigner, key string) (string, error) {
+	reuse := p.cfg.PresignTTL / 2
+	if u, ok := p.presigned.get(key, p.now(), reuse); ok {
+		return u, nil
 	}
-	return b.size, true
-}
-
-func (k *knownBlobs) put(d digest.Digest, size int64, now time.Time) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.m == nil || len(k.m) >= knownBlobsMax {
-		k.m = make(map[digest.Digest]knownBlob)
+	u, err := ps.PresignGet(ctx, key, p.cfg.PresignTTL)
+	if err != nil {
+		return "", err
 	}
-	if _, ok := k.m[d]; !ok {
-		k.m[d] = knownBlob{size: size, at: now}
-	}
+	p.presigned.put(key, u, p.now())
+	return u, nil
 }

@@ -314,7 +314,22 @@ func manifestMediaType(contentType string, data []byte) string {
 	return mt
 }
 
+// memoManifestMax is the largest manifest kept in memory; typical ones are
+// a few KiB, and the memo holds at most 1024 of them.
+const memoManifestMax = 64 << 10
+
 func (p *Proxy) loadManifest(ctx context.Context, d digest.Digest) (storedManifest, error) {
+	if m, ok := p.manifests.get(d, p.now(), time.Hour); ok {
+		return m, nil
+	}
+	m, err := p.loadManifestFromStore(ctx, d)
+	if err == nil && len(m.Data) <= memoManifestMax {
+		p.manifests.put(d, m, p.now())
+	}
+	return m, err
+}
+
+func (p *Proxy) loadManifestFromStore(ctx context.Context, d digest.Digest) (storedManifest, error) {
 	var m storedManifest
 	if err := p.loadJSON(ctx, manifestKey(d), &m); err != nil {
 		return m, err
@@ -326,10 +341,15 @@ func (p *Proxy) loadManifest(ctx context.Context, d digest.Digest) (storedManife
 	return m, nil
 }
 
+// loadTag reads a tag record, from memory while it is fresh (a stale one
+// is re-read: another instance may have revalidated it meanwhile).
 func (p *Proxy) loadTag(ctx context.Context, key string) (tagRecord, storedManifest, error) {
-	var tr tagRecord
-	if err := p.loadJSON(ctx, key, &tr); err != nil {
-		return tr, storedManifest{}, err
+	tr, ok := p.tags.get(key, p.now(), p.cfg.ManifestTTL)
+	if !ok || p.now().Sub(tr.Checked) >= p.cfg.ManifestTTL {
+		if err := p.loadJSON(ctx, key, &tr); err != nil {
+			return tr, storedManifest{}, err
+		}
+		p.tags.put(key, tr, p.now())
 	}
 	m, err := p.loadManifest(ctx, tr.Digest)
 	return tr, m, err
@@ -357,6 +377,7 @@ func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 }
 
 func (p *Proxy) saveTag(ctx context.Context, key string, tr tagRecord) error {
+	p.tags.put(key, tr, p.now())
 	return p.saveJSON(ctx, key, tr)
 }
 

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Config is the cache policy.
@@ -65,7 +67,10 @@ type Proxy struct {
 	access    access
 	log       *slog.Logger
 	fills     flightGroup
-	known     knownBlobs
+	known     *memo[digest.Digest, int64] // blobs in the store, by digest
+	presigned *memo[string, string]       // presigned URLs, by key
+	manifests *memo[digest.Digest, storedManifest]
+	tags      *memo[string, tagRecord] // by store key
 	now       func() time.Time
 }
 
@@ -97,7 +102,13 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if len(upstreams) == 0 {
 		return nil, errors.New("proxy: no upstream configured")
 	}
-	p := &Proxy{cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now}
+	p := &Proxy{
+		cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now,
+		known:     newMemo[digest.Digest, int64](50000),
+		presigned: newMemo[string, string](10000),
+		manifests: newMemo[digest.Digest, storedManifest](1024),
+		tags:      newMemo[string, tagRecord](10000),
+	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())
 		if _, dup := p.upstreams[h]; dup {
