@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -40,12 +42,11 @@ var (
 )
 
 // clientStack is a mirror of "Docker Hub" that never leaves loopback: the
-// mirror binary is configured for registry-1.docker.io (so it names its
-// upstream docker.io, as dockerd's library/ paths and containerd's
-// ?ns=docker.io expect) and reaches it through the counting wrapper, which
-// it uses as its HTTP proxy. Clients talk to a tap in front of the mirror
-// that records what they asked and what the mirror answered; their own
-// proxy is a trap that records any attempt to reach the real registry.
+// mirror binary names its one upstream docker.io (as dockerd's library/
+// paths and containerd's ?ns=docker.io expect) and reaches it at the
+// counting wrapper. Clients talk to a tap in front of the mirror that
+// records what they asked and what the mirror answered; their HTTP proxy is
+// a trap that records any attempt to reach the real registry.
 type clientStack struct {
 	*stack
 	tap  *tap
@@ -58,11 +59,7 @@ func newClientStack(t *testing.T) *clientStack {
 		t.Skip("starts real client daemons")
 	}
 	s := newStack(t)
-	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env(
-		"PULLTHROUGH_UPSTREAM=http://registry-1.docker.io",
-		"HTTP_PROXY="+s.up.URL.String(),
-		"NO_PROXY=127.0.0.1,localhost",
-	)...)
+	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env("PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())...)
 	c := &clientStack{stack: s, tap: newTap(t, mirror), trap: newTrap(t)}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -103,7 +100,7 @@ func (c *clientStack) checkCounts(t *testing.T, what string, wantBlobs []string,
 
 func TestDockerdRegistryMirror(t *testing.T) {
 	c := newClientStack(t)
-	idx, imgs := seedMultiArch(t, c.reg, "library/ptdocker:1", types.DockerManifestList)
+	dgst, imgs := seedMultiArch(t, c.reg, "library/ptdocker:1", types.DockerManifestList)
 	ctd := testenv.StartContainerd(t)
 	d := testenv.StartDockerd(t, ctd, map[string]any{"registry-mirrors": []string{c.tap.URL}}, c.clientEnv()...)
 	docker := testenv.Tool(t, "docker")
@@ -112,51 +109,65 @@ func TestDockerdRegistryMirror(t *testing.T) {
 		t.Helper()
 		out, err := testenv.Run(t, clientTimeout, env, docker, args...)
 		if err != nil {
-			t.Fatalf("docker %s: %v\n%s\ndockerd log:\n%s", strings.Join(args, " "), err, out, lastLines(d.Proc.Output(), 20))
+			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		return strings.TrimSpace(out)
 	}
-	inspect := func(ref string) string {
+	inspect := func(format string) string {
 		t.Helper()
-		return run("image", "inspect", "--format", "{{.Id}} {{.Os}}/{{.Architecture}} {{join .RepoDigests \",\"}}", ref)
+		return run("image", "inspect", "--format", format, "ptdocker:1")
 	}
+	// The image ID is the config digest of the platform's image.
 	wantInspect := func(p v1.Platform) string {
 		cfg, _ := imgs[p.Architecture].ConfigName()
-		dgst, _ := idx.Digest()
-		return fmt.Sprintf("%s %s/%s ptdocker@%s", cfg, p.OS, p.Architecture, dgst)
+		return fmt.Sprintf("%s %s/%s", cfg, p.OS, p.Architecture)
 	}
+	const idFormat = "{{.Id}} {{.Os}}/{{.Architecture}}"
+	// Pulled by tag from a list, the image records the list's digest.
+	wantRepoDigests := fmt.Sprintf(`["ptdocker@%s"]`, dgst)
 
 	// A docker.io name: the daemon goes to its registry-mirrors first.
 	run("pull", "library/ptdocker:1")
-	if got, want := inspect("ptdocker:1"), wantInspect(amd64); got != want {
+	if got, want := inspect(idFormat), wantInspect(amd64); got != want {
 		t.Errorf("cold pull: image inspect got %q, want %q", got, want)
 	}
+	if got := inspect("{{json .RepoDigests}}"); got != wantRepoDigests {
+		t.Errorf("cold pull: RepoDigests got %s, want %s", got, wantRepoDigests)
+	}
 	c.tap.requireOnly(t, "cold pull", "/v2/library/ptdocker/", "")
+	c.tap.requireTag(t, "cold pull", "1", dgst)
 	c.tap.requireBlobs(t, "cold pull", blobsOf(t, imgs["amd64"]), "miss")
 	c.checkCounts(t, "cold pull", blobsOf(t, imgs["amd64"]), true)
 
 	// The other platform of the same tag: only its blobs are new.
 	run("pull", "--platform", "linux/arm64", "library/ptdocker:1")
-	if got, want := inspect("ptdocker:1"), wantInspect(arm64); got != want {
+	if got, want := inspect(idFormat), wantInspect(arm64); got != want {
 		t.Errorf("arm64 pull: image inspect got %q, want %q", got, want)
 	}
-	c.checkCounts(t, "arm64 pull", blobsOf(t, imgs["arm64"]), false)
+	c.tap.requireOnly(t, "arm64 pull", "/v2/library/ptdocker/", "")
+	c.tap.requireBlobs(t, "arm64 pull", blobsOf(t, imgs["arm64"]), "miss")
+	c.checkCounts(t, "arm64 pull", blobsOf(t, imgs["arm64"]), true)
 
 	// Forget both images and pull again: everything comes from the cache.
 	amdID, _ := imgs["amd64"].ConfigName()
 	armID, _ := imgs["arm64"].ConfigName()
 	run("image", "rm", "--force", amdID.String(), armID.String())
 	run("pull", "library/ptdocker:1")
-	if got, want := inspect("ptdocker:1"), wantInspect(amd64); got != want {
+	if got, want := inspect(idFormat), wantInspect(amd64); got != want {
 		t.Errorf("warm pull: image inspect got %q, want %q", got, want)
 	}
+	if got := inspect("{{json .RepoDigests}}"); got != wantRepoDigests {
+		t.Errorf("warm pull: RepoDigests got %s, want %s", got, wantRepoDigests)
+	}
+	c.tap.requireOnly(t, "warm pull", "/v2/library/ptdocker/", "")
+	c.tap.requireTag(t, "warm pull", "1", dgst)
 	c.tap.requireBlobs(t, "warm pull", blobsOf(t, imgs["amd64"]), "hit")
 	c.checkCounts(t, "warm pull", nil, false)
 }
 
 func TestContainerdHostsMirror(t *testing.T) {
 	c := newClientStack(t)
-	idx, imgs := seedMultiArch(t, c.reg, "library/ptctr:1", types.OCIImageIndex)
+	dgst, imgs := seedMultiArch(t, c.reg, "library/ptctr:1", types.OCIImageIndex)
 	ctd := testenv.StartContainerd(t)
 	hosts := t.TempDir()
 	toml := fmt.Sprintf("server = \"https://registry-1.docker.io\"\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", c.tap.URL)
@@ -181,7 +192,6 @@ func TestContainerdHostsMirror(t *testing.T) {
 		t.Helper()
 		run(append([]string{"images", "pull", "--hosts-dir", hosts, "--snapshotter", "native"}, append(args, ref)...)...)
 	}
-	dgst, _ := idx.Digest()
 	checkImage := func(what string) {
 		t.Helper()
 		if out := run("images", "ls"); !strings.Contains(out, ref+" ") || !strings.Contains(out, dgst.String()) {
@@ -196,6 +206,7 @@ func TestContainerdHostsMirror(t *testing.T) {
 	pull("--platform", "linux/amd64")
 	checkImage("amd64 pull")
 	c.tap.requireOnly(t, "amd64 pull", "/v2/library/ptctr/", "ns=docker.io")
+	c.tap.requireTag(t, "amd64 pull", "1", dgst)
 	c.tap.requireBlobs(t, "amd64 pull", blobsOf(t, imgs["amd64"]), "miss")
 	c.checkCounts(t, "amd64 pull", blobsOf(t, imgs["amd64"]), true)
 
@@ -204,7 +215,7 @@ func TestContainerdHostsMirror(t *testing.T) {
 	checkImage("all-platforms pull")
 	c.tap.requireOnly(t, "all-platforms pull", "/v2/library/ptctr/", "ns=docker.io")
 	c.tap.requireBlobs(t, "all-platforms pull", blobsOf(t, imgs["arm64"]), "miss")
-	c.checkCounts(t, "all-platforms pull", blobsOf(t, imgs["arm64"]), false)
+	c.checkCounts(t, "all-platforms pull", blobsOf(t, imgs["arm64"]), true)
 	have := content()
 	for _, b := range append(blobsOf(t, imgs["amd64"]), blobsOf(t, imgs["arm64"])...) {
 		if !slices.Contains(have, b) {
@@ -219,13 +230,15 @@ func TestContainerdHostsMirror(t *testing.T) {
 	}
 	pull("--all-platforms")
 	checkImage("warm pull")
+	c.tap.requireOnly(t, "warm pull", "/v2/library/ptctr/", "ns=docker.io")
+	c.tap.requireTag(t, "warm pull", "1", dgst)
 	c.tap.requireBlobs(t, "warm pull", append(blobsOf(t, imgs["amd64"]), blobsOf(t, imgs["arm64"])...), "hit")
 	c.checkCounts(t, "warm pull", nil, false)
 }
 
 func TestSkopeoCopy(t *testing.T) {
 	c := newClientStack(t)
-	idx, imgs := seedMultiArch(t, c.reg, "library/ptskopeo:1", types.OCIImageIndex)
+	want, imgs := seedMultiArch(t, c.reg, "library/ptskopeo:1", types.OCIImageIndex)
 	skopeo := testenv.Tool(t, "skopeo")
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	if err := os.WriteFile(conf, nil, 0o644); err != nil {
@@ -250,11 +263,14 @@ func TestSkopeoCopy(t *testing.T) {
 	}
 
 	dir := copyTo(nil, "--all")
-	want, _ := idx.Digest()
 	if got := fileDigest(t, filepath.Join(dir, "manifest.json")); got != want.String() {
-		b, _ := os.ReadFile(filepath.Join(dir, "manifest.json"))
-		raw, _ := idx.RawManifest()
-		t.Errorf("copy --all: index digest got %s, want %s\n%s\n%s", got, want, b, raw)
+		t.Errorf("copy --all: index digest got %s, want %s", got, want)
+	}
+	for _, img := range imgs {
+		d, _ := img.Digest()
+		if got := fileDigest(t, filepath.Join(dir, d.Hex+".manifest.json")); got != d.String() {
+			t.Errorf("copy --all: instance manifest %s has digest %s", d, got)
+		}
 	}
 	all := append(blobsOf(t, imgs["amd64"]), blobsOf(t, imgs["arm64"])...)
 	for _, b := range all {
@@ -263,6 +279,7 @@ func TestSkopeoCopy(t *testing.T) {
 		}
 	}
 	c.tap.requireOnly(t, "copy --all", "/v2/library/ptskopeo/", "")
+	c.tap.requireTag(t, "copy --all", "1", want)
 	c.tap.requireBlobs(t, "copy --all", all, "miss")
 	c.checkCounts(t, "copy --all", all, true)
 
@@ -272,20 +289,27 @@ func TestSkopeoCopy(t *testing.T) {
 	if got := fileDigest(t, filepath.Join(dir, "manifest.json")); got != wantArm.String() {
 		t.Errorf("arm64 copy: manifest digest got %s, want %s", got, wantArm)
 	}
+	c.tap.requireOnly(t, "arm64 copy", "/v2/library/ptskopeo/", "")
+	c.tap.requireTag(t, "arm64 copy", "1", want)
 	c.tap.requireBlobs(t, "arm64 copy", blobsOf(t, imgs["arm64"]), "hit")
 	c.checkCounts(t, "arm64 copy", nil, false)
 }
 
 // seedMultiArch pushes a linux/amd64 + linux/arm64/v8 index (or Docker
 // manifest list) of two-layer images with real platform configs, so clients
-// can select and unpack them. The images are keyed by architecture.
-func seedMultiArch(t *testing.T, reg *url.URL, repoTag string, indexType types.MediaType) (v1.ImageIndex, map[string]v1.Image) {
+// can select and unpack them. It returns the index digest and the images
+// keyed by architecture.
+func seedMultiArch(t *testing.T, reg *url.URL, repoTag string, indexType types.MediaType) (v1.Hash, map[string]v1.Image) {
 	t.Helper()
 	manifestType, configType, layerType := types.OCIManifestSchema1, types.OCIConfigJSON, types.OCILayer
 	if indexType == types.DockerManifestList {
 		manifestType, configType, layerType = types.DockerManifestSchema2, types.DockerConfigJSON, types.DockerLayer
 	}
-	idx := mutate.IndexMediaType(empty.Index, indexType)
+	ref, err := name.ParseReference(reg.Host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := v1.IndexManifest{SchemaVersion: 2, MediaType: indexType}
 	imgs := map[string]v1.Image{}
 	for _, p := range []v1.Platform{amd64, arm64} {
 		img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, manifestType), configType)
@@ -308,18 +332,41 @@ func seedMultiArch(t *testing.T, reg *url.URL, repoTag string, indexType types.M
 		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			t.Fatal(err)
 		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		dgst, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref.Context().Digest(dgst.String()), img); err != nil {
+			t.Fatalf("seed %s: %v", repoTag, err)
+		}
+		size, _ := img.Size()
+		index.Manifests = append(index.Manifests, v1.Descriptor{MediaType: manifestType, Digest: dgst, Size: size, Platform: &p})
 		imgs[p.Architecture] = img
 	}
-	ref, err := name.ParseReference(reg.Host+"/"+repoTag, name.Insecure)
+	// Written by hand rather than with mutate.AppendManifests, which adds
+	// an artifactType to each entry that image indexes on Docker Hub do not
+	// have (and that makes skopeo rewrite the list).
+	raw, err := json.Marshal(index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
+	if err := remote.Put(ref, rawManifest{raw: raw, mediaType: indexType}); err != nil {
 		t.Fatalf("seed %s: %v", repoTag, err)
 	}
-	return idx, imgs
+	dgst, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dgst, imgs
 }
+
+type rawManifest struct {
+	raw       []byte
+	mediaType types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
 
 // blobsOf lists an image's config and layer digests.
 func blobsOf(t *testing.T, img v1.Image) []string {
@@ -353,23 +400,20 @@ func fileDigest(t *testing.T, path string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // tap is a reverse proxy in front of the mirror that records each request
 // a client sent and the mirror's answer.
 type tap struct {
 	URL string
 
-	mu   sync.Mutex
-	seen []tapped
+	mu    sync.Mutex
+	seen  []tapped
+	marks []int // where each Reset happened, for the failure log
 }
 
 type tapped struct {
 	method, uri, accept, rng string
 	status                   int
+	digest                   string // the mirror's Docker-Content-Digest
 	cache                    string // the mirror's X-Pullthrough-Cache
 }
 
@@ -377,6 +421,9 @@ func (r tapped) String() string {
 	s := fmt.Sprintf("%s %s -> %d", r.method, r.uri, r.status)
 	if r.cache != "" {
 		s += " cache=" + r.cache
+	}
+	if r.digest != "" && !strings.Contains(r.uri, r.digest) {
+		s += " digest=" + r.digest
 	}
 	if r.rng != "" {
 		s += " Range: " + r.rng
@@ -395,14 +442,23 @@ func newTap(t *testing.T, target string) *tap {
 	}
 	tp := &tap{}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		// 499: the client hung up (containerd cancels sibling downloads
+		// when one fails); 502: the mirror did not answer.
+		status := http.StatusBadGateway
+		if r.Context().Err() != nil {
+			status = 499
+		}
+		w.WriteHeader(status)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		rp.ServeHTTP(sw, r)
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
 		tp.seen = append(tp.seen, tapped{
-			method: r.Method, uri: r.URL.RequestURI(), accept: r.Header.Get("Accept"), rng: r.Header.Get("Range"),
-			status: sw.status, cache: w.Header().Get("X-Pullthrough-Cache"),
+			method: r.Method, uri: r.URL.RequestURI(), accept: strings.Join(r.Header.Values("Accept"), ", "), rng: r.Header.Get("Range"),
+			status: sw.status, digest: w.Header().Get("Docker-Content-Digest"), cache: w.Header().Get("X-Pullthrough-Cache"),
 		})
 	}))
 	t.Cleanup(srv.Close)
@@ -410,21 +466,32 @@ func newTap(t *testing.T, target string) *tap {
 	return tp
 }
 
+// requests returns what the tap saw since the last Reset.
 func (tp *tap) requests() []tapped {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	return slices.Clone(tp.seen)
+	from := 0
+	if len(tp.marks) > 0 {
+		from = tp.marks[len(tp.marks)-1]
+	}
+	return slices.Clone(tp.seen[from:])
 }
 
 func (tp *tap) Reset() {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	tp.seen = nil
+	tp.marks = append(tp.marks, len(tp.seen))
 }
 
+// String is every request seen, a line between the steps of a test.
 func (tp *tap) String() string {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
 	var b strings.Builder
-	for _, r := range tp.requests() {
+	for i, r := range tp.seen {
+		if slices.Contains(tp.marks, i) {
+			b.WriteString("  --\n")
+		}
 		fmt.Fprintf(&b, "  %s\n", r)
 	}
 	return b.String()
@@ -448,6 +515,26 @@ func (tp *tap) requireOnly(t *testing.T, what, prefix, query string) {
 		case query != "" && path != "/v2/" && q != query:
 			t.Errorf("%s: request %s, want query %q", what, r, query)
 		}
+	}
+}
+
+// requireTag checks that the client asked for the tag and every answer
+// named the index digest.
+func (tp *tap) requireTag(t *testing.T, what, tag string, want v1.Hash) {
+	t.Helper()
+	n := 0
+	for _, r := range tp.requests() {
+		path, _, _ := strings.Cut(r.uri, "?")
+		if !strings.HasSuffix(path, "/manifests/"+tag) {
+			continue
+		}
+		n++
+		if r.status != http.StatusOK || r.digest != want.String() {
+			t.Errorf("%s: %s, want 200 digest=%s", what, r, want)
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: the client never asked the mirror for tag %s", what, tag)
 	}
 }
 

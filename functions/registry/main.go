@@ -59,6 +59,7 @@ func run() error {
 		}
 		ups = append(ups, up)
 	}
+	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
 	h, err := proxy.New(cfg.Proxy, st, ups, logger)
 	if err != nil {
 		return err

@@ -201,6 +201,7 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 	if !published {
 		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("publish %s: %w", rt.digest, err))
 	}
+	statsFrom(ctx).filledBytes.Add(n)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
 	return n, nil
 }

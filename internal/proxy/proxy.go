@@ -43,6 +43,9 @@ type Config struct {
 	// DefaultUpstream is the host of the upstream for requests that name
 	// none (no ?ns=, no host path prefix). Empty means the first one.
 	DefaultUpstream string
+	// EmbeddedMetrics adds CloudWatch Embedded Metric Format fields to
+	// each request's log line (set in Lambda).
+	EmbeddedMetrics bool
 	// Access restricts who may use the mirror. The zero value lets
 	// everyone in.
 	Access AccessConfig
@@ -154,6 +157,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("X-Request-Id", id)
 
 	kind, upstream := "unknown", ""
+	ctx, stats := withStats(r.Context())
+	r = r.WithContext(ctx)
 	err := func() (err error) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -197,17 +202,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(rec, r, e)
 		}
 	}
-	p.log.Info("request",
+	cache := rec.Header().Get(headerCache)
+	attrs := []any{
 		"request_id", id,
 		"method", r.Method,
 		"route", kind,
 		"path", truncate(r.URL.Path),
 		"upstream", upstream,
-		"cache", rec.Header().Get(headerCache),
+		"cache", cache,
 		"status", rec.status,
 		"bytes", rec.bytes,
 		"duration_ms", time.Since(start).Milliseconds(),
-	)
+	}
+	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.EmbeddedMetrics, p.now())...)...)
 }
 
 // resolve picks the upstream of a request, in this order: containerd's

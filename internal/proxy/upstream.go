@@ -334,6 +334,7 @@ func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.
 	backoff := 200 * time.Millisecond
 	for i := 1; ; i++ {
 		resp, err := u.client.Do(req)
+		statsFrom(ctx).noteUpstream(resp, err)
 		transient := err != nil && ctx.Err() == nil
 		if err == nil {
 			switch resp.StatusCode {

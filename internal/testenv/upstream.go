@@ -78,6 +78,18 @@ type Upstream struct {
 	fault  Fault
 	kind   string // "" = every request, else "blob", "manifest", "tags"
 	auth   *tokenAuth
+	header http.Header // added to every answer
+}
+
+// SetHeader adds a header to every answer, as a registry's rate-limit
+// headers would be.
+func (u *Upstream) SetHeader(k, v string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.header == nil {
+		u.header = http.Header{}
+	}
+	u.header.Set(k, v)
 }
 
 // NewUpstream wraps target.
@@ -156,6 +168,9 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		fault = u.fault
 	}
 	auth := u.auth
+	for k, v := range u.header {
+		w.Header()[k] = v
+	}
 	u.mu.Unlock()
 
 	if auth != nil && !auth.allow(w, r, u.URL) {

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// requestStats collects what one request made the mirror do, for its log
+// line and, in Lambda, CloudWatch metrics. It travels in the request context
+// so the upstream client and the filler can report into it.
+type requestStats struct {
+	filledBytes        atomic.Int64
+	upstreamErrors     atomic.Int64
+	upstreamThrottled  atomic.Int64
+	rateLimitRemaining atomic.Int64 // -1: the upstream did not say
+}
+
+type statsKey struct{}
+
+func withStats(ctx context.Context) (context.Context, *requestStats) {
+	s := &requestStats{}
+	s.rateLimitRemaining.Store(-1)
+	return context.WithValue(ctx, statsKey{}, s), s
+}
+
+// statsFrom never returns nil, so callers need not check.
+func statsFrom(ctx context.Context) *requestStats {
+	if s, ok := ctx.Value(statsKey{}).(*requestStats); ok {
+		return s
+	}
+	s := &requestStats{}
+	s.rateLimitRemaining.Store(-1)
+	return s
+}
+
+// noteUpstream records an upstream answer: errors, throttling and the
+// rate-limit headers Docker Hub sends ("ratelimit-remaining: 76;w=21600").
+func (s *requestStats) noteUpstream(resp *http.Response, err error) {
+	if err != nil {
+		s.upstreamErrors.Add(1)
+		return
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		s.upstreamThrottled.Add(1)
+		s.upstreamErrors.Add(1)
+	case resp.StatusCode >= 500:
+		s.upstreamErrors.Add(1)
+	}
+	if v := resp.Header.Get("Ratelimit-Remaining"); v != "" {
+		n, _, _ := strings.Cut(v, ";")
+		if r, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64); err == nil && r >= 0 {
+			s.rateLimitRemaining.Store(r)
+		}
+	}
+}
+
+// logAttrs are the request's counters as log attributes, and, when emf is
+// set, the CloudWatch Embedded Metric Format envelope that turns the same
+// line into metrics (namespace "pullthrough", dimension Upstream).
+func (s *requestStats) logAttrs(cache, upstream string, emf bool, now time.Time) []any {
+	attrs := []any{
+		"filled_bytes", s.filledBytes.Load(),
+		"upstream_errors", s.upstreamErrors.Load(),
+	}
+	remaining := s.rateLimitRemaining.Load()
+	if remaining >= 0 {
+		attrs = append(attrs, "ratelimit_remaining", remaining)
+	}
+	if !emf {
+		return attrs
+	}
+	one := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	if upstream == "" {
+		upstream = "none"
+	}
+	metrics := []emfMetric{
+		{"Hits", "Count"}, {"Misses", "Count"}, {"StaleServes", "Count"},
+		{"BytesFilled", "Bytes"}, {"UpstreamErrors", "Count"}, {"UpstreamThrottled", "Count"},
+	}
+	attrs = append(attrs,
+		"Upstream", upstream,
+		"Hits", one(cache == cacheHit || cache == cacheRevalidated),
+		"Misses", one(cache == cacheMiss),
+		"StaleServes", one(cache == cacheStale),
+		"BytesFilled", s.filledBytes.Load(),
+		"UpstreamErrors", s.upstreamErrors.Load(),
+		"UpstreamThrottled", s.upstreamThrottled.Load(),
+	)
+	if remaining >= 0 {
+		metrics = append(metrics, emfMetric{"UpstreamRateLimitRemaining", "Count"})
+		attrs = append(attrs, "UpstreamRateLimitRemaining", remaining)
+	}
+	return append(attrs, slog.Group("_aws",
+		"Timestamp", now.UnixMilli(),
+		"CloudWatchMetrics", []emfDirective{{Namespace: "pullthrough", Dimensions: [][]string{{"Upstream"}}, Metrics: metrics}},
+	))
+}
+
+type emfDirective struct {
+	Namespace  string      `json:"Namespace"`
+	Dimensions [][]string  `json:"Dimensions"`
+	Metrics    []emfMetric `json:"Metrics"`
+}
+
+type emfMetric struct {
+	Name string `json:"Name"`
+	Unit string `json:"Unit"`
+}

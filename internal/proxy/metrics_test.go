@@ -1,0 +1,62 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
+	"github.com/pullthrough/pullthrough/internal/testenv"
+)
+
+// In Lambda each request line is also a CloudWatch Embedded Metric Format
+// document: hits, misses, bytes filled and the upstream's rate-limit budget.
+func TestRequestLogCarriesMetrics(t *testing.T) {
+	reg := testenv.InProcessRegistry(t)
+	up := testenv.NewUpstream(t, reg)
+	up.SetHeader("Ratelimit-Remaining", "42;w=21600")
+	m := mirrorFor(t, proxy.Config{EmbeddedMetrics: true}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+	img := testenv.SeedImage(t, reg, "library/app:1", 8<<10, 1)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+	do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+ld.String(), nil)
+	do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+ld.String(), nil)
+
+	// The request line is written after the response: wait for both.
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(m.Logs.String(), `"msg":"request"`) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(m.Logs.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("log line is not JSON: %s", l)
+		}
+		if v["msg"] == "request" {
+			lines = append(lines, v)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("got %d request lines, want 2", len(lines))
+	}
+	miss, hit := lines[0], lines[1]
+	aws, _ := miss["_aws"].(map[string]any)
+	directives, _ := aws["CloudWatchMetrics"].([]any)
+	if len(directives) != 1 || directives[0].(map[string]any)["Namespace"] != "pullthrough" {
+		t.Fatalf("no EMF directive in %v", miss)
+	}
+	for k, want := range map[string]float64{"Misses": 1, "Hits": 0, "BytesFilled": float64(size), "UpstreamRateLimitRemaining": 42, "UpstreamErrors": 0} {
+		if miss[k] != want {
+			t.Errorf("miss line: got %s=%v, want %v", k, miss[k], want)
+		}
+	}
+	if miss["Upstream"] != "docker.io" || miss["request_id"] == "" {
+		t.Errorf("miss line: got Upstream %v request_id %v", miss["Upstream"], miss["request_id"])
+	}
+	if hit["Hits"] != float64(1) || hit["BytesFilled"] != float64(0) {
+		t.Errorf("hit line: got Hits %v BytesFilled %v", hit["Hits"], hit["BytesFilled"])
+	}
+}
