@@ -17,6 +17,11 @@ help: ## List targets
 run: ## Run a local mirror of Docker Hub on 127.0.0.1:5000 over a filesystem store
 	$(GO) run ./functions/registry
 
+.PHONY: warm
+warm: ## Pre-warm the configured store: make warm IMAGE=alpine:3.20 [PLATFORMS=linux/amd64]
+	@test -n "$(IMAGE)" || { echo "usage: make warm IMAGE=alpine:3.20 [PLATFORMS=linux/amd64,linux/arm64]" >&2; exit 2; }
+	$(GO) run ./functions/registry warm -platform "$(PLATFORMS)" $(IMAGE)
+
 .PHONY: tools
 tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh

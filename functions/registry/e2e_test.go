@@ -240,3 +240,28 @@ func mustGet(t *testing.T, u string) []byte {
 	}
 	return b
 }
+
+func TestWarmCommandFillsTheStore(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/alpine:3.20", 64<<10, 2)
+	bin := testenv.BuildMirror(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "warm", "library/alpine:3.20")
+	cmd.Env = append(s.env(), "PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("warm: %v\n%s", err, out)
+	}
+	layers, _ := img.Layers()
+	keys := strings.Join(s.s3.Keys(t), "\n")
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if !strings.Contains(keys, "blobs/sha256/"+d.Hex) {
+			t.Errorf("layer %s not in the bucket after warm:\n%s", d, out)
+		}
+	}
+	if !strings.Contains(string(out), "filled") {
+		t.Errorf("no progress printed:\n%s", out)
+	}
+}

@@ -17,11 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/pullthrough/pullthrough/internal/proxy"
-	"github.com/pullthrough/pullthrough/internal/store"
 )
 
 func main() {
@@ -39,33 +34,16 @@ func run() error {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := openStore(ctx, cfg)
+	h, err := newProxy(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	if cfg.CredentialsSecret != "" {
-		if err := loadSecret(ctx, &cfg); err != nil {
-			return err
-		}
-	}
-	var ups []*proxy.Upstream
-	for _, uc := range cfg.Upstreams {
-		up, err := proxy.NewUpstream(uc)
-		if err != nil {
-			return fmt.Errorf("PULLTHROUGH_UPSTREAMS: %w", err)
-		}
-		ups = append(ups, up)
-	}
-	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
-	h, err := proxy.New(cfg.Proxy, st, ups, logger)
-	if err != nil {
-		return err
-	}
-
-	if cfg.Lambda {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "warm":
+		return warm(ctx, h, os.Args[2:], os.Stdout)
+	case cfg.Lambda:
 		lambdaurl.Start(h)
 		return nil
 	}
@@ -78,7 +56,7 @@ func run() error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("listening", "addr", cfg.Addr, "store", cfg.Store, "upstreams", len(ups))
+	logger.Info("listening", "addr", cfg.Addr, "store", cfg.Store)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("PULLTHROUGH_ADDR: %w", err)
@@ -90,23 +68,4 @@ func run() error {
 		return err
 	}
 	return nil
-}
-
-// openStore builds the store named by PULLTHROUGH_STORE. S3 endpoint,
-// region and credentials come from the SDK's standard environment.
-func openStore(ctx context.Context, cfg Config) (proxy.Store, error) {
-	scheme, rest, err := splitStore(cfg.Store)
-	if err != nil {
-		return nil, fmt.Errorf("PULLTHROUGH_STORE: %w", err)
-	}
-	if scheme == "file" {
-		return store.NewFilesystem(rest)
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
-	}
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
-	bucket, prefix, _ := strings.Cut(rest, "/")
-	return store.NewS3(client, bucket, prefix), nil
 }

@@ -106,3 +106,5 @@ func (a access) check(r *http.Request) error {
 	}
 	return ErrUnauthorized
 }
+
+func (a access) requiresCredentials() bool { return len(a.tokens) > 0 || len(a.users) > 0 }

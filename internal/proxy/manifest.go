@@ -112,29 +112,38 @@ func (a acceptList) upstreamHeader() string {
 var fullAccept = acceptList{any: true}
 
 func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
-	accept := parseAccept(r.Header)
+	m, cache, err := p.manifest(ctx, rt, parseAccept(r.Header))
+	if err != nil {
+		return err
+	}
+	return p.writeManifest(w, r, m, cache)
+}
+
+// manifest answers a manifest request from the cache or the upstream,
+// storing what it fetched. It returns the cache result for the response.
+func (p *Proxy) manifest(ctx context.Context, rt route, accept acceptList) (storedManifest, string, error) {
 	if rt.digest != "" {
 		m, err := p.loadManifest(ctx, rt.digest)
 		switch {
 		case err == nil:
 			if !accept.allows(m.MediaType) {
-				return notAccepted(m)
+				return storedManifest{}, "", notAccepted(m)
 			}
-			return p.writeManifest(w, r, m, cacheHit)
+			return m, cacheHit, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return ErrUnavailable.With("cache storage unavailable", err)
+			return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 		}
 		m, _, err = p.fetchManifest(ctx, rt.up, rt.name, rt.digest.String(), accept)
 		if err != nil {
-			return err
+			return storedManifest{}, "", err
 		}
 		if err := p.saveManifest(ctx, m); err != nil {
-			return err
+			return storedManifest{}, "", err
 		}
 		if !accept.allows(m.MediaType) {
-			return notAccepted(m)
+			return storedManifest{}, "", notAccepted(m)
 		}
-		return p.writeManifest(w, r, m, cacheMiss)
+		return m, cacheMiss, nil
 	}
 
 	key := tagKey(rt.up.Host(), rt.name, rt.tag)
@@ -142,31 +151,27 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	switch {
 	case err == nil && accept.allows(m.MediaType):
 		if p.now().Sub(tr.Checked) < p.cfg.ManifestTTL {
-			return p.writeManifest(w, r, m, cacheHit)
+			return m, cacheHit, nil
 		}
-		m2, status, err := p.revalidate(ctx, key, rt, tr, m)
-		if err != nil {
-			return err
-		}
-		return p.writeManifest(w, r, m2, status)
+		return p.revalidate(ctx, key, rt, tr, m)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return ErrUnavailable.With("cache storage unavailable", err)
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 
 	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag, accept)
 	if err != nil {
-		return err
+		return storedManifest{}, "", err
 	}
 	if err := p.saveManifest(ctx, m); err != nil {
-		return err
+		return storedManifest{}, "", err
 	}
 	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
-		return err
+		return storedManifest{}, "", err
 	}
 	if !accept.allows(m.MediaType) {
-		return notAccepted(m)
+		return storedManifest{}, "", notAccepted(m)
 	}
-	return p.writeManifest(w, r, m, cacheMiss)
+	return m, cacheMiss, nil
 }
 
 // revalidate checks an expired tag upstream with a HEAD (not a counted pull

@@ -172,6 +172,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := p.access.check(r); err != nil {
 			return err
 		}
+		if r.URL.Path == warmPath {
+			kind = "warm"
+			return p.serveWarm(rec, r)
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			rec.Header().Set("Allow", "GET, HEAD")
 			return ErrUnsupported
@@ -236,6 +240,12 @@ func (p *Proxy) resolve(r *http.Request, rt *route) error {
 		}
 		up, rt.name = u, rest
 	}
+	return bind(rt, up)
+}
+
+// bind attaches an upstream to a route, mapping the name to the upstream's
+// and applying its repository lists.
+func bind(rt *route, up *Upstream) error {
 	rt.name = up.canonicalName(rt.name)
 	if !up.allowed(rt.name) {
 		return ErrDenied.With(fmt.Sprintf("repository %s on %s is not allowed on this mirror", rt.name, up.Host()), nil)

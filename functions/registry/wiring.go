@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
+	"github.com/pullthrough/pullthrough/internal/store"
+)
+
+// newProxy builds store, upstreams and handler from the configuration.
+func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Proxy, error) {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CredentialsSecret != "" {
+		if err := loadSecret(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	var ups []*proxy.Upstream
+	for _, uc := range cfg.Upstreams {
+		up, err := proxy.NewUpstream(uc)
+		if err != nil {
+			return nil, fmt.Errorf("PULLTHROUGH_UPSTREAMS: %w", err)
+		}
+		ups = append(ups, up)
+	}
+	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
+	return proxy.New(cfg.Proxy, st, ups, logger)
+}
+
+// openStore builds the store named by PULLTHROUGH_STORE. S3 endpoint,
+// region and credentials come from the SDK's standard environment.
+func openStore(ctx context.Context, cfg Config) (proxy.Store, error) {
+	scheme, rest, err := splitStore(cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("PULLTHROUGH_STORE: %w", err)
+	}
+	if scheme == "file" {
+		return store.NewFilesystem(rest)
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	return store.NewS3(client, bucket, prefix), nil
+}
+
+// warm is the "warm" subcommand: fill the configured store with images
+// ahead of a rollout, printing progress.
+func warm(ctx context.Context, p *proxy.Proxy, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("warm", flag.ContinueOnError)
+	platforms := fs.String("platform", "", "comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: all)")
+	fs.SetOutput(out)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("usage: pullthrough warm [-platform linux/amd64,...] IMAGE...")
+	}
+	for _, image := range fs.Args() {
+		fmt.Fprintf(out, "warming %s\n", image)
+		if err := p.Warm(ctx, image, list(*platforms), out); err != nil {
+			return fmt.Errorf("warm %s: %w", image, err)
+		}
+	}
+	return nil
+}
