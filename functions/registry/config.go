@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type Config struct {
 	// CredentialsSecret names an AWS Secrets Manager secret with upstream
 	// and client credentials, read once at start (see applySecret).
 	CredentialsSecret string
+	// FunctionName is the Lambda function's own name, for invoking itself
+	// to run fills that may outlast a request.
+	FunctionName string
 }
 
 // parseConfig reads the PULLTHROUGH_* variables and reports every problem
@@ -86,6 +90,20 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		LeaseTTL:    duration("PULLTHROUGH_FILL_LEASE_TTL", proxy.DefaultLeaseTTL),
 		LeaseWait:   duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultLeaseWait),
 	}
+	c.Proxy.LargeBlobPolicy = get("PULLTHROUGH_LARGE_BLOB_POLICY", proxy.PolicyAuto)
+	switch c.Proxy.LargeBlobPolicy {
+	case proxy.PolicyWait, proxy.PolicyUpstream, proxy.PolicyAuto:
+	default:
+		bad("PULLTHROUGH_LARGE_BLOB_POLICY", "want wait, redirect-upstream or auto, got %q", c.Proxy.LargeBlobPolicy)
+	}
+	if v := get("PULLTHROUGH_LARGE_BLOB_SIZE", ""); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			bad("PULLTHROUGH_LARGE_BLOB_SIZE", "want a size such as 512MiB or 2GiB, got %q", v)
+		}
+		c.Proxy.LargeBlobSize = n
+	}
+	c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
 	if c.Proxy.LeaseTTL < 3*time.Second {
 		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}
@@ -304,4 +322,25 @@ func applySecret(c *Config, data []byte) error {
 		c.Proxy.Access.Users[u] = p
 	}
 	return nil
+}
+
+// parseSize reads a byte count with an optional binary unit: 1048576,
+// 512MiB, 2GiB.
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("bad size %q", v)
+	}
+	return n * mult, nil
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/aws/aws-lambda-go/lambdaurl"
 )
 
 func main() {
@@ -44,7 +42,7 @@ func run() error {
 	case len(os.Args) > 1 && os.Args[1] == "warm":
 		return warm(ctx, h, os.Args[2:], os.Stdout)
 	case cfg.Lambda:
-		lambdaurl.Start(h)
+		serveLambda(h)
 		return nil
 	}
 	srv := &http.Server{

@@ -35,6 +35,11 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 		ups = append(ups, up)
 	}
 	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
+	if cfg.Lambda && cfg.FunctionName != "" {
+		if cfg.Proxy.BackgroundFill, err = selfInvoker(ctx, cfg.FunctionName); err != nil {
+			return nil, err
+		}
+	}
 	return proxy.New(cfg.Proxy, st, ups, logger)
 }
 

@@ -42,8 +42,9 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil
 	default:
 		cache = cacheMiss
-		size, err = p.fill(ctx, rt)
-		if err != nil {
+		var redirected bool
+		size, redirected, err = p.missing(ctx, w, rt)
+		if err != nil || redirected {
 			return err
 		}
 	}
@@ -130,20 +131,138 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	return 0, upstreamError(resp, ErrBlobUnknown)
 }
 
+// Large-blob policies: what a GET miss does when a fill may outlast the
+// client's patience (or a Lambda invocation).
+const (
+	PolicyWait     = "wait"              // fill, then redirect to the store
+	PolicyUpstream = "redirect-upstream" // send the client to the upstream's signed blob URL, fill in the background
+	PolicyAuto     = "auto"              // redirect-upstream for blobs of at least LargeBlobSize, else wait
+)
+
+// FillJob is a blob fill to run outside the request that needed it: in
+// Lambda, an asynchronous invocation of the function itself (see RunFill).
+type FillJob struct {
+	Upstream string        `json:"upstream"`
+	Name     string        `json:"name"`
+	Digest   digest.Digest `json:"digest"`
+}
+
+// missing answers a GET for a blob that is not in the store. It returns the
+// size once the blob is stored, or redirected when the client was sent to
+// the upstream's own blob URL.
+func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (size int64, redirected bool, err error) {
+	large := p.cfg.LargeBlobPolicy == PolicyUpstream
+	// The size costs a HEAD (free on Docker Hub): ask only where it can
+	// change the answer — in Lambda, or where the upstream has a CDN.
+	if p.cfg.BackgroundFill != nil || (p.cfg.LargeBlobPolicy == PolicyAuto && rt.up.redirectsBlobs.Load()) {
+		if n, err := p.headUpstreamBlob(ctx, rt); err == nil && n >= p.cfg.LargeBlobSize {
+			large = true
+		}
+	}
+	if large && p.cfg.LargeBlobPolicy != PolicyWait {
+		loc, err := rt.up.blobLocation(ctx, rt.name, rt.digest)
+		if err == nil && loc != "" {
+			p.startFill(ctx, rt)
+			w.Header().Set(headerCache, cacheUpstream)
+			w.Header().Set("Location", loc)
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return 0, true, nil
+		}
+	}
+	if large && p.cfg.BackgroundFill != nil {
+		// Lambda: a fill that may outlast this invocation runs in its own.
+		p.startFill(ctx, rt)
+		size, err := p.waitForBlob(ctx, rt)
+		return size, false, err
+	}
+	size, err = p.fill(ctx, rt)
+	return size, false, err
+}
+
+// startFill begins a fill that outlives the request: an asynchronous
+// invocation in Lambda, a goroutine in the local server.
+func (p *Proxy) startFill(ctx context.Context, rt route) {
+	if p.cfg.BackgroundFill != nil {
+		job := FillJob{Upstream: rt.up.Host(), Name: rt.name, Digest: rt.digest}
+		if err := p.cfg.BackgroundFill(context.WithoutCancel(ctx), job); err != nil {
+			p.log.Warn("background fill could not start", "digest", rt.digest.String(), "cause", err.Error())
+		}
+		return
+	}
+	go p.fill(context.WithoutCancel(ctx), rt)
+}
+
+// waitForBlob polls the store for a blob another invocation is filling,
+// for at most FillWait.
+func (p *Proxy) waitForBlob(ctx context.Context, rt route) (int64, error) {
+	deadline := p.now().Add(p.cfg.LeaseWait)
+	backoff := 200 * time.Millisecond
+	for {
+		if size, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
+			return size, nil
+		}
+		if p.now().After(deadline) {
+			return 0, errFillPending()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func errFillPending() *Error {
+	e := ErrUnavailable.With("the blob is still being fetched from upstream; retry shortly", nil)
+	e.Detail = map[string]string{"retryAfter": "5"}
+	return e
+}
+
+// RunFill runs a FillJob (the Lambda handler calls it for the function's
+// own asynchronous invocations). It validates the job like a request.
+func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
+	up, ok := p.lookup(job.Upstream)
+	if !ok {
+		return fmt.Errorf("fill job for unconfigured upstream %q", job.Upstream)
+	}
+	if err := validName(job.Name); err != nil {
+		return err
+	}
+	if err := job.Digest.Validate(); err != nil {
+		return err
+	}
+	rt := route{kind: routeBlob, name: job.Name, digest: job.Digest}
+	if err := bind(&rt, up); err != nil {
+		return err
+	}
+	_, err := p.fillNow(ctx, rt)
+	return err
+}
+
 // fill copies a missing blob from upstream into the store. Concurrent
 // requests for the same blob in this process share one fill. The fill runs
 // on a context detached from the client: a client that gives up (and will
-// retry) should not waste the bytes already copied.
+// retry) should not waste the bytes already copied. In the local server the
+// fill runs in its own goroutine and a request waits for at most FillWait;
+// in Lambda it runs in the request (nothing may outlive it).
 func (p *Proxy) fill(ctx context.Context, rt route) (int64, error) {
-	return p.fills.do(ctx, rt.digest.String(), func() (int64, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FillTimeout)
-		defer cancel()
-		fill := func(ctx context.Context) (int64, error) { return p.fillBlob(ctx, rt) }
-		if l, ok := p.store.(Leaser); ok {
-			return p.fillShared(fctx, l, rt, fill)
-		}
-		return fill(fctx)
-	})
+	if p.cfg.BackgroundFill != nil {
+		return p.fills.do(ctx, rt.digest.String(), false, 0, func() (int64, error) { return p.fillNow(ctx, rt) })
+	}
+	return p.fills.do(ctx, rt.digest.String(), true, p.cfg.LeaseWait, func() (int64, error) { return p.fillNow(ctx, rt) })
+}
+
+// fillNow fills under the store's lease, if it has leases.
+func (p *Proxy) fillNow(ctx context.Context, rt route) (int64, error) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FillTimeout)
+	defer cancel()
+	fill := func(ctx context.Context) (int64, error) { return p.fillBlob(ctx, rt) }
+	if l, ok := p.store.(Leaser); ok {
+		return p.fillShared(fctx, l, rt, fill)
+	}
+	return fill(fctx)
 }
 
 func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
@@ -219,32 +338,51 @@ type flight struct {
 	err  error
 }
 
-func (g *flightGroup) do(ctx context.Context, key string, fn func() (int64, error)) (int64, error) {
+// do runs fn once per key. With async, fn runs in its own goroutine and
+// every caller waits at most wait for it (the fill carries on); otherwise
+// the first caller runs it and later callers wait for its result.
+func (g *flightGroup) do(ctx context.Context, key string, async bool, wait time.Duration, fn func() (int64, error)) (int64, error) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = map[string]*flight{}
 	}
-	if f, ok := g.calls[key]; ok {
-		g.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.size, f.err
-		case <-ctx.Done():
-			return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
-		}
+	f, running := g.calls[key]
+	if !running {
+		f = &flight{done: make(chan struct{})}
+		g.calls[key] = f
 	}
-	f := &flight{done: make(chan struct{})}
-	g.calls[key] = f
 	g.mu.Unlock()
 
-	defer func() {
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
-	f.size, f.err = fn()
-	return f.size, f.err
+	if !running {
+		run := func() {
+			defer func() {
+				g.mu.Lock()
+				delete(g.calls, key)
+				g.mu.Unlock()
+				close(f.done)
+			}()
+			f.size, f.err = fn()
+		}
+		if !async {
+			run()
+			return f.size, f.err
+		}
+		go run()
+	}
+	var timeout <-chan time.Time
+	if async {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-f.done:
+		return f.size, f.err
+	case <-timeout:
+		return 0, errFillPending()
+	case <-ctx.Done():
+		return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
+	}
 }
 
 // idleBodyTimeout bounds the silence of an upstream body mid-transfer.

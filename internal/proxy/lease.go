@@ -61,9 +61,7 @@ func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(co
 			continue
 		}
 		if p.now().After(deadline) {
-			e := ErrUnavailable.With("the blob is being fetched by another instance; retry shortly", nil)
-			e.Detail = map[string]string{"retryAfter": "5"}
-			return 0, e
+			return 0, errFillPending()
 		}
 		select {
 		case <-ctx.Done():

@@ -43,6 +43,14 @@ type Config struct {
 	// DefaultUpstream is the host of the upstream for requests that name
 	// none (no ?ns=, no host path prefix). Empty means the first one.
 	DefaultUpstream string
+	// LargeBlobPolicy is PolicyWait, PolicyUpstream or PolicyAuto (the
+	// default), and LargeBlobSize the threshold PolicyAuto applies.
+	LargeBlobPolicy string
+	LargeBlobSize   int64
+	// BackgroundFill, when set, starts a fill outside the request (in
+	// Lambda: the function invoking itself, which then calls RunFill). When
+	// nil, fills that outlive a request run in goroutines of this process.
+	BackgroundFill func(ctx context.Context, job FillJob) error
 	// EmbeddedMetrics adds CloudWatch Embedded Metric Format fields to
 	// each request's log line (set in Lambda).
 	EmbeddedMetrics bool
@@ -59,6 +67,7 @@ const (
 	DefaultMaxManifestSize = 4 << 20
 	DefaultLeaseTTL        = 30 * time.Second
 	DefaultLeaseWait       = 4 * time.Minute
+	DefaultLargeBlobSize   = 1 << 30
 )
 
 // Proxy is the mirror's http.Handler.
@@ -86,6 +95,17 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	}
 	if cfg.FillTimeout <= 0 {
 		cfg.FillTimeout = DefaultFillTimeout
+	}
+	if cfg.LargeBlobPolicy == "" {
+		cfg.LargeBlobPolicy = PolicyAuto
+	}
+	switch cfg.LargeBlobPolicy {
+	case PolicyWait, PolicyUpstream, PolicyAuto:
+	default:
+		return nil, fmt.Errorf("proxy: unknown large-blob policy %q", cfg.LargeBlobPolicy)
+	}
+	if cfg.LargeBlobSize <= 0 {
+		cfg.LargeBlobSize = DefaultLargeBlobSize
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
@@ -144,6 +164,7 @@ const (
 	cacheRevalidated  = "revalidated"
 	cacheStale        = "stale"
 	cachePassthrough  = "passthrough"
+	cacheUpstream     = "upstream"
 	headerAPIVersion  = "Docker-Distribution-API-Version"
 	headerDigest      = "Docker-Content-Digest"
 	apiVersionV2Value = "registry/2.0"

@@ -56,6 +56,7 @@ type Upstream struct {
 	dockerHub          bool
 	timeouts           struct{ token, manifest time.Duration }
 	retryAt            atomic.Int64 // unix nanos before which we do not call upstream
+	redirectsBlobs     atomic.Bool  // blob GETs were seen to redirect to another host (a CDN)
 }
 
 // DockerHubHost and DockerHubURL name the default upstream.
@@ -139,6 +140,9 @@ func (u *Upstream) checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	if !strings.EqualFold(req.URL.Host, u.base.Host) {
 		req.Header.Del("Authorization")
+		if strings.Contains(via[0].URL.Path, "/blobs/") {
+			u.redirectsBlobs.Store(true)
+		}
 	}
 	return nil
 }
@@ -333,7 +337,11 @@ func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.
 	const attempts = 3
 	backoff := 200 * time.Millisecond
 	for i := 1; ; i++ {
-		resp, err := u.client.Do(req)
+		client := u.client
+		if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
+			client = u.tokenClient // never follows redirects
+		}
+		resp, err := client.Do(req)
 		statsFrom(ctx).noteUpstream(resp, err)
 		transient := err != nil && ctx.Err() == nil
 		if err == nil {
@@ -358,4 +366,28 @@ func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.
 		backoff *= 2
 		req = req.Clone(ctx)
 	}
+}
+
+type noRedirectKey struct{}
+
+// blobLocation asks the upstream for a blob without following its redirect
+// and returns the redirect target if it is a URL on another host that needs
+// no credentials of ours (a signed CDN or object-store URL), else "".
+func (u *Upstream) blobLocation(ctx context.Context, name string, d fmt.Stringer) (string, error) {
+	ctx = context.WithValue(ctx, noRedirectKey{}, true)
+	resp, err := u.do(ctx, http.MethodGet, name, "blobs/"+d.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close() // a 200 here means the upstream serves blobs itself
+	switch resp.StatusCode {
+	case http.StatusTemporaryRedirect, http.StatusFound, http.StatusSeeOther, http.StatusMovedPermanently, http.StatusPermanentRedirect:
+	default:
+		return "", nil
+	}
+	loc, err := resp.Location()
+	if err != nil || loc.Scheme != "https" || strings.EqualFold(loc.Host, u.base.Host) {
+		return "", nil
+	}
+	return loc.String(), nil
 }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
+)
+
+// fillEvent is the event the function sends itself to run a fill in an
+// invocation of its own (up to 15 minutes) instead of inside a client's
+// request. Function URL requests never have this shape.
+type fillEvent struct {
+	Pullthrough string        `json:"pullthrough"` // "fill"
+	Job         proxy.FillJob `json:"job"`
+}
+
+// serveLambda answers function URL requests (RESPONSE_STREAM) and the
+// function's own fill events.
+func serveLambda(p *proxy.Proxy) {
+	url := lambdaurl.Wrap(p)
+	lambda.StartHandlerFunc(func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var fe fillEvent
+		if json.Unmarshal(raw, &fe) == nil && fe.Pullthrough == "fill" {
+			return nil, p.RunFill(ctx, fe.Job)
+		}
+		var req events.LambdaFunctionURLRequest
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return nil, fmt.Errorf("unexpected event: %w", err)
+		}
+		// The streamed response is an io.Reader, which the runtime streams.
+		return url(ctx, &req)
+	})
+}
+
+// selfInvoker starts fills as asynchronous invocations of this function.
+func selfInvoker(ctx context.Context, functionName string) (func(context.Context, proxy.FillJob) error, error) {
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration: %w", err)
+	}
+	client := awslambda.NewFromConfig(awsCfg)
+	return func(ctx context.Context, job proxy.FillJob) error {
+		payload, err := json.Marshal(fillEvent{Pullthrough: "fill", Job: job})
+		if err != nil {
+			return err
+		}
+		_, err = client.Invoke(ctx, &awslambda.InvokeInput{
+			FunctionName:   aws.String(functionName),
+			InvocationType: types.InvocationTypeEvent,
+			Payload:        payload,
+		})
+		return err
+	}, nil
+}
