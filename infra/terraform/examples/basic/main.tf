@@ -1,0 +1,37 @@
+# The smallest useful deployment: a Docker Hub mirror with default settings.
+#
+# The endpoint and skip_* variables exist so the same configuration can be
+# applied to local stand-ins for AWS (see infra/test/run.sh and localstack/);
+# their defaults talk to real AWS.
+
+provider "aws" {
+  region = var.region
+
+  s3_use_path_style           = var.s3_use_path_style
+  skip_credentials_validation = var.skip_credentials_validation
+  skip_requesting_account_id  = var.skip_requesting_account_id
+  skip_metadata_api_check     = var.skip_metadata_api_check
+
+  endpoints {
+    iam            = lookup(var.aws_endpoints, "iam", null)
+    kms            = lookup(var.aws_endpoints, "kms", null)
+    lambda         = lookup(var.aws_endpoints, "lambda", null)
+    logs           = lookup(var.aws_endpoints, "logs", null)
+    s3             = lookup(var.aws_endpoints, "s3", null)
+    secretsmanager = lookup(var.aws_endpoints, "secretsmanager", null)
+    sts            = lookup(var.aws_endpoints, "sts", null)
+  }
+}
+
+module "pullthrough" {
+  source = "../.."
+
+  name          = var.name
+  architecture  = var.architecture
+  force_destroy = var.force_destroy
+
+  extra_environment = var.extra_environment
+
+  # `make package` writes the zip at the repository root, four levels up.
+  package_path = coalesce(var.package_path, "${path.module}/../../../../build/lambda/pullthrough-${var.architecture}.zip")
+}

@@ -1,0 +1,29 @@
+output "mirror_url" {
+  description = "Base URL of the mirror."
+  value       = module.pullthrough.mirror_url
+}
+
+output "daemon_json" {
+  description = "Contents for /etc/docker/daemon.json."
+  value       = module.pullthrough.daemon_json
+}
+
+output "containerd_hosts_toml" {
+  description = "Contents for /etc/containerd/certs.d/docker.io/hosts.toml."
+  value       = module.pullthrough.containerd_hosts_toml
+}
+
+output "bucket_name" {
+  description = "Name of the cache bucket."
+  value       = module.pullthrough.bucket_name
+}
+
+output "function_name" {
+  description = "Name of the Lambda function."
+  value       = module.pullthrough.function_name
+}
+
+output "function_environment" {
+  description = "Environment the function runs with."
+  value       = module.pullthrough.function_environment
+}

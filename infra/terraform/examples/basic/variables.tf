@@ -1,0 +1,84 @@
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+  nullable    = false
+}
+
+variable "name" {
+  description = "Name of the function and prefix of the bucket name."
+  type        = string
+  default     = "pullthrough"
+  nullable    = false
+}
+
+variable "architecture" {
+  description = "arm64 or x86_64; selects build/lambda/pullthrough-<architecture>.zip unless package_path is set."
+  type        = string
+  default     = "arm64"
+  nullable    = false
+}
+
+variable "package_path" {
+  description = "Deployment zip to upload. null uses the one `make package` builds."
+  type        = string
+  default     = null
+}
+
+variable "extra_environment" {
+  description = "More environment variables for the function, e.g. PULLTHROUGH_S3_PATH_STYLE for an S3 stand-in."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete a bucket that still holds cached content."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+################################################################################
+# Local stand-ins for AWS. Leave at their defaults for a real deployment.
+################################################################################
+
+variable "aws_endpoints" {
+  description = "Endpoint URL overrides by service (iam, kms, lambda, logs, s3, secretsmanager, sts)."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for k in keys(var.aws_endpoints) : contains(["iam", "kms", "lambda", "logs", "s3", "secretsmanager", "sts"], k)])
+    error_message = "aws_endpoints keys must be among iam, kms, lambda, logs, s3, secretsmanager, sts."
+  }
+}
+
+variable "s3_use_path_style" {
+  description = "Address buckets as <endpoint>/<bucket> instead of <bucket>.<endpoint>; needed by most S3 stand-ins."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "skip_credentials_validation" {
+  description = "Do not check the credentials with STS before planning."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "skip_requesting_account_id" {
+  description = "Do not look up the account ID."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "skip_metadata_api_check" {
+  description = "Do not ask the EC2 instance metadata service for credentials."
+  type        = bool
+  default     = false
+  nullable    = false
+}

@@ -1,0 +1,57 @@
+resource "aws_cloudwatch_log_group" "this" {
+  name              = local.log_group_name
+  retention_in_days = var.log_retention_days
+
+  tags = var.tags
+}
+
+resource "aws_lambda_function" "this" {
+  function_name = var.name
+  description   = "Pull-through cache for ${var.upstream}"
+  role          = aws_iam_role.this.arn
+
+  runtime       = "provided.al2023"
+  handler       = "bootstrap"
+  architectures = [var.architecture]
+
+  filename         = var.package_path
+  source_code_hash = filebase64sha256(var.package_path)
+
+  memory_size = var.memory_size
+  timeout     = var.timeout
+  # -1 is the provider's "unreserved".
+  reserved_concurrent_executions = coalesce(var.reserved_concurrent_executions, -1)
+
+  environment {
+    variables = local.environment
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.this.name
+    # The binary already filters by PULLTHROUGH_LOG_LEVEL; Lambda's own filter
+    # would drop its debug lines (it defaults to INFO for JSON logs) if it
+    # were not kept in step.
+    application_log_level = upper(var.log_level)
+    system_log_level      = "INFO"
+  }
+
+  tags = var.tags
+
+  # The role must be able to write logs and reach the bucket before the first
+  # invocation, not eventually.
+  depends_on = [aws_iam_role_policy.this]
+}
+
+resource "aws_lambda_function_url" "this" {
+  function_name = aws_lambda_function.this.function_name
+  # Docker and containerd cannot sign requests with SigV4; see README for
+  # what limits who can use the mirror. With NONE the provider also adds the
+  # two resource-policy statements (lambda:InvokeFunctionUrl and
+  # lambda:InvokeFunction via function URL) that public URLs need.
+  authorization_type = "NONE"
+  # Streaming sends headers and bytes while a fill is still running and lifts
+  # the response limit from 6 MB to 200 MB. Cache hits are redirects to S3
+  # and never flow through the function.
+  invoke_mode = "RESPONSE_STREAM"
+}

@@ -1,0 +1,102 @@
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name                 = var.name
+  description          = "Runs the ${var.name} registry pull-through cache."
+  assume_role_policy   = data.aws_iam_policy_document.assume.json
+  permissions_boundary = var.role_permissions_boundary_arn
+
+  tags = var.tags
+}
+
+# Every action here is one the function calls; nothing is granted "just in case".
+data "aws_iam_policy_document" "function" {
+  statement {
+    sid = "CacheObjects"
+    actions = [
+      # GetObject, HeadObject, and the presigned GETs clients are redirected to.
+      "s3:GetObject",
+      # PutObject and the multipart calls CreateMultipartUpload, UploadPart,
+      # CompleteMultipartUpload.
+      "s3:PutObject",
+      # Clean-up of a fill that failed or whose digest did not match.
+      "s3:AbortMultipartUpload",
+      # Removing expired fill leases.
+      "s3:DeleteObject",
+    ]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
+  }
+
+  # Without s3:ListBucket S3 answers HeadObject on a missing key with 403
+  # instead of 404, and a cache miss would look like a permission failure.
+  # The function never lists; the condition keeps listing to its own prefix.
+  statement {
+    sid       = "CacheMissesAreNotFound"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+
+    dynamic "condition" {
+      for_each = var.prefix == "" ? [] : [local.key_prefix]
+
+      content {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${condition.value}*"]
+      }
+    }
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+
+    content {
+      sid = "CacheEncryptionKey"
+      # GenerateDataKey for writes, Decrypt for reads and for completing
+      # multipart uploads.
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.upstream_credentials_secret_arn == null ? [] : [local.upstream_credentials_secret_arn]
+
+    content {
+      sid       = "UpstreamCredentials"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "this" {
+  name   = var.name
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.function.json
+}
+
+# Only the container exists in Terraform; its value is set out of band (see
+# README) so registry credentials never enter the state file.
+resource "aws_secretsmanager_secret" "upstream_credentials" {
+  count = var.create_upstream_credentials_secret ? 1 : 0
+
+  name_prefix = "${var.name}-upstream-credentials-"
+  description = "Upstream registry credentials for the ${var.name} pull-through cache. Value set outside Terraform."
+
+  tags = var.tags
+}

@@ -1,0 +1,59 @@
+output "mirror_url" {
+  description = "Base URL of the mirror (the function URL without its trailing slash)."
+  value       = trimsuffix(aws_lambda_function_url.this.function_url, "/")
+}
+
+output "daemon_json" {
+  description = "Docker daemon configuration (/etc/docker/daemon.json) that uses the mirror. Docker applies registry-mirrors to docker.io images only, so this is useful with the default upstream. Merge it into an existing file rather than overwriting."
+  value       = jsonencode({ "registry-mirrors" = [trimsuffix(aws_lambda_function_url.this.function_url, "/")] })
+}
+
+output "containerd_hosts_toml" {
+  description = "containerd hosts.toml that tries the mirror first and falls back to the upstream. With the default upstream save it as /etc/containerd/certs.d/docker.io/hosts.toml."
+  value       = <<-EOT
+    server = "${var.upstream}"
+
+    [host."${trimsuffix(aws_lambda_function_url.this.function_url, "/")}"]
+      capabilities = ["pull", "resolve"]
+  EOT
+}
+
+output "bucket_name" {
+  description = "Name of the cache bucket."
+  value       = aws_s3_bucket.this.id
+}
+
+output "bucket_arn" {
+  description = "ARN of the cache bucket."
+  value       = aws_s3_bucket.this.arn
+}
+
+output "function_name" {
+  description = "Name of the Lambda function."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the Lambda function."
+  value       = aws_lambda_function.this.arn
+}
+
+output "role_arn" {
+  description = "ARN of the function's IAM role."
+  value       = aws_iam_role.this.arn
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group the function writes to."
+  value       = aws_cloudwatch_log_group.this.name
+}
+
+output "upstream_credentials_secret_arn" {
+  description = "ARN of the upstream credentials secret the function reads, or null."
+  value       = local.upstream_credentials_secret_arn
+}
+
+output "function_environment" {
+  description = "Environment the function runs with (the PULLTHROUGH_* configuration plus extra_environment); tests run the binary locally with it."
+  value       = aws_lambda_function.this.environment[0].variables
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Applies infra/terraform/examples/basic to the running LocalStack, with the
+# same module and example as a real deployment; only endpoints differ.
+set -euo pipefail
+# shellcheck source=localstack/lib.sh
+source "$(dirname "$0")/lib.sh"
+need terraform curl tar
+
+curl -fsS "$endpoint/_localstack/health" >/dev/null || die "LocalStack is not running on $endpoint (run localstack/up.sh)"
+
+arch=$(lambda_arch)
+package=${PULLTHROUGH_PACKAGE:-$repo/build/lambda/pullthrough-$arch.zip}
+[[ -f $package ]] || die "$package is missing; run 'make package' for $arch first (or set PULLTHROUGH_PACKAGE)"
+
+# Refresh the working copy's configuration, keep its .terraform and state.
+mkdir -p "$work"
+find "$work" -name '*.tf' -not -path '*/.terraform/*' -delete
+tar -C "$repo/infra/terraform" --exclude=.terraform --exclude='*.tfstate*' --exclude=.terraform.lock.hcl -cf - . |
+	tar -C "$work" -xf -
+
+cat >"$state_dir/localstack.tfvars.json" <<JSON
+{
+  "name": "pullthrough",
+  "architecture": "$arch",
+  "package_path": "$package",
+  "force_destroy": true,
+  "extra_environment": {
+    "PULLTHROUGH_S3_PATH_STYLE": "true"
+  },
+  "aws_endpoints": {
+    "iam": "$endpoint",
+    "kms": "$endpoint",
+    "lambda": "$endpoint",
+    "logs": "$endpoint",
+    "s3": "$endpoint",
+    "secretsmanager": "$endpoint",
+    "sts": "$endpoint"
+  },
+  "s3_use_path_style": true,
+  "skip_credentials_validation": true,
+  "skip_requesting_account_id": true,
+  "skip_metadata_api_check": true
+}
+JSON
+
+tf init -input=false
+tf apply -auto-approve -input=false -var-file="$state_dir/localstack.tfvars.json"
+echo
+echo "mirror: $(tf output -raw mirror_url)"
