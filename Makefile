@@ -27,7 +27,7 @@ tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh
 
 .PHONY: test
-test: tools lint test-go fuzz ## Run every test (installs what they need first)
+test: tools lint test-go fuzz infra-test ## Run every test (installs what they need first)
 
 .PHONY: test-go
 test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
@@ -51,6 +51,21 @@ package: ## Build the Lambda zip (ARCH=arm64|x86_64) under build/lambda
 	rm -f $(BUILD)/lambda/pullthrough-$(ARCH).zip && \
 	(cd $(BUILD)/lambda/$(ARCH) && zip -q -X ../pullthrough-$(ARCH).zip bootstrap) && \
 	ls -l $(BUILD)/lambda/pullthrough-$(ARCH).zip | awk '{printf "%s: %.1f MiB\n", $$9, $$5/1048576}'
+
+.PHONY: infra-test
+infra-test: package ## Terraform fmt/validate/test, then apply, re-plan and destroy against moto + versitygw
+	PULLTHROUGH_TF_HOOK='$(GO) test -count=1 -run TestBootstrapWithTerraformEnvironment ./functions/registry' \
+		bash infra/test/run.sh
+
+.PHONY: localstack-up localstack-deploy localstack-smoke localstack-down
+localstack-up: ## Start LocalStack (needs Docker and LOCALSTACK_AUTH_TOKEN)
+	bash localstack/up.sh
+localstack-deploy: package ## Apply infra/terraform/examples/basic to LocalStack
+	bash localstack/deploy.sh
+localstack-smoke: ## Pull an image through the LocalStack function URL
+	bash localstack/smoke.sh
+localstack-down: ## Stop LocalStack
+	bash localstack/down.sh
 
 .PHONY: fmt
 fmt: ## gofmt the tree
