@@ -197,21 +197,30 @@ func (p *Proxy) startFill(ctx context.Context, rt route) {
 // for at most FillWait.
 func (p *Proxy) waitForBlob(ctx context.Context, rt route) (int64, error) {
 	deadline := p.now().Add(p.cfg.LeaseWait)
-	backoff := 200 * time.Millisecond
+	backoff := 100 * time.Millisecond
 	for {
 		if size, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
 			return size, nil
 		}
-		if p.now().After(deadline) {
-			return 0, errFillPending()
+		if err := p.pause(ctx, deadline, &backoff); err != nil {
+			return 0, err
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
+}
+
+// pause waits out one polling interval (doubling it, up to 2s) unless the
+// deadline has passed or the request ended.
+func (p *Proxy) pause(ctx context.Context, deadline time.Time, backoff *time.Duration) error {
+	if p.now().After(deadline) {
+		return errFillPending()
+	}
+	select {
+	case <-ctx.Done():
+		return ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
+	case <-time.After(*backoff):
+	}
+	*backoff = min(*backoff*2, 2*time.Second)
+	return nil
 }
 
 func errFillPending() *Error {

@@ -60,15 +60,9 @@ func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(co
 			l.Delete(ctx, lkey)
 			continue
 		}
-		if p.now().After(deadline) {
-			return 0, errFillPending()
+		if err := p.pause(ctx, deadline, &backoff); err != nil {
+			return 0, err
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

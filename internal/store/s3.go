@@ -121,22 +121,16 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) 
 
 // Put writes a small object, replacing any previous one.
 func (s *S3) Put(ctx context.Context, key string, data []byte) error {
-	k, err := s.key(key)
-	if err != nil {
-		return err
-	}
-	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &s.bucket,
-		Key:           k,
-		Body:          bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))),
-	})
-	return translate(err)
+	return s.put(ctx, key, data, nil)
 }
 
 // PutIfAbsent writes a small object unless one exists at key
 // (If-None-Match: *); it returns ErrExists otherwise.
 func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	return s.put(ctx, key, data, aws.String("*"))
+}
+
+func (s *S3) put(ctx context.Context, key string, data []byte, ifNoneMatch *string) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
@@ -146,7 +140,7 @@ func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 		Key:           k,
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
-		IfNoneMatch:   aws.String("*"),
+		IfNoneMatch:   ifNoneMatch,
 	})
 	return translate(err)
 }
@@ -258,11 +252,8 @@ func (u *s3Upload) Commit(ctx context.Context) error {
 	}
 	if u.id == nil {
 		_, err := u.s.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:        &u.s.bucket,
-			Key:           u.key,
-			Body:          bytes.NewReader(u.buf),
-			ContentLength: aws.Int64(int64(len(u.buf))),
-			IfNoneMatch:   aws.String("*"),
+			Bucket: &u.s.bucket, Key: u.key, Body: bytes.NewReader(u.buf),
+			ContentLength: aws.Int64(int64(len(u.buf))), IfNoneMatch: aws.String("*"),
 		})
 		return translate(err)
 	}
