@@ -37,6 +37,7 @@ test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRoute$$' -fuzztime $(FUZZTIME) ./internal/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChallenge$$' -fuzztime $(FUZZTIME) ./internal/proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./internal/proxy
 
 .PHONY: bench
 bench: ## Go benchmarks of the hot paths

@@ -168,3 +168,29 @@ func TestNoAWSImports(t *testing.T) {
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
+
+// FuzzImageReference checks the image references the warm endpoint takes:
+// never a panic, and an accepted one names a configured registry and a
+// valid repository.
+func FuzzImageReference(f *testing.F) {
+	for _, s := range []string{"alpine", "alpine:3.20", "docker.io/library/alpine@sha256:" + strings.Repeat("a", 64), "ghcr.io/org/app:1", "evil.example/x", "../x", "UPPER/x", ""} {
+		f.Add(s)
+	}
+	up, err := NewUpstream(UpstreamConfig{Host: DockerHubHost, URL: DockerHubURL})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := New(Config{}, nil, []*Upstream{up}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, image string) {
+		rt, err := p.warmRoute(image)
+		if err != nil {
+			return
+		}
+		if rt.up != up || validName(rt.name) != nil || (rt.tag == "") == (rt.digest == "") {
+			t.Fatalf("%q: accepted as %+v", image, rt)
+		}
+	})
+}
