@@ -20,10 +20,13 @@ type Config struct {
 	Addr        string
 	Store       string // file://<dir> or s3://<bucket>[/<prefix>]
 	S3PathStyle bool
-	Upstreams   []proxy.UpstreamConfig
-	Proxy       proxy.Config
-	LogLevel    string
-	Lambda      bool
+	// S3PartSize and S3Concurrency tune fills: memory per fill is about
+	// (concurrency+1) parts.
+	S3PartSize, S3Concurrency int
+	Upstreams                 []proxy.UpstreamConfig
+	Proxy                     proxy.Config
+	LogLevel                  string
+	Lambda                    bool
 	// CredentialsSecret names an AWS Secrets Manager secret with upstream
 	// and client credentials, read once at start (see applySecret).
 	CredentialsSecret string
@@ -104,6 +107,22 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		c.Proxy.LargeBlobSize = n
 	}
 	c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
+	c.S3PartSize = 8 << 20
+	if v := get("PULLTHROUGH_S3_PART_SIZE", ""); v != "" {
+		n, err := parseSize(v)
+		if err != nil || n < 5<<20 || n > 5<<30 {
+			bad("PULLTHROUGH_S3_PART_SIZE", "want 5MiB to 5GiB, got %q", v)
+		}
+		c.S3PartSize = int(n)
+	}
+	c.S3Concurrency = 4
+	if v := get("PULLTHROUGH_S3_UPLOAD_CONCURRENCY", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			bad("PULLTHROUGH_S3_UPLOAD_CONCURRENCY", "want 1 to 64, got %q", v)
+		}
+		c.S3Concurrency = n
+	}
 	if c.Proxy.LeaseTTL < 3*time.Second {
 		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}

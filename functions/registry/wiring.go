@@ -59,7 +59,11 @@ func openStore(ctx context.Context, cfg Config) (proxy.Store, error) {
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
 	bucket, prefix, _ := strings.Cut(rest, "/")
-	return store.NewS3(client, bucket, prefix), nil
+	st := store.NewS3(client, bucket, prefix)
+	if err := st.SetUploadTuning(cfg.S3PartSize, cfg.S3Concurrency); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // warm is the "warm" subcommand: fill the configured store with images

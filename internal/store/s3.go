@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,26 +40,33 @@ type presignAPI interface {
 // small enough that a fill holds little memory.
 const DefaultPartSize = 8 << 20
 
+// DefaultUploadConcurrency is how many parts of one object are uploaded at
+// once: enough to keep S3 busy while the upstream streams, 5 parts of
+// memory in all.
+const DefaultUploadConcurrency = 4
+
 // partTimeout bounds the upload of one part.
 const partTimeout = 2 * time.Minute
 
 // S3 stores objects in one bucket under an optional prefix.
 type S3 struct {
-	client   s3API
-	presign  presignAPI
-	bucket   string
-	prefix   string
-	partSize int
+	client      s3API
+	presign     presignAPI
+	bucket      string
+	prefix      string
+	partSize    int
+	concurrency int
 }
 
 // NewS3 wraps an SDK client. prefix may be empty.
 func NewS3(client *s3.Client, bucket, prefix string) *S3 {
 	return &S3{
-		client:   client,
-		presign:  s3.NewPresignClient(client),
-		bucket:   bucket,
-		prefix:   prefix,
-		partSize: DefaultPartSize,
+		client:      client,
+		presign:     s3.NewPresignClient(client),
+		bucket:      bucket,
+		prefix:      prefix,
+		partSize:    DefaultPartSize,
+		concurrency: DefaultUploadConcurrency,
 	}
 }
 
@@ -175,43 +184,65 @@ func (s *S3) PresignGet(ctx context.Context, key string, ttl time.Duration) (str
 	return req.URL, nil
 }
 
-// Create starts a streamed write. Memory use is one part, whatever the
-// object size: parts are uploaded as they fill.
+// Create starts a streamed write. Parts are uploaded as they fill, up to
+// the upload concurrency at once, so memory stays at most (concurrency+1)
+// parts whatever the object size.
 func (s *S3) Create(ctx context.Context, key string) (Upload, error) {
 	k, err := s.key(key)
 	if err != nil {
 		return nil, err
 	}
-	return &s3Upload{s: s, key: k, buf: make([]byte, 0, s.partSize)}, nil
+	return &s3Upload{
+		s:     s,
+		key:   k,
+		buf:   make([]byte, 0, s.partSize),
+		slots: make(chan struct{}, s.concurrency),
+		spare: make(chan []byte, s.concurrency),
+	}, nil
+}
+
+// SetUploadTuning sets the multipart part size (at least S3's 5 MiB) and
+// how many parts of one object are uploaded at once.
+func (s *S3) SetUploadTuning(partSize, concurrency int) error {
+	if partSize < 5<<20 || partSize > 5<<30 || concurrency < 1 || concurrency > 64 {
+		return fmt.Errorf("store: part size must be 5 MiB to 5 GiB and concurrency 1 to 64, got %d and %d", partSize, concurrency)
+	}
+	s.partSize, s.concurrency = partSize, concurrency
+	return nil
 }
 
 type s3Upload struct {
 	s     *S3
 	key   *string
-	buf   []byte
-	id    *string // multipart upload id, once started
+	buf   []byte        // the part being filled
+	id    *string       // multipart upload id, once started
+	next  int32         // parts started so far
+	slots chan struct{} // one per part in flight
+	spare chan []byte   // buffers of finished parts, for reuse
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
 	parts []types.CompletedPart
-	err   error
+	err   error // the first failure of any part
+}
+
+func (u *s3Upload) failed() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
 }
 
 func (u *s3Upload) Write(p []byte) (int, error) {
-	if u.err != nil {
-		return 0, u.err
+	if err := u.failed(); err != nil {
+		return 0, err
 	}
 	n := 0
 	for len(p) > 0 {
-		room := cap(u.buf) - len(u.buf)
-		take := min(room, len(p))
+		take := min(cap(u.buf)-len(u.buf), len(p))
 		u.buf = append(u.buf, p[:take]...)
 		p, n = p[take:], n+take
 		if len(u.buf) == cap(u.buf) {
-			// io.Writer has no context, so each part gets its own
-			// deadline; Commit and Abort take the caller's.
-			ctx, cancel := context.WithTimeout(context.Background(), partTimeout)
-			err := u.flush(ctx)
-			cancel()
-			if err != nil {
-				u.err = err
+			if err := u.startPart(); err != nil {
 				return n, err
 			}
 		}
@@ -219,37 +250,73 @@ func (u *s3Upload) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (u *s3Upload) flush(ctx context.Context) error {
+// startPart uploads the filled buffer in the background (waiting for a free
+// slot first) and gives Write an empty one.
+func (u *s3Upload) startPart() error {
+	// io.Writer has no context, so each call gets its own deadline;
+	// Commit and Abort take the caller's.
 	if u.id == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), partTimeout)
 		out, err := u.s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &u.s.bucket, Key: u.key})
+		cancel()
 		if err != nil {
-			return fmt.Errorf("store: create multipart upload: %w", err)
+			return u.fail(fmt.Errorf("store: create multipart upload: %w", err))
 		}
 		u.id = out.UploadId
 	}
-	num := int32(len(u.parts) + 1)
-	out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket:        &u.s.bucket,
-		Key:           u.key,
-		UploadId:      u.id,
-		PartNumber:    aws.Int32(num),
-		Body:          bytes.NewReader(u.buf),
-		ContentLength: aws.Int64(int64(len(u.buf))),
-	})
-	if err != nil {
-		return fmt.Errorf("store: upload part %d: %w", num, err)
+	u.slots <- struct{}{}
+	if err := u.failed(); err != nil {
+		<-u.slots
+		return err
 	}
-	u.parts = append(u.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
-	u.buf = u.buf[:0]
+	u.next++
+	num, body := u.next, u.buf
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer func() { <-u.slots }()
+		ctx, cancel := context.WithTimeout(context.Background(), partTimeout)
+		defer cancel()
+		out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket:        &u.s.bucket,
+			Key:           u.key,
+			UploadId:      u.id,
+			PartNumber:    aws.Int32(num),
+			Body:          bytes.NewReader(body),
+			ContentLength: aws.Int64(int64(len(body))),
+		})
+		if err != nil {
+			u.fail(fmt.Errorf("store: upload part %d: %w", num, err))
+			return
+		}
+		u.mu.Lock()
+		u.parts = append(u.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+		u.mu.Unlock()
+		select {
+		case u.spare <- body[:0]:
+		default:
+		}
+	}()
+	select {
+	case u.buf = <-u.spare:
+	default:
+		u.buf = make([]byte, 0, u.s.partSize)
+	}
 	return nil
+}
+
+func (u *s3Upload) fail(err error) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err == nil {
+		u.err = err
+	}
+	return u.err
 }
 
 // Commit publishes the object with If-None-Match: *, so of two writers of
 // the same key exactly one wins and the loser gets ErrExists.
 func (u *s3Upload) Commit(ctx context.Context) error {
-	if u.err != nil {
-		return u.err
-	}
 	if u.id == nil {
 		_, err := u.s.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &u.s.bucket, Key: u.key, Body: bytes.NewReader(u.buf),
@@ -258,10 +325,16 @@ func (u *s3Upload) Commit(ctx context.Context) error {
 		return translate(err)
 	}
 	if len(u.buf) > 0 {
-		if err := u.flush(ctx); err != nil {
+		if err := u.startPart(); err != nil {
+			u.wg.Wait()
 			return err
 		}
 	}
+	u.wg.Wait()
+	if err := u.failed(); err != nil {
+		return err
+	}
+	sort.Slice(u.parts, func(i, j int) bool { return *u.parts[i].PartNumber < *u.parts[j].PartNumber })
 	_, err := u.s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &u.s.bucket,
 		Key:             u.key,
@@ -279,8 +352,10 @@ func (u *s3Upload) Commit(ctx context.Context) error {
 	return nil
 }
 
-// Abort discards the write and any uploaded parts.
+// Abort discards the write and any uploaded parts, after the parts in
+// flight have finished (nothing may outlive the request).
 func (u *s3Upload) Abort(ctx context.Context) error {
+	u.wg.Wait()
 	u.buf = nil
 	return u.abort(ctx)
 }

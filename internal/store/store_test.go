@@ -80,8 +80,11 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 
 	t.Run("streamed write is invisible until commit", func(t *testing.T) {
 		st := open(t)
-		// Larger than one S3 part so the multipart path is used.
-		data := bytes.Repeat([]byte("0123456789abcdef"), (store.DefaultPartSize+3<<20)/16)
+		// Several S3 parts, uploaded concurrently and out of order.
+		data := make([]byte, 4*store.DefaultPartSize+3<<20)
+		for i := range data {
+			data[i] = byte(i / 4093)
+		}
 		up, err := st.Create(ctx, "blobs/sha256/big")
 		if err != nil {
 			t.Fatal(err)
