@@ -40,7 +40,7 @@ func (h *Harness) serveFront(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// One invocation at a time, like a single execution environment.
+	// Take an execution environment (at most Options.Concurrency at once).
 	ctx := r.Context()
 	select {
 	case h.slot <- struct{}{}:

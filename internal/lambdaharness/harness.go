@@ -2,15 +2,20 @@
 // real AWS Lambda "bootstrap" binary on the local machine and talk to it over
 // plain HTTP, as if it were deployed behind a Lambda function URL.
 //
-// A Harness plays two roles:
+// A Harness plays three roles:
 //
 //   - the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API), which a bootstrap built
 //     with aws-lambda-go (for example one whose main calls lambdaurl.Start)
-//     polls for invocations and posts its responses to; and
+//     polls for invocations and posts its responses to;
 //   - a Lambda function URL configured with InvokeMode RESPONSE_STREAM, which
 //     turns every incoming HTTP request into a payload-version-2.0 event,
 //     invokes the function with it, and streams the function's
-//     "application/vnd.awslambda.http-integration-response" back to the client.
+//     "application/vnd.awslambda.http-integration-response" back to the client;
+//     and
+//   - the Lambda Invoke API (AWS_ENDPOINT_URL_LAMBDA, see InvokeEndpoint), so
+//     that the function can invoke itself, typically asynchronously
+//     (X-Amz-Invocation-Type: Event); tests wait for the outcome of such
+//     invocations with WaitAsync.
 //
 // Typical use from a test:
 //
@@ -22,17 +27,25 @@
 //	cmd.Start()
 //	resp, err := http.Get(h.URL() + "/v2/")
 //
-// Like a single Lambda execution environment, the harness runs one invocation
-// at a time; concurrent HTTP requests wait their turn. The harness does not
-// manage the bootstrap process: closing the harness makes the runtime's next
-// call to the Runtime API fail, and aws-lambda-go then exits the process.
+// Like Lambda with Options.Concurrency execution environments (default one),
+// the harness keeps at most that many invocations in flight; further function
+// URL requests and Invoke API calls wait their turn (AWS would throttle them
+// instead). Each runtime process, or each runtime loop of a process started
+// with AWS_LAMBDA_MAX_CONCURRENCY, takes invocations from the shared queue, so
+// to run N invocations at once start N runtime loops against RuntimeAPI() and
+// set Concurrency to N. The harness does not manage the bootstrap processes:
+// closing the harness makes each runtime's next call to the Runtime API fail,
+// and aws-lambda-go then exits the process.
 //
 // Deliberate departures from AWS: the front end speaks plain HTTP, so the
 // event's x-forwarded-proto and x-forwarded-port headers describe the harness
-// (http and its port), not https/443; there is no authentication, throttling
-// or extensions API; and an invocation that times out is answered with 504
-// but the process is left alone (AWS would reset the execution environment;
-// here the runtime's late response is refused, which makes aws-lambda-go exit).
+// (http and its port), not https/443; there is no authentication (SigV4
+// signatures are not checked), throttling or extensions API; failed
+// asynchronous invocations are not retried and there are no destinations or
+// dead-letter queues; and an invocation that times out is answered with 504
+// (or a Sandbox.Timedout function error) but the process is left alone (AWS
+// would reset the execution environment; here the runtime's late response is
+// refused, which makes aws-lambda-go exit).
 package lambdaharness
 
 import (
@@ -66,26 +79,44 @@ type Options struct {
 	// Logger receives diagnostics (function errors, malformed responses,
 	// timeouts at Warn; per-request details at Debug). Nil discards them.
 	Logger *slog.Logger
+
+	// Concurrency is the number of execution environments: at most this many
+	// invocations (function URL requests and Invoke API calls together) are
+	// queued or running at once. It should match the number of runtime loops
+	// polling RuntimeAPI(); an invocation that finds no idle runtime waits in
+	// the queue, and its timeout runs. Zero means 1.
+	Concurrency int
+
+	// FunctionName, if set, is the only function the Invoke API accepts (as a
+	// name, partial ARN or ARN, with or without a qualifier; others get 404
+	// ResourceNotFoundException), and it replaces "lambdaharness" in the
+	// function ARN announced to the runtime. Empty accepts any name.
+	FunctionName string
 }
 
 // Harness is a local stand-in for the Lambda Runtime API and a function URL in
 // front of it. Create one with New and release it with Close.
 type Harness struct {
-	timeout time.Duration
-	log     *slog.Logger
+	timeout      time.Duration
+	log          *slog.Logger
+	functionName string // Options.FunctionName
+	functionARN  string
 
 	runtimeLn  net.Listener
 	frontLn    net.Listener
+	invokeLn   net.Listener
 	runtimeSrv *http.Server
 	frontSrv   *http.Server
+	invokeSrv  *http.Server
 	conns      sync.Map // net.Conn -> *connInfo, for Runtime API connections
 
-	slot      chan struct{} // capacity 1: the single execution environment
+	slot      chan struct{} // capacity Options.Concurrency: execution environments
 	done      chan struct{} // closed by Close
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 	delivered atomic.Int64
+	asyncN    atomic.Int64 // Event invocations accepted
 
 	mu       sync.Mutex
 	closed   bool
@@ -94,11 +125,14 @@ type Harness struct {
 	changed  chan struct{}          // closed and replaced when queue or nextCalls changes
 	// nextCalls counts GET .../invocation/next requests received.
 	nextCalls uint64
-	initErr   string // set by POST /runtime/init/error
+	initErr   *FunctionError // set by POST /runtime/init/error
+	// asyncResults holds the outcome of every finished Event invocation, in
+	// the order they finished.
+	asyncResults []AsyncResult
 }
 
-// New starts a Harness listening on two ephemeral ports on 127.0.0.1: one for
-// the Runtime API and one for the function URL.
+// New starts a Harness listening on three ephemeral ports on 127.0.0.1: one
+// for the Runtime API, one for the function URL and one for the Invoke API.
 func New(opts Options) (*Harness, error) {
 	if opts.Timeout < 0 {
 		return nil, fmt.Errorf("lambdaharness: negative timeout %v", opts.Timeout)
@@ -106,16 +140,27 @@ func New(opts Options) (*Harness, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.Concurrency < 0 {
+		return nil, fmt.Errorf("lambdaharness: negative concurrency %d", opts.Concurrency)
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 1
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Harness{
-		timeout:  opts.Timeout,
-		log:      opts.Logger,
-		slot:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		inflight: make(map[string]*invocation),
-		changed:  make(chan struct{}),
+		timeout:      opts.Timeout,
+		log:          opts.Logger,
+		functionName: opts.FunctionName,
+		functionARN:  FunctionARN,
+		slot:         make(chan struct{}, opts.Concurrency),
+		done:         make(chan struct{}),
+		inflight:     make(map[string]*invocation),
+		changed:      make(chan struct{}),
+	}
+	if opts.FunctionName != "" {
+		h.functionARN = functionARNPrefix + opts.FunctionName
 	}
 
 	var err error
@@ -125,6 +170,11 @@ func New(opts Options) (*Harness, error) {
 	if h.frontLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		h.runtimeLn.Close()
 		return nil, fmt.Errorf("lambdaharness: listen for function URL: %w", err)
+	}
+	if h.invokeLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		h.runtimeLn.Close()
+		h.frontLn.Close()
+		return nil, fmt.Errorf("lambdaharness: listen for invoke API: %w", err)
 	}
 
 	errLog := slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)
@@ -149,8 +199,19 @@ func New(opts Options) (*Harness, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          errLog,
 	}
+	invokeMux := http.NewServeMux()
+	invokeMux.HandleFunc("POST /2015-03-31/functions/{FunctionName}/invocations", h.tracked(h.serveInvoke))
+	invokeMux.HandleFunc("/", h.tracked(func(w http.ResponseWriter, r *http.Request) {
+		h.log.Debug("lambdaharness: unsupported Lambda API call", "method", r.Method, "path", r.URL.Path)
+		lambdaAPIError(w, http.StatusNotFound, "UnknownOperationException", "lambdaharness implements only Invoke, not "+r.Method+" "+r.URL.Path)
+	}))
+	h.invokeSrv = &http.Server{
+		Handler:           invokeMux,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          errLog,
+	}
 
-	h.wg.Add(2)
+	h.wg.Add(3)
 	go func() {
 		defer h.wg.Done()
 		h.serve(h.runtimeSrv, h.runtimeLn, "runtime API")
@@ -158,6 +219,10 @@ func New(opts Options) (*Harness, error) {
 	go func() {
 		defer h.wg.Done()
 		h.serve(h.frontSrv, h.frontLn, "function URL")
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.serve(h.invokeSrv, h.invokeLn, "invoke API")
 	}()
 	return h, nil
 }
@@ -176,18 +241,29 @@ func (h *Harness) RuntimeAPI() string { return h.runtimeLn.Addr().String() }
 // without a trailing slash.
 func (h *Harness) URL() string { return "http://" + h.frontLn.Addr().String() }
 
-// Invocations returns how many invocations have been delivered to the runtime.
+// InvokeEndpoint returns the base URL of the Lambda Invoke API,
+// "http://host:port", the value for the function's AWS_ENDPOINT_URL_LAMBDA
+// environment variable (read by aws-sdk-go-v2's config.LoadDefaultConfig).
+func (h *Harness) InvokeEndpoint() string { return "http://" + h.invokeLn.Addr().String() }
+
+// InvokedFunctionARN returns the function ARN announced to the runtime in
+// Lambda-Runtime-Invoked-Function-Arn (see Options.FunctionName).
+func (h *Harness) InvokedFunctionARN() string { return h.functionARN }
+
+// Invocations returns how many invocations, of any kind, have been delivered
+// to the runtime.
 func (h *Harness) Invocations() int64 { return h.delivered.Load() }
 
-// Close stops both servers, fails any waiting requests, and waits for all of
-// the harness's goroutines to finish. It is safe to call more than once.
+// Close stops the servers, fails any waiting requests, drops asynchronous
+// invocations that have not finished, and waits for all of the harness's
+// goroutines to finish. It is safe to call more than once.
 func (h *Harness) Close() error {
 	h.closeOnce.Do(func() {
 		h.mu.Lock()
 		h.closed = true
 		h.mu.Unlock()
 		close(h.done)
-		h.closeErr = errors.Join(h.frontSrv.Close(), h.runtimeSrv.Close())
+		h.closeErr = errors.Join(h.frontSrv.Close(), h.invokeSrv.Close(), h.runtimeSrv.Close())
 		// Every handler wakes on h.done or on its connection being closed.
 		h.wg.Wait()
 	})

@@ -123,6 +123,7 @@ func startEcho(t *testing.T, h *lambdaharness.Harness, extraEnv ...string) *proc
 	p.cmd = exec.Command(echoBinary)
 	p.cmd.Env = append([]string{
 		"AWS_LAMBDA_RUNTIME_API=" + h.RuntimeAPI(),
+		"AWS_ENDPOINT_URL_LAMBDA=" + h.InvokeEndpoint(),
 		"AWS_LAMBDA_FUNCTION_NAME=echo",
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128",
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
@@ -146,6 +147,27 @@ func startEcho(t *testing.T, h *lambdaharness.Harness, extraEnv ...string) *proc
 		}
 	})
 	return p
+}
+
+// echoModes are the two ways testdata/echo can serve function URLs: its
+// default main, a dispatcher (lambda.StartHandlerFunc with a json.RawMessage
+// handler that returns lambdaurl.Wrap's streaming response as an `any`), and
+// plain lambdaurl.Start. Tests run through forEachMode check both alike.
+var echoModes = []struct {
+	name string
+	env  []string
+}{
+	{"dispatch", nil},
+	{"plain", []string{"ECHO_PLAIN=1"}},
+}
+
+func forEachMode(t *testing.T, f func(t *testing.T, env []string)) {
+	for _, m := range echoModes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, m.env)
+		})
+	}
 }
 
 func newClient(t *testing.T) *http.Client {
@@ -201,9 +223,11 @@ func doEcho(t *testing.T, c *http.Client, method, url string, body io.Reader, hd
 	return resp, e
 }
 
-func TestEcho(t *testing.T) {
+func TestEcho(t *testing.T) { forEachMode(t, testEcho) }
+
+func testEcho(t *testing.T, env []string) {
 	h := newHarness(t, lambdaharness.Options{})
-	startEcho(t, h)
+	startEcho(t, h, env...)
 	c := newClient(t)
 
 	resp, e := doEcho(t, c, http.MethodGet, h.URL()+"/v2/library/a%2Fb/manifests/sha256:abc?n=1&last=x%20y&n=2",
@@ -254,9 +278,11 @@ func TestEcho(t *testing.T) {
 	}
 }
 
-func TestBigBodyAndHead(t *testing.T) {
+func TestBigBodyAndHead(t *testing.T) { forEachMode(t, testBigBodyAndHead) }
+
+func testBigBodyAndHead(t *testing.T, env []string) {
 	h := newHarness(t, lambdaharness.Options{})
-	startEcho(t, h)
+	startEcho(t, h, env...)
 	c := newClient(t)
 
 	const size = 20 << 20
@@ -301,9 +327,11 @@ func TestBigBodyAndHead(t *testing.T) {
 
 // TestStreaming checks that the body reaches the client as the function
 // writes it rather than after the function finished.
-func TestStreaming(t *testing.T) {
+func TestStreaming(t *testing.T) { forEachMode(t, testStreaming) }
+
+func testStreaming(t *testing.T, env []string) {
 	h := newHarness(t, lambdaharness.Options{})
-	startEcho(t, h)
+	startEcho(t, h, env...)
 	c := newClient(t)
 
 	start := time.Now()
@@ -419,9 +447,11 @@ func TestContext(t *testing.T) {
 
 // TestPanicMidStream checks that a function that dies while streaming does
 // not look like a complete response to the client.
-func TestPanicMidStream(t *testing.T) {
+func TestPanicMidStream(t *testing.T) { forEachMode(t, testPanicMidStream) }
+
+func testPanicMidStream(t *testing.T, env []string) {
 	h := newHarness(t, lambdaharness.Options{})
-	p := startEcho(t, h)
+	p := startEcho(t, h, env...)
 	c := newClient(t)
 
 	resp, err := c.Get(h.URL() + "/panic")
@@ -468,6 +498,16 @@ func TestClose(t *testing.T) {
 		}
 		waiting <- err
 	}()
+	// So are an asynchronous invocation that nobody takes, and a test
+	// waiting for it.
+	if resp, _ := invokeAPI(t, c, h2, "fn", "Event", []byte(`{"never":"run"}`)); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("event: status %d", resp.StatusCode)
+	}
+	waitAsync := make(chan error, 1)
+	go func() {
+		_, err := h2.WaitAsync(1, time.Minute)
+		waitAsync <- err
+	}()
 	time.Sleep(100 * time.Millisecond)
 
 	closed := make(chan error, 1)
@@ -488,6 +528,14 @@ func TestClose(t *testing.T) {
 		t.Logf("request waiting during Close: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Error("request waiting during Close was not answered")
+	}
+	select {
+	case err := <-waitAsync:
+		if err == nil {
+			t.Error("WaitAsync for an event that never ran succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("WaitAsync did not return after Close")
 	}
 
 	// The runtime's long poll fails, and aws-lambda-go exits the process.

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// invocation is one function URL request on its way through the runtime.
+// invocation is one function URL request, or one call of the Invoke API, on
+// its way through the runtime.
 //
 // Life cycle (state is guarded by Harness.mu):
 //
@@ -18,8 +19,9 @@ import (
 //	   |                      |   +-- requeued if delivery failed   |
 //	   +----------------------+---------------------------------> finished
 //
-// The front-end handler that created the invocation owns it: it always calls
-// finish, and only then frees the execution slot for the next request.
+// The handler (or, for an asynchronous invocation, the goroutine) that created
+// the invocation owns it: it always calls finish, and only then frees the
+// execution slot it holds.
 type invocation struct {
 	id       string
 	traceID  string
@@ -27,6 +29,11 @@ type invocation struct {
 	deadline time.Time
 	result   chan *result  // buffered(1); receives exactly one result
 	finished chan struct{} // closed by finish
+
+	// direct marks an Invoke API invocation: the Runtime API reads the
+	// function's whole answer into result.payload or result.fnErr instead of
+	// handing a stream to a function URL client.
+	direct bool
 
 	state     invState
 	abandoned bool // the HTTP client went away after delivery
@@ -57,6 +64,11 @@ type result struct {
 
 	// dropped: the client went away and the invocation was never run.
 	dropped bool
+
+	// For direct (Invoke API) invocations: the function's response payload,
+	// or the error it (or the harness on its behalf) reported.
+	payload []byte
+	fnErr   *FunctionError
 }
 
 // textResult is a short plain-text response made up by the harness.
@@ -71,6 +83,7 @@ func textResult(status int, msg string) *result {
 var (
 	errClosed    = errors.New("lambdaharness: closed")
 	errInitError = errors.New("lambdaharness: function failed to initialize")
+	errDropped   = errors.New("lambdaharness: invocation dropped: its client went away before delivery")
 )
 
 // enqueue registers inv and queues it for delivery.
@@ -80,7 +93,7 @@ func (h *Harness) enqueue(inv *invocation) error {
 	if h.closed {
 		return errClosed
 	}
-	if h.initErr != "" {
+	if h.initErr != nil {
 		return errInitError
 	}
 	inv.state = stateQueued
@@ -183,17 +196,28 @@ func (h *Harness) finishLocked(inv *invocation) {
 }
 
 // failInit records an init error and fails every queued invocation.
-func (h *Harness) failInit(msg string) {
+func (h *Harness) failInit(fe *FunctionError) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.initErr = msg
+	h.initErr = fe
 	for _, inv := range h.queue {
 		inv.state = stateResponded
-		inv.result <- textResult(http.StatusBadGateway, "lambdaharness: function failed to initialize")
+		if inv.direct {
+			inv.result <- &result{fnErr: fe}
+		} else {
+			inv.result <- textResult(http.StatusBadGateway, "lambdaharness: function failed to initialize")
+		}
 	}
 	clear(h.queue)
 	h.queue = h.queue[:0]
 	h.notifyLocked()
+}
+
+// initError returns the error recorded by POST /runtime/init/error, if any.
+func (h *Harness) initError() *FunctionError {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.initErr
 }
 
 // nextCallsNow returns the number of GET next requests received so far.

@@ -29,8 +29,12 @@ const (
 	// prelude, eight NUL bytes, then the raw HTTP body.
 	integrationContentType = "application/vnd.awslambda.http-integration-response"
 
-	// FunctionARN is the invoked function ARN announced to the runtime.
-	FunctionARN = "arn:aws:lambda:us-east-1:123456789012:function:lambdaharness"
+	// FunctionARN is the invoked function ARN announced to the runtime when
+	// Options.FunctionName is empty; otherwise the name replaces
+	// "lambdaharness" (see Harness.InvokedFunctionARN).
+	FunctionARN = functionARNPrefix + "lambdaharness"
+
+	functionARNPrefix = "arn:aws:lambda:us-east-1:123456789012:function:"
 
 	maxPrelude         = 1 << 20 // bound on the JSON prelude of a streamed response
 	maxBufferedPayload = 6 << 20 // Lambda's limit for buffered (non-streamed) responses
@@ -95,7 +99,7 @@ func (h *Harness) deliver(w http.ResponseWriter, r *http.Request, inv *invocatio
 	hdr.Set("Content-Length", strconv.Itoa(len(inv.event)))
 	hdr.Set(headerRequestID, inv.id)
 	hdr.Set(headerDeadlineMS, strconv.FormatInt(inv.deadline.UnixMilli(), 10))
-	hdr.Set(headerFunctionARN, FunctionARN)
+	hdr.Set(headerFunctionARN, h.functionARN)
 	hdr.Set(headerTraceID, inv.traceID)
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write(inv.event); err != nil {
@@ -123,6 +127,10 @@ func (h *Harness) serveResponse(w http.ResponseWriter, r *http.Request) {
 	// clears the connection's deadline again when this handler returns.
 	http.NewResponseController(w).SetReadDeadline(inv.deadline)
 
+	if inv.direct {
+		h.serveDirectResponse(w, r, inv)
+		return
+	}
 	res, err := h.parseResponse(r)
 	if err != nil {
 		h.log.Warn("lambdaharness: bad function response", "id", id, "err", err)
@@ -303,7 +311,9 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		// Trailers are only populated once the body has been read to EOF.
 		if typ := t.req.Trailer.Get(trailerErrorType); typ != "" {
-			err = &functionError{Type: typ, Message: decodeErrorBody(t.req.Trailer.Get(trailerErrorBody))}
+			fe := &FunctionError{Type: typ}
+			fe.Message, fe.Payload = decodeErrorBody(t.req.Trailer.Get(trailerErrorBody))
+			err = fe
 		}
 	}
 	if err != nil {
@@ -312,30 +322,21 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// functionError is an error the function reported for an invocation.
-type functionError struct {
-	Type    string
-	Message string
-}
-
-func (e *functionError) Error() string {
-	return "function error: " + e.Type + ": " + e.Message
-}
-
 // decodeErrorBody extracts errorMessage from a (possibly base64-encoded) JSON
-// error document, falling back to the raw text.
-func decodeErrorBody(s string) string {
+// error document, falling back to the raw text. It also returns the decoded
+// document.
+func decodeErrorBody(s string) (msg string, doc []byte) {
 	data := []byte(s)
 	if dec, err := base64.StdEncoding.DecodeString(s); err == nil {
 		data = dec
 	}
-	var doc struct {
+	var d struct {
 		ErrorMessage string `json:"errorMessage"`
 	}
-	if json.Unmarshal(data, &doc) == nil && doc.ErrorMessage != "" {
-		return doc.ErrorMessage
+	if json.Unmarshal(data, &d) == nil && d.ErrorMessage != "" {
+		return d.ErrorMessage, data
 	}
-	return truncate(string(data), 1000)
+	return truncate(string(data), 1000), data
 }
 
 // serveError handles POST /2018-06-01/runtime/invocation/{id}/error.
@@ -350,7 +351,11 @@ func (h *Harness) serveError(w http.ResponseWriter, r *http.Request) {
 	http.NewResponseController(w).SetReadDeadline(inv.deadline)
 	fe := readErrorDoc(r)
 	h.log.Warn("lambdaharness: function returned an error", "id", id, "type", fe.Type, "message", fe.Message)
-	if !h.handover(inv, textResult(http.StatusBadGateway, "lambdaharness: "+truncate(fe.Error(), 300))) {
+	res := &result{fnErr: fe}
+	if !inv.direct {
+		res = textResult(http.StatusBadGateway, "lambdaharness: "+truncate(fe.Error(), 300))
+	}
+	if !h.handover(inv, res) {
 		runtimeError(w, http.StatusBadRequest, "InvalidStateTransition", "invocation "+id+" is no longer awaiting a response")
 		return
 	}
@@ -361,17 +366,17 @@ func (h *Harness) serveError(w http.ResponseWriter, r *http.Request) {
 func (h *Harness) serveInitError(w http.ResponseWriter, r *http.Request) {
 	fe := readErrorDoc(r)
 	h.log.Error("lambdaharness: function failed to initialize", "type", fe.Type, "message", fe.Message)
-	h.failInit(fe.Error())
+	h.failInit(fe)
 	accepted(w)
 }
 
-func readErrorDoc(r *http.Request) *functionError {
+func readErrorDoc(r *http.Request) *FunctionError {
 	data, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorPayload))
 	var doc struct {
 		ErrorType    string `json:"errorType"`
 		ErrorMessage string `json:"errorMessage"`
 	}
-	fe := &functionError{Type: r.Header.Get(trailerErrorType)}
+	fe := &FunctionError{Type: r.Header.Get(trailerErrorType), Payload: data}
 	if json.Unmarshal(data, &doc) == nil {
 		if fe.Type == "" {
 			fe.Type = doc.ErrorType
@@ -384,6 +389,37 @@ func readErrorDoc(r *http.Request) *functionError {
 		fe.Type = "Unknown"
 	}
 	return fe
+}
+
+// serveDirectResponse reads the whole answer to a direct (Invoke API)
+// invocation, whatever its content type or response mode, and hands it over.
+// The read is bounded by the invocation deadline set by serveResponse.
+func (h *Harness) serveDirectResponse(w http.ResponseWriter, r *http.Request, inv *invocation) {
+	body := &trailerReader{r: r.Body, req: r}
+	data, err := io.ReadAll(io.LimitReader(body, maxBufferedPayload+1))
+	res := &result{}
+	var fe *FunctionError
+	switch {
+	case errors.As(err, &fe):
+		res.fnErr = fe
+	case err != nil:
+		res.fnErr = harnessError("Runtime.BadResponse", "lambdaharness: reading the function response: "+err.Error())
+	case len(data) > maxBufferedPayload:
+		io.Copy(io.Discard, body) // let the runtime finish its POST
+		res.fnErr = harnessError("Function.ResponseSizeTooLarge",
+			fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", maxBufferedPayload))
+	default:
+		res.payload = data
+	}
+	if res.fnErr != nil {
+		h.log.Warn("lambdaharness: invocation failed", "id", inv.id, "type", res.fnErr.Type, "message", res.fnErr.Message)
+	}
+	if !h.handover(inv, res) {
+		h.log.Warn("lambdaharness: response arrived after the invocation ended", "id", inv.id)
+		runtimeError(w, http.StatusBadRequest, "InvalidStateTransition", "invocation "+inv.id+" is no longer awaiting a response")
+		return
+	}
+	accepted(w)
 }
 
 func truncate(s string, n int) string {

@@ -38,6 +38,7 @@ func newFakeRuntime(t *testing.T, h *lambdaharness.Harness) *fakeRuntime {
 type delivery struct {
 	id     string
 	header http.Header
+	raw    []byte // the event as delivered
 	event  events.LambdaFunctionURLRequest
 	err    error
 }
@@ -53,7 +54,9 @@ func (f *fakeRuntime) nextCtx(ctx context.Context) delivery {
 		return delivery{err: errors.New(resp.Status)}
 	}
 	d := delivery{id: resp.Header.Get("Lambda-Runtime-Aws-Request-Id"), header: resp.Header}
-	d.err = json.NewDecoder(resp.Body).Decode(&d.event)
+	if d.raw, d.err = io.ReadAll(resp.Body); d.err == nil {
+		d.err = json.Unmarshal(d.raw, &d.event)
+	}
 	return d
 }
 
@@ -359,6 +362,17 @@ func TestRuntimeInitError(t *testing.T) {
 	}
 	if r := wait(t, goGet(c, h.URL()+"/later")); r.err != nil || r.resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("later request: %+v", r)
+	}
+	// An asynchronous invocation is accepted, and fails.
+	if resp, _ := invokeAPI(t, c, h, "fn", "Event", []byte(`{}`)); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("event after init error: status %d", resp.StatusCode)
+	}
+	results, err := h.WaitAsync(1, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fe := results[0].Err; fe == nil || fe.Type != "Runtime.InitError" || fe.Message != "no config" {
+		t.Errorf("event after init error: %+v (err %+v)", results[0], fe)
 	}
 }
 

@@ -1,8 +1,14 @@
 // Command echo is a tiny Lambda function used by the lambdaharness tests. It
-// serves HTTP through lambdaurl.Start, so it must run under a Lambda Runtime
-// API (AWS_LAMBDA_RUNTIME_API).
+// must run under a Lambda Runtime API (AWS_LAMBDA_RUNTIME_API).
 //
-// Routes:
+// By default its main dispatches on the event: an event with an "echoAsync"
+// member is a direct (Invoke API) event, anything else is a function URL
+// event served by lambdaurl.Wrap, whose streaming response is returned as an
+// `any`. With ECHO_PLAIN=1 it calls lambdaurl.Start instead, to check that
+// both ways serve function URLs alike.
+//
+// Function URL routes (every one honours ?sleep=DURATION before answering,
+// and sets X-Pid and X-Max-Active):
 //
 //	/big?size=N&seed=S&chunk=C  N deterministic bytes (ChaCha8 seeded with S),
 //	                            written C bytes at a time; HEAD answers with
@@ -10,28 +16,92 @@
 //	/slow                       "first\n", a one second pause, "second\n"
 //	/panic                      some bytes, then a panic (kills the process)
 //	/context                    Lambda context details as JSON
+//	/invoke-self?msg=M&type=T   invokes this function through the Invoke API
+//	                            at AWS_ENDPOINT_URL_LAMBDA with the event
+//	                            {"echoAsync":M} and invocation type T (default
+//	                            Event), the way aws-sdk-go-v2 does; answers
+//	                            with the API's status, request ID and body
 //	anything else               echoes the request as JSON, with status 299
+//
+// Direct events: {"echoAsync":M, "sleep":D, "fail":F, "stream":B} sleeps for
+// D, then fails with error message F if F is set; otherwise it answers
+// {"echoed":M,"requestId":...,"pid":...}, streamed as an io.Reader if B.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-lambda-go/lambdaurl"
 )
 
-// active counts handlers running at once; the harness must keep it at 1.
+// active counts handlers running at once in this process.
 var active, maxActive atomic.Int32
 
+var handler = lambdaurl.Wrap(http.HandlerFunc(serve))
+
 func main() {
-	lambdaurl.Start(http.HandlerFunc(serve))
+	if os.Getenv("ECHO_PLAIN") == "1" {
+		lambdaurl.Start(http.HandlerFunc(serve))
+		return
+	}
+	lambda.StartHandlerFunc(dispatch)
+}
+
+// directEvent is the event of a direct (Invoke API) invocation.
+type directEvent struct {
+	EchoAsync *string `json:"echoAsync"`
+	Sleep     string  `json:"sleep"`
+	Fail      string  `json:"fail"`
+	Stream    bool    `json:"stream"`
+}
+
+// dispatch serves both kinds of events. aws-lambda-go streams a returned
+// value that is an io.Reader which does not marshal to JSON, such as the
+// *events.LambdaFunctionURLStreamingResponse of lambdaurl.Wrap.
+func dispatch(ctx context.Context, raw json.RawMessage) (any, error) {
+	var ev directEvent
+	if json.Unmarshal(raw, &ev) == nil && ev.EchoAsync != nil {
+		return direct(ctx, &ev)
+	}
+	var req events.LambdaFunctionURLRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, err
+	}
+	resp, err := handler(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func direct(ctx context.Context, ev *directEvent) (any, error) {
+	if d, err := time.ParseDuration(ev.Sleep); err == nil {
+		time.Sleep(d)
+	}
+	if ev.Fail != "" {
+		return nil, errors.New(ev.Fail)
+	}
+	lc, _ := lambdacontext.FromContext(ctx)
+	out := map[string]any{"echoed": *ev.EchoAsync, "requestId": lc.AwsRequestID, "pid": os.Getpid()}
+	if ev.Stream {
+		b, _ := json.Marshal(out)
+		return io.MultiReader(bytes.NewReader(b)), nil
+	}
+	return out, nil
 }
 
 func serve(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +114,10 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("X-Max-Active", strconv.Itoa(int(maxActive.Load())))
+	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+		time.Sleep(d)
+	}
 
 	switch r.URL.Path {
 	case "/big":
@@ -58,6 +132,8 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		panic("echo: deliberate panic")
 	case "/context":
 		writeContext(w, r.Context())
+	case "/invoke-self":
+		invokeSelf(w, r)
 	default:
 		echo(w, r)
 	}
@@ -123,5 +199,43 @@ func writeContext(w http.ResponseWriter, ctx context.Context) {
 		"requestId":   lc.AwsRequestID,
 		"functionArn": lc.InvokedFunctionArn,
 		"deadlineMs":  deadline.UnixMilli(),
+	})
+}
+
+// invokeSelf calls the Invoke API the way aws-sdk-go-v2's lambda Client.Invoke
+// does (same method, path escaping and headers; the signature is a dummy).
+func invokeSelf(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	typ := q.Get("type")
+	if typ == "" {
+		typ = "Event"
+	}
+	payload, _ := json.Marshal(map[string]string{"echoAsync": q.Get("msg")})
+	lc, _ := lambdacontext.FromContext(r.Context())
+	target := os.Getenv("AWS_ENDPOINT_URL_LAMBDA") + "/2015-03-31/functions/" +
+		url.PathEscape(lc.InvokedFunctionArn) + "/invocations"
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, target, bytes.NewReader(payload))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("X-Amz-Invocation-Type", typ)
+	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/lambda/aws4_request, "+
+		"SignedHeaders=content-length;content-type;host;x-amz-date;x-amz-invocation-type, Signature=0000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"status":        resp.StatusCode,
+		"requestId":     resp.Header.Get("X-Amzn-Requestid"),
+		"functionError": resp.Header.Get("X-Amz-Function-Error"),
+		"body":          string(body),
 	})
 }
