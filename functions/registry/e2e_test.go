@@ -265,3 +265,54 @@ func TestWarmCommandFillsTheStore(t *testing.T) {
 		t.Errorf("no progress printed:\n%s", out)
 	}
 }
+
+// In Lambda a fill that may outlast the request runs in an asynchronous
+// invocation of the function itself: the client is told to retry instead of
+// waiting silently, and the retry is a hit.
+func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 12<<20, 1)
+	h, err := lambdaharness.New(lambdaharness.Options{Concurrency: 2, FunctionName: "pullthrough"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	env := append(s.env(),
+		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(),
+		"AWS_LAMBDA_FUNCTION_NAME=pullthrough",
+		"AWS_ENDPOINT_URL_LAMBDA="+h.InvokeEndpoint(),
+		"PULLTHROUGH_LARGE_BLOB_POLICY=wait",
+		"PULLTHROUGH_LARGE_BLOB_SIZE=1MiB",
+		"PULLTHROUGH_FILL_WAIT=1s",
+	)
+	bin := testenv.BuildMirror(t, true)
+	testenv.Start(t, env, bin)
+	testenv.Start(t, env, bin)
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	s.up.SetFault(testenv.FaultThrottle, "blob") // about 3 s for 12 MiB
+	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("large miss: got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	results, err := h.WaitAsync(1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Err != nil || !strings.Contains(string(results[0].Event), ld.String()) {
+		t.Fatalf("fill invocation: event %s, error %v", results[0].Event, results[0].Err)
+	}
+	resp = mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("after the fill: got %d, want 307", resp.StatusCode)
+	}
+	rc, _ := layers[0].Compressed()
+	want, _ := io.ReadAll(rc)
+	if got := mustGet(t, resp.Header.Get("Location")); !bytes.Equal(got, want) {
+		t.Errorf("filled blob differs from the layer")
+	}
+	if n := s.up.Count(http.MethodGet, "blob"); n != 1 {
+		t.Errorf("got %d upstream blob GETs, want 1", n)
+	}
+}

@@ -34,8 +34,8 @@ func serveLambda(p *proxy.Proxy) {
 			return nil, p.RunFill(ctx, fe.Job)
 		}
 		var req events.LambdaFunctionURLRequest
-		if err := json.Unmarshal(raw, &req); err != nil {
-			return nil, fmt.Errorf("unexpected event: %w", err)
+		if err := json.Unmarshal(raw, &req); err != nil || req.RequestContext.HTTP.Method == "" {
+			return nil, fmt.Errorf("unexpected event: neither a function URL request nor a fill")
 		}
 		// The streamed response is an io.Reader, which the runtime streams.
 		return url(ctx, &req)
