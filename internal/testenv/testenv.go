@@ -190,3 +190,15 @@ func StartMirror(t testing.TB, bin string, env ...string) (string, *Process) {
 	WaitHTTP(t, "http://"+addr+"/v2/", 15*time.Second)
 	return "http://" + addr, p
 }
+
+// StartMoto runs moto's server (the image's Python ships it), a stand-in
+// for AWS control-plane APIs such as Secrets Manager, and returns its URL.
+func StartMoto(t testing.TB) string {
+	t.Helper()
+	bin := Tool(t, "moto_server")
+	addr := FreeAddr(t)
+	host, port, _ := strings.Cut(addr, ":")
+	Start(t, nil, bin, "-H", host, "-p", port)
+	WaitHTTP(t, "http://"+addr+"/", 30*time.Second)
+	return "http://" + addr
+}
