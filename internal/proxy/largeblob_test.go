@@ -44,6 +44,17 @@ func newCDNRegistry(t *testing.T) *cdnRegistry {
 	}))
 	t.Cleanup(c.cdn.Close)
 	c.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Bearer-token auth, so the mirror holds a credential the CDN
+		// must never see.
+		switch {
+		case r.URL.Path == "/token":
+			io.WriteString(w, `{"token":"upstream-token","expires_in":300}`)
+			return
+		case r.URL.Path != "/v2/" && r.Header.Get("Authorization") != "Bearer upstream-token":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+c.upstream.URL+`/token",service="cdn-test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 			c.blobGets.Add(1)
 			http.Redirect(w, r, c.cdn.URL+"/cdn"+r.URL.Path+"?sig=ok", http.StatusTemporaryRedirect)
