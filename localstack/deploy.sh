@@ -28,6 +28,7 @@ cat >"$state_dir/localstack.tfvars.json" <<JSON
     "PULLTHROUGH_S3_PATH_STYLE": "true"
   },
   "aws_endpoints": {
+    "cloudwatch": "$endpoint",
     "iam": "$endpoint",
     "kms": "$endpoint",
     "lambda": "$endpoint",

@@ -7,8 +7,9 @@ resource "aws_cloudwatch_log_group" "this" {
 
 resource "aws_lambda_function" "this" {
   function_name = var.name
-  description   = "Pull-through cache for ${var.upstream}"
-  role          = aws_iam_role.this.arn
+  # Lambda allows 256 characters.
+  description = substr("Pull-through cache for ${join(", ", local.upstream_hosts)}", 0, 256)
+  role        = aws_iam_role.this.arn
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
@@ -54,4 +55,21 @@ resource "aws_lambda_function_url" "this" {
   # the response limit from 6 MB to 200 MB. Cache hits are redirects to S3
   # and never flow through the function.
   invoke_mode = "RESPONSE_STREAM"
+}
+
+# Background fills are asynchronous invocations of the function itself (see
+# the BackgroundFills statement in iam.tf).
+resource "aws_lambda_function_event_invoke_config" "this" {
+  function_name = aws_lambda_function.this.function_name
+
+  # Lambda's default is two retries of a failed invocation. A fill that failed
+  # (upstream down, digest mismatch, timeout) is not worth repeating blindly:
+  # the next client request for the blob starts a new one, and a retry of a
+  # fill that hit its timeout would only hit it again.
+  maximum_retry_attempts = 0
+
+  # An event that waited this long in Lambda's queue (throttled by reserved
+  # concurrency) is dropped instead of run (default: 6 hours). Clients gave up
+  # on it long before; their retries have queued fresher ones.
+  maximum_event_age_in_seconds = 900
 }

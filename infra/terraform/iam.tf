@@ -61,6 +61,16 @@ data "aws_iam_policy_document" "function" {
     resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
   }
 
+  # A fill that may outlast its request runs in an asynchronous invocation
+  # of the function itself (Invoke with InvocationType Event, FunctionName
+  # from AWS_LAMBDA_FUNCTION_NAME), which is bounded by the function's own
+  # timeout rather than by the client's patience.
+  statement {
+    sid       = "BackgroundFills"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.function_arn]
+  }
+
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
 

@@ -4,14 +4,14 @@ output "mirror_url" {
 }
 
 output "daemon_json" {
-  description = "Docker daemon configuration (/etc/docker/daemon.json) that uses the mirror. Docker applies registry-mirrors to docker.io images only, so this is useful with the default upstream. Merge it into an existing file rather than overwriting."
+  description = "Docker daemon configuration (/etc/docker/daemon.json) that uses the mirror. Docker applies registry-mirrors to docker.io images only and names no registry in its requests, so this is useful when docker.io is the default upstream. Merge it into an existing file rather than overwriting."
   value       = jsonencode({ "registry-mirrors" = [trimsuffix(aws_lambda_function_url.this.function_url, "/")] })
 }
 
 output "containerd_hosts_toml" {
-  description = "containerd hosts.toml that tries the mirror first and falls back to the upstream. With the default upstream save it as /etc/containerd/certs.d/docker.io/hosts.toml."
+  description = "containerd hosts.toml for the default upstream that tries the mirror first and falls back to the upstream. For Docker Hub save it as /etc/containerd/certs.d/docker.io/hosts.toml; other registries take the same file with their own server line."
   value       = <<-EOT
-    server = "${var.upstream}"
+    server = "${local.upstream_urls[local.default_upstream]}"
 
     [host."${trimsuffix(aws_lambda_function_url.this.function_url, "/")}"]
       capabilities = ["pull", "resolve"]
@@ -56,4 +56,28 @@ output "upstream_credentials_secret_arn" {
 output "function_environment" {
   description = "Environment the function runs with (the PULLTHROUGH_* configuration plus extra_environment); tests run the binary locally with it."
   value       = aws_lambda_function.this.environment[0].variables
+}
+
+output "upstream_hosts" {
+  description = "Registry hosts the mirror serves, as they appear in the Upstream dimension of its metrics."
+  value       = local.upstream_hosts
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard, or null when create_dashboard is false."
+  value       = one(aws_cloudwatch_dashboard.this[*].dashboard_name)
+}
+
+output "dashboard_url" {
+  description = "Console URL of the CloudWatch dashboard, or null when create_dashboard is false."
+  value = (
+    var.create_dashboard
+    ? "https://${local.console_host}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this[0].dashboard_name}"
+    : null
+  )
+}
+
+output "alarm_arns" {
+  description = "ARNs of the upstream-throttled alarms by registry host; empty when create_alarms is false."
+  value       = { for host, alarm in aws_cloudwatch_metric_alarm.upstream_throttled : host => alarm.arn }
 }

@@ -158,7 +158,7 @@ variable "cache_expiration_days" {
 ################################################################################
 
 variable "upstream" {
-  description = "Base URL of the registry the cache mirrors (PULLTHROUGH_UPSTREAM)."
+  description = "Base URL of the one registry the cache mirrors when `upstreams` is empty (PULLTHROUGH_UPSTREAM)."
   type        = string
   default     = "https://registry-1.docker.io"
   nullable    = false
@@ -193,6 +193,117 @@ variable "presign_ttl" {
   }
 }
 
+variable "upstreams" {
+  description = "Registries the cache serves, each `host` or `host=base-url` (PULLTHROUGH_UPSTREAMS, joined with commas). The URL defaults to https://<host> (https://registry-1.docker.io for docker.io). Empty serves only `upstream`."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition = alltrue([
+      for u in var.upstreams : can(regex("^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(=https?://[^/@[:space:]]+/?)?$", u))
+    ])
+    error_message = "Each upstreams entry must be a lower-case registry host with an optional port, optionally followed by =<scheme://host[:port]> with no path, e.g. docker.io, ghcr.io or registry.example=https://r.example:5000."
+  }
+
+  validation {
+    condition     = length(distinct([for u in var.upstreams : split("=", u)[0]])) == length(var.upstreams)
+    error_message = "upstreams must not name a registry host twice."
+  }
+}
+
+variable "default_upstream" {
+  description = "Registry host for requests that name none (no `?ns=` and no host path prefix), e.g. Docker's registry-mirrors (PULLTHROUGH_DEFAULT_UPSTREAM). null uses the first of `upstreams`."
+  type        = string
+  default     = null
+
+  validation {
+    condition = var.default_upstream == null || contains(
+      length(var.upstreams) > 0 ? [for u in var.upstreams : split("=", u)[0]] : [
+        replace(lower(try(regex("^https?://([^/]+)", var.upstream)[0], "")), "/^registry-1\\.docker\\.io$/", "docker.io")
+      ],
+      coalesce(var.default_upstream, "-")
+    )
+    error_message = "default_upstream must be one of the hosts in upstreams (or, with upstreams empty, the host of upstream; docker.io for Docker Hub)."
+  }
+}
+
+variable "large_blob_policy" {
+  description = "What a client gets on a miss for a blob of at least `large_blob_size` (PULLTHROUGH_LARGE_BLOB_POLICY): `wait` for the fill, `redirect-upstream` to the upstream's own URL while the cache fills behind, or `auto`. null keeps the binary's default (auto)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.large_blob_policy == null || contains(["wait", "redirect-upstream", "auto"], coalesce(var.large_blob_policy, "-"))
+    error_message = "large_blob_policy must be null, wait, redirect-upstream or auto."
+  }
+}
+
+variable "large_blob_size" {
+  description = "Size from which a blob counts as large for `large_blob_policy`, in bytes or with a binary unit: 536870912, 512MiB, 1GiB (PULLTHROUGH_LARGE_BLOB_SIZE). null keeps the binary's default."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.large_blob_size == null || can(regex("^[1-9][0-9]*(B|KiB|MiB|GiB)?$", var.large_blob_size))
+    error_message = "large_blob_size must be a whole number of bytes, optionally with B, KiB, MiB or GiB, e.g. 1GiB."
+  }
+}
+
+variable "fill_timeout" {
+  description = "Upper bound for one blob fill from upstream into the bucket, as a Go duration (PULLTHROUGH_FILL_TIMEOUT). A fill runs in one invocation, so it must stay below `timeout` or Lambda kills the fill before it can clean up. null keeps the binary's default (14m)."
+  type        = string
+  default     = "14m"
+
+  validation {
+    condition     = var.fill_timeout == null || can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$", var.fill_timeout))
+    error_message = "fill_timeout must be a Go duration such as 10m or 14m30s."
+  }
+
+  validation {
+    # The duration in seconds is the sum of each number times its unit; the
+    # one-element for binds it to a name.
+    condition = var.fill_timeout == null || try(alltrue([
+      for seconds in [sum([for m in regexall("([0-9]+(?:\\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", var.fill_timeout) : tonumber(m[0]) * lookup({ ns = 1e-9, us = 1e-6, "µs" = 1e-6, ms = 0.001, s = 1, m = 60, h = 3600 }, m[1])])] :
+      seconds >= 1 && seconds < var.timeout
+    ]), false)
+    error_message = "fill_timeout must be at least 1s and shorter than timeout (the function's timeout in seconds, 900 by default)."
+  }
+}
+
+variable "fill_wait" {
+  description = "How long a request waits for a fill that another invocation is running before it answers 503 with Retry-After, as a Go duration (PULLTHROUGH_FILL_WAIT). Keep it under containerd's 5-minute no-progress limit and below `timeout`. null keeps the binary's default (4m)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.fill_wait == null || can(regex("^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$", var.fill_wait))
+    error_message = "fill_wait must be a Go duration such as 90s or 4m."
+  }
+
+  validation {
+    condition = var.fill_wait == null || try(alltrue([
+      for seconds in [sum([for m in regexall("([0-9]+(?:\\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", var.fill_wait) : tonumber(m[0]) * lookup({ ns = 1e-9, us = 1e-6, "µs" = 1e-6, ms = 0.001, s = 1, m = 60, h = 3600 }, m[1])])] :
+      seconds < var.timeout
+    ]), false)
+    error_message = "fill_wait must be shorter than timeout (the function's timeout in seconds)."
+  }
+}
+
+variable "client_cidrs" {
+  description = "Source networks (CIDRs or single addresses) allowed to use the mirror (PULLTHROUGH_CLIENT_CIDRS); others get 403. The only protection for Docker's registry-mirrors, which send no credentials. Empty allows any source."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition = alltrue([
+      for c in var.client_cidrs : can(cidrhost(c, 0)) || can(cidrhost("${c}/32", 0)) || can(cidrhost("${c}/128", 0))
+    ])
+    error_message = "Each client_cidrs entry must be an IPv4 or IPv6 CIDR block (10.0.0.0/8, 2001:db8::/32) or a single address."
+  }
+}
+
 variable "log_level" {
   description = "Lowest level the function logs (PULLTHROUGH_LOG_LEVEL); Lambda's application log level follows it."
   type        = string
@@ -206,7 +317,7 @@ variable "log_level" {
 }
 
 variable "upstream_credentials_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret with upstream registry credentials (PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET). null pulls anonymously."
+  description = "ARN of an existing Secrets Manager secret holding upstream registry credentials and client tokens/users as JSON (PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET; format in README). null pulls anonymously and asks clients for no credentials."
   type        = string
   default     = null
 
@@ -222,14 +333,14 @@ variable "upstream_credentials_secret_arn" {
 }
 
 variable "create_upstream_credentials_secret" {
-  description = "Create an empty Secrets Manager secret for upstream credentials and point the function at it. Terraform manages only the secret, never its value; set that with the AWS CLI (see README)."
+  description = "Create an empty Secrets Manager secret for upstream and client credentials and point the function at it. Terraform manages only the secret, never its value; set that with the AWS CLI (see README)."
   type        = bool
   default     = false
   nullable    = false
 }
 
 variable "extra_environment" {
-  description = "More environment variables for the function. Cannot override the PULLTHROUGH_* variables this module sets or the names Lambda reserves."
+  description = "More environment variables for the function, e.g. PULLTHROUGH_FILL_LEASE_TTL or PULLTHROUGH_UPSTREAM_<HOST>_ALLOW. Cannot override the PULLTHROUGH_* variables this module sets or the names Lambda reserves, and takes no credentials: those belong in the credentials secret."
   type        = map(string)
   default     = {}
   nullable    = false
@@ -237,8 +348,10 @@ variable "extra_environment" {
   validation {
     condition = alltrue([
       for k in keys(var.extra_environment) : can(regex("^[A-Za-z][A-Za-z0-9_]*$", k)) && !contains([
-        "PULLTHROUGH_STORE", "PULLTHROUGH_UPSTREAM", "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL",
-        "PULLTHROUGH_LOG_LEVEL", "PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET",
+        "PULLTHROUGH_STORE", "PULLTHROUGH_UPSTREAM", "PULLTHROUGH_UPSTREAMS", "PULLTHROUGH_DEFAULT_UPSTREAM",
+        "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL", "PULLTHROUGH_LOG_LEVEL",
+        "PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", "PULLTHROUGH_LARGE_BLOB_POLICY", "PULLTHROUGH_LARGE_BLOB_SIZE",
+        "PULLTHROUGH_FILL_TIMEOUT", "PULLTHROUGH_FILL_WAIT", "PULLTHROUGH_CLIENT_CIDRS",
         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
@@ -248,6 +361,15 @@ variable "extra_environment" {
     ])
     error_message = "extra_environment keys must be valid variable names and must not be a PULLTHROUGH_* variable set by this module or a name Lambda reserves (AWS_REGION, AWS_ACCESS_KEY_ID, ...)."
   }
+
+  validation {
+    # Environment variables are stored in the Terraform state and shown by
+    # GetFunctionConfiguration to anyone who may read the function.
+    condition = alltrue([
+      for k in keys(var.extra_environment) : !can(regex("^PULLTHROUGH_(CLIENT_TOKENS|CLIENT_USERS|UPSTREAM_([A-Za-z0-9_]+_)?(USERNAME|PASSWORD|TOKEN))$", k))
+    ])
+    error_message = "extra_environment must not carry credentials (PULLTHROUGH_CLIENT_TOKENS, PULLTHROUGH_CLIENT_USERS, PULLTHROUGH_UPSTREAM_*_USERNAME/_PASSWORD/_TOKEN): put them in the credentials secret (see README), which keeps them out of the Terraform state."
+  }
 }
 
 variable "tags" {
@@ -255,4 +377,34 @@ variable "tags" {
   type        = map(string)
   default     = {}
   nullable    = false
+}
+
+################################################################################
+# Monitoring
+################################################################################
+
+variable "create_dashboard" {
+  description = "Create a CloudWatch dashboard named after the function with the cache's metrics per upstream host: hits, misses and stale serves, bytes filled, upstream errors and throttling, and the upstream's remaining rate-limit budget."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "create_alarms" {
+  description = "Create one CloudWatch alarm per upstream host that fires when the upstream throttled the cache (answered 429) at least once in 5 minutes."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "alarm_actions" {
+  description = "ARNs notified when an alarm fires and when it returns to OK, e.g. an SNS topic. Empty: the alarms only change state."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for a in var.alarm_actions : can(regex("^arn:aws[a-z-]*:[a-z0-9-]+:", a))])
+    error_message = "alarm_actions must be ARNs (an SNS topic, an Auto Scaling policy, a Systems Manager OpsItem, ...)."
+  }
 }

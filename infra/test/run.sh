@@ -3,8 +3,10 @@
 # branches and validations with a mocked provider), then apply, re-plan,
 # inspect and destroy examples/basic against local stand-ins for AWS:
 #
-#   moto_server  (through moto_server.py, which adds Lambda's LoggingConfig)
-#                IAM, STS, Lambda (+ function URL), CloudWatch Logs, Secrets
+#   moto_server  (through moto_server.py, which adds Lambda's LoggingConfig
+#                and CloudWatch's RPC v2 CBOR protocol) IAM, STS, Lambda (+
+#                function URL and asynchronous-invocation settings),
+#                CloudWatch (dashboard, alarms), CloudWatch Logs, Secrets
 #                Manager, KMS and the S3 control plane (bucket policy, public
 #                access block, encryption, lifecycle).
 #   versitygw    the S3 data plane: a bucket of the same name that the Go side
@@ -152,7 +154,8 @@ TF_CLI_CONFIG_FILE=$(bash "$repo/infra/test/provider.sh") || die "provider.sh fa
 export TF_CLI_CONFIG_FILE
 export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 unset TF_DATA_DIR TF_WORKSPACE
-terraform version | head -n 1
+# sed, not head: head would exit after one line and fail the pipe (SIGPIPE under pipefail).
+terraform version | sed -n 1p
 
 # ---------------------------------------------------------------------------
 step "terraform fmt"
@@ -244,7 +247,9 @@ cat >"$tmp/test.tfvars.json" <<-JSON
 	  "name": "pullthrough-test",
 	  "package_path": "$package",
 	  "force_destroy": true,
+	  "upstreams": ["docker.io", "ghcr.io"],
 	  "aws_endpoints": {
+	    "cloudwatch": "$moto_url",
 	    "iam": "$moto_url",
 	    "kms": "$moto_url",
 	    "lambda": "$moto_url",
@@ -314,6 +319,8 @@ assert "$state" "architectures are [arm64]" "$(r aws_lambda_function.this).archi
 assert "$state" "memory 1024 MB, timeout 900 s" "$(r aws_lambda_function.this) | .memory_size == 1024 and .timeout == 900"
 assert "$state" "logs are JSON into /aws/lambda/<name>" "$(r aws_lambda_function.this).logging_config[0] | .log_format == \"JSON\" and .log_group == \"/aws/lambda/pullthrough-test\""
 assert "$state" "environment has no AWS_ names" "$(r aws_lambda_function.this).environment[0].variables | keys | map(select(startswith(\"AWS_\"))) | length == 0"
+assert "$state" "PULLTHROUGH_UPSTREAMS lists both registries, PULLTHROUGH_UPSTREAM is gone" "$(r aws_lambda_function.this).environment[0].variables | .PULLTHROUGH_UPSTREAMS == \"docker.io,ghcr.io\" and (has(\"PULLTHROUGH_UPSTREAM\") | not)"
+assert "$state" "PULLTHROUGH_FILL_TIMEOUT is below the timeout" "$(r aws_lambda_function.this).environment[0].variables.PULLTHROUGH_FILL_TIMEOUT == \"14m\""
 assert "$state" "PULLTHROUGH_STORE names the bucket" "($(r aws_lambda_function.this).environment[0].variables.PULLTHROUGH_STORE) == (\"s3://\" + $(r aws_s3_bucket.this).bucket)"
 assert "$state" "public access block: all four true" "$(r aws_s3_bucket_public_access_block.this) | [.block_public_acls, .block_public_policy, .ignore_public_acls, .restrict_public_buckets] == [true, true, true, true]"
 assert "$state" "object ownership BucketOwnerEnforced" "$(r aws_s3_bucket_ownership_controls.this).rule[0].object_ownership == \"BucketOwnerEnforced\""
@@ -331,6 +338,8 @@ acts='[.Statement[] | (.Action | if type == "string" then [.] else . end)[]]'
 with() { printf '[.Statement[] | select((.Action | if type == "string" then [.] else . end) | any(%s)) | .Resource]' "$1"; }
 assert "$policy" "S3 actions are exactly the ones the code calls" \
 	"[${acts}[] | select(startswith(\"s3:\"))] | sort == [\"s3:AbortMultipartUpload\", \"s3:DeleteObject\", \"s3:GetObject\", \"s3:ListBucket\", \"s3:PutObject\"]"
+assert "$policy" "all actions are exactly the ones the code calls" \
+	"[${acts}[]] | sort == [\"lambda:InvokeFunction\", \"logs:CreateLogStream\", \"logs:PutLogEvents\", \"s3:AbortMultipartUpload\", \"s3:DeleteObject\", \"s3:GetObject\", \"s3:ListBucket\", \"s3:PutObject\"]"
 assert "$policy" "no wildcard actions" "[${acts}[] | select(contains(\"*\"))] | length == 0"
 assert "$policy" "object actions only on the bucket's objects" \
 	"$(with '. == "s3:GetObject"') == [\"arn:aws:s3:::$bucket/*\"]"
@@ -338,6 +347,10 @@ assert "$policy" "ListBucket only on the bucket" "$(with '. == "s3:ListBucket"')
 assert "$policy" "logs actions only on the function's log group" \
 	"$(with 'startswith("logs:")') | length == 1 and (.[0] | tostring | endswith(\":log-group:/aws/lambda/pullthrough-test:*\"))"
 assert "$policy" "no secret access without a secret" "[${acts}[] | select(startswith(\"secretsmanager:\"))] | length == 0"
+# Built from partition, region and account in the module; must be the very ARN Lambda gave the function.
+function_arn=$(jq -r "$(r aws_lambda_function.this).arn" "$state")
+assert "$policy" "InvokeFunction only on the function itself (background fills)" \
+	"$(with '. == "lambda:InvokeFunction"') == [\"$function_arn\"]"
 [[ $failures == 0 ]] || cat "$policy" >&2
 
 # Outputs a user copies into client configuration.
@@ -361,6 +374,41 @@ if python3 - "$moto_url" "$fn" >"$tmp/lambda-policy.json" <<-'PY'; then
 		'[.Statement[] | select(.Action == "lambda:InvokeFunction" and .Principal == "*" and ((.Condition.Bool["lambda:InvokedViaFunctionUrl"] // .InvokedViaFunctionUrl) | tostring) == "true")] | length == 1'
 else
 	printf '  FAIL  could not read the function resource policy from moto\n' >&2
+	failures=$((failures + 1))
+fi
+
+# Asynchronous invocations (background fills) and monitoring, read back from
+# moto rather than from the state, which only echoes what Terraform sent.
+if python3 - "$moto_url" "$fn" >"$tmp/monitoring.json" <<-'PY'; then
+	import json, sys, boto3
+	url, fn = sys.argv[1], sys.argv[2]
+	lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1")
+	cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
+	invoke = lam.get_function_event_invoke_config(FunctionName=fn)
+	alarms = cw.describe_alarms(AlarmNamePrefix=fn + "-")["MetricAlarms"]
+	body = json.loads(cw.get_dashboard(DashboardName=fn)["DashboardBody"])
+	print(json.dumps({
+	    "invoke": {k: invoke.get(k) for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")},
+	    "alarms": [{k: a.get(k) for k in ("AlarmName", "Namespace", "MetricName", "Dimensions", "Statistic",
+	                                      "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator")}
+	               for a in alarms],
+	    "dashboard": body,
+	}))
+	PY
+	m=$tmp/monitoring.json
+	assert "$m" "async invocations: no Lambda retries, events expire after 900 s" \
+		'.invoke == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900}'
+	assert "$m" "one alarm per upstream host" '[.alarms[].Dimensions] | sort == [[{"Name": "Upstream", "Value": "docker.io"}], [{"Name": "Upstream", "Value": "ghcr.io"}]]'
+	assert "$m" "alarms watch UpstreamThrottled in namespace pullthrough" \
+		'[.alarms[] | select(.Namespace == "pullthrough" and .MetricName == "UpstreamThrottled")] | length == 2'
+	assert "$m" "alarms fire on Sum >= 1 over one 5-minute period" \
+		'all(.alarms[]; .Statistic == "Sum" and .Period == 300 and .EvaluationPeriods == 1 and .Threshold == 1 and .ComparisonOperator == "GreaterThanOrEqualToThreshold")'
+	assert "$m" "dashboard charts throttling per upstream host" \
+		'[.dashboard.widgets[].properties.metrics[] | select(.[1] == "UpstreamThrottled") | .[3]] | sort == ["docker.io", "ghcr.io"]'
+	assert "$outputs" "alarm_arns names both alarms" '.alarm_arns.value | keys == ["docker.io", "ghcr.io"]'
+	assert "$outputs" "dashboard_url opens the dashboard" '.dashboard_url.value | endswith("#dashboards/dashboard/pullthrough-test")'
+else
+	printf '  FAIL  could not read invoke config, alarms or dashboard from moto\n' >&2
 	failures=$((failures + 1))
 fi
 

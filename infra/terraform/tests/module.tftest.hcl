@@ -29,9 +29,29 @@ mock_provider "aws" {
       function_url = "https://abc123.lambda-url.us-east-1.on.aws/"
     }
   }
+  mock_resource "aws_cloudwatch_metric_alarm" {
+    defaults = {
+      arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked"
+    }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = {
       json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      region = "us-east-1"
+    }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
     }
   }
 }
@@ -48,12 +68,57 @@ run "defaults" {
       PULLTHROUGH_MANIFEST_TTL = "5m"
       PULLTHROUGH_PRESIGN_TTL  = "15m"
       PULLTHROUGH_LOG_LEVEL    = "info"
+      PULLTHROUGH_FILL_TIMEOUT = "14m"
     }
     error_message = "unexpected default environment: ${jsonencode(local.environment)}"
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs"]
-    error_message = "default role policy should grant cache objects, ListBucket and logs only"
+    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs", "BackgroundFills"]
+    error_message = "default role policy should grant cache objects, ListBucket, logs and self-invocation only"
+  }
+  assert {
+    condition = (
+      data.aws_iam_policy_document.function.statement[3].actions == toset(["lambda:InvokeFunction"])
+      && data.aws_iam_policy_document.function.statement[3].resources == toset(["arn:aws:lambda:us-east-1:123456789012:function:pullthrough"])
+    )
+    error_message = "the function may invoke itself, unqualified, and nothing else"
+  }
+  assert {
+    condition     = aws_lambda_function_event_invoke_config.this.maximum_retry_attempts == 0 && aws_lambda_function_event_invoke_config.this.maximum_event_age_in_seconds == 900
+    error_message = "background fills must not be retried by Lambda and must expire from the queue after 15 minutes"
+  }
+  assert {
+    condition     = keys(aws_cloudwatch_metric_alarm.upstream_throttled) == ["docker.io"]
+    error_message = "the default upstream registry-1.docker.io must get one alarm, keyed docker.io as the binary names it"
+  }
+  assert {
+    condition = alltrue([
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].namespace == "pullthrough",
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].metric_name == "UpstreamThrottled",
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].dimensions == tomap({ Upstream = "docker.io" }),
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].statistic == "Sum",
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].period == 300,
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].threshold == 1,
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].comparison_operator == "GreaterThanOrEqualToThreshold",
+      length(aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].alarm_actions) == 0,
+    ])
+    error_message = "the alarm must fire on one throttled request (Sum of UpstreamThrottled >= 1) in 5 minutes"
+  }
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : [for m in w.properties.metrics : "${m[0]}/${m[1]}/${m[2]}=${m[3]}"]
+      ])) == toset([
+      for m in ["Hits", "Misses", "StaleServes", "BytesFilled", "UpstreamErrors", "UpstreamThrottled", "UpstreamRateLimitRemaining"] : "pullthrough/${m}/Upstream=docker.io"
+    ])
+    error_message = "the dashboard must chart every metric the binary emits, for docker.io"
+  }
+  assert {
+    condition     = output.dashboard_url == "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/pullthrough"
+    error_message = "dashboard_url must open the dashboard in the function's region: ${output.dashboard_url}"
+  }
+  assert {
+    condition     = output.alarm_arns == { "docker.io" = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked" }
+    error_message = "alarm_arns must map hosts to alarm ARNs"
   }
   assert {
     condition     = length(data.aws_iam_policy_document.function.statement[1].condition) == 0
@@ -101,7 +166,7 @@ run "prefix_expiry_kms_created_secret" {
     create_upstream_credentials_secret = true
     reserved_concurrent_executions     = 10
     log_level                          = "debug"
-    extra_environment                  = { PULLTHROUGH_FILL_TIMEOUT = "14m" }
+    extra_environment                  = { PULLTHROUGH_FILL_LEASE_TTL = "45s" }
   }
 
   assert {
@@ -113,7 +178,7 @@ run "prefix_expiry_kms_created_secret" {
     error_message = "the function must be pointed at the created secret"
   }
   assert {
-    condition     = local.environment.PULLTHROUGH_FILL_TIMEOUT == "14m" && local.environment.PULLTHROUGH_LOG_LEVEL == "debug"
+    condition     = local.environment.PULLTHROUGH_FILL_LEASE_TTL == "45s" && local.environment.PULLTHROUGH_LOG_LEVEL == "debug"
     error_message = "extra_environment must be merged in"
   }
   assert {
@@ -125,7 +190,7 @@ run "prefix_expiry_kms_created_secret" {
     error_message = "ListBucket must be limited to the prefix"
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs", "CacheEncryptionKey", "UpstreamCredentials"]
+    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs", "BackgroundFills", "CacheEncryptionKey", "UpstreamCredentials"]
     error_message = "KMS and secret statements must be added"
   }
   assert {
@@ -163,7 +228,7 @@ run "existing_secret" {
     error_message = "the function must be pointed at the given secret"
   }
   assert {
-    condition     = data.aws_iam_policy_document.function.statement[3].resources == toset(["arn:aws:secretsmanager:us-east-1:123456789012:secret:hub-XyZ123"])
+    condition     = data.aws_iam_policy_document.function.statement[4].resources == toset(["arn:aws:secretsmanager:us-east-1:123456789012:secret:hub-XyZ123"])
     error_message = "the role may read the given secret only"
   }
 }
@@ -176,6 +241,95 @@ run "other_upstream_hosts_toml" {
   assert {
     condition     = startswith(output.containerd_hosts_toml, "server = \"https://ghcr.example.test\"\n")
     error_message = "hosts.toml must fall back to the configured upstream"
+  }
+}
+
+run "several_upstreams_and_tuning" {
+  variables {
+    upstreams         = ["docker.io", "ghcr.io", "registry.example:5000=https://r.example:5000/"]
+    default_upstream  = "ghcr.io"
+    large_blob_policy = "redirect-upstream"
+    large_blob_size   = "512MiB"
+    fill_timeout      = "9m30s"
+    fill_wait         = "90s"
+    timeout           = 600
+    client_cidrs      = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+    alarm_actions     = ["arn:aws:sns:us-east-1:123456789012:oncall"]
+  }
+
+  assert {
+    condition = local.environment == {
+      PULLTHROUGH_STORE             = "s3://cache-bucket"
+      PULLTHROUGH_UPSTREAMS         = "docker.io,ghcr.io,registry.example:5000=https://r.example:5000/"
+      PULLTHROUGH_DEFAULT_UPSTREAM  = "ghcr.io"
+      PULLTHROUGH_MANIFEST_TTL      = "5m"
+      PULLTHROUGH_PRESIGN_TTL       = "15m"
+      PULLTHROUGH_LOG_LEVEL         = "info"
+      PULLTHROUGH_LARGE_BLOB_POLICY = "redirect-upstream"
+      PULLTHROUGH_LARGE_BLOB_SIZE   = "512MiB"
+      PULLTHROUGH_FILL_TIMEOUT      = "9m30s"
+      PULLTHROUGH_FILL_WAIT         = "90s"
+      PULLTHROUGH_CLIENT_CIDRS      = "10.0.0.0/8,2001:db8::/32,192.0.2.7"
+    }
+    error_message = "unexpected environment (PULLTHROUGH_UPSTREAM must give way to PULLTHROUGH_UPSTREAMS): ${jsonencode(local.environment)}"
+  }
+  assert {
+    condition     = keys(aws_cloudwatch_metric_alarm.upstream_throttled) == ["docker.io", "ghcr.io", "registry.example:5000"]
+    error_message = "every upstream host must get an alarm"
+  }
+  assert {
+    condition = alltrue([
+      for a in aws_cloudwatch_metric_alarm.upstream_throttled :
+      a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:oncall"]) && a.ok_actions == toset(["arn:aws:sns:us-east-1:123456789012:oncall"])
+    ])
+    error_message = "alarm_actions must be notified on alarm and on recovery"
+  }
+  assert {
+    condition = length(jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets[0].properties.metrics) == 9 && contains(
+      [for m in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets[0].properties.metrics : m[3]], "registry.example:5000"
+    )
+    error_message = "hits, misses and stale serves must be charted for each of the three hosts"
+  }
+  assert {
+    condition     = startswith(output.containerd_hosts_toml, "server = \"https://ghcr.io\"\n")
+    error_message = "hosts.toml must fall back to the default upstream's URL"
+  }
+  assert {
+    condition     = aws_lambda_function.this.description == "Pull-through cache for docker.io, ghcr.io, registry.example:5000"
+    error_message = "the description must list the registries: ${aws_lambda_function.this.description}"
+  }
+}
+
+run "monitoring_off_and_binary_defaults" {
+  variables {
+    create_dashboard = false
+    create_alarms    = false
+    fill_timeout     = null
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_dashboard.this) == 0 && length(aws_cloudwatch_metric_alarm.upstream_throttled) == 0
+    error_message = "no dashboard or alarms when switched off"
+  }
+  assert {
+    condition     = output.dashboard_name == null && output.dashboard_url == null && output.alarm_arns == {}
+    error_message = "monitoring outputs must be empty when switched off"
+  }
+  assert {
+    condition     = !contains(keys(local.environment), "PULLTHROUGH_FILL_TIMEOUT")
+    error_message = "a null fill_timeout must leave the binary's default"
+  }
+}
+
+run "default_upstream_with_single_upstream" {
+  command = plan
+  variables {
+    default_upstream = "docker.io"
+  }
+
+  assert {
+    condition     = local.environment.PULLTHROUGH_DEFAULT_UPSTREAM == "docker.io"
+    error_message = "docker.io names the default upstream registry-1.docker.io"
   }
 }
 
@@ -276,4 +430,136 @@ run "rejects_upper_case_name" {
     name = "PullThrough"
   }
   expect_failures = [var.name]
+}
+
+run "rejects_upstreams_with_path" {
+  command = plan
+  variables {
+    upstreams = ["ghcr.io=https://ghcr.io/v2/"]
+  }
+  expect_failures = [var.upstreams]
+}
+
+run "rejects_upstreams_with_scheme_as_host" {
+  command = plan
+  variables {
+    upstreams = ["https://ghcr.io"]
+  }
+  expect_failures = [var.upstreams]
+}
+
+run "rejects_repeated_upstream_host" {
+  command = plan
+  variables {
+    upstreams = ["ghcr.io", "ghcr.io=https://mirror.example"]
+  }
+  expect_failures = [var.upstreams]
+}
+
+run "rejects_default_upstream_not_served" {
+  command = plan
+  variables {
+    upstreams        = ["docker.io", "ghcr.io"]
+    default_upstream = "quay.io"
+  }
+  expect_failures = [var.default_upstream]
+}
+
+run "rejects_default_upstream_other_than_the_single_upstream" {
+  command = plan
+  variables {
+    default_upstream = "ghcr.io"
+  }
+  expect_failures = [var.default_upstream]
+}
+
+run "rejects_unknown_large_blob_policy" {
+  command = plan
+  variables {
+    large_blob_policy = "redirect"
+  }
+  expect_failures = [var.large_blob_policy]
+}
+
+run "rejects_decimal_large_blob_size" {
+  command = plan
+  variables {
+    large_blob_size = "1GB"
+  }
+  expect_failures = [var.large_blob_size]
+}
+
+run "rejects_non_duration_fill_timeout" {
+  command = plan
+  variables {
+    fill_timeout = "14"
+  }
+  expect_failures = [var.fill_timeout]
+}
+
+run "rejects_fill_timeout_not_below_timeout" {
+  command = plan
+  variables {
+    timeout = 600
+  }
+  # The default 14m is longer than 600 s.
+  expect_failures = [var.fill_timeout]
+}
+
+run "rejects_fill_timeout_equal_to_timeout" {
+  command = plan
+  variables {
+    fill_timeout = "15m"
+  }
+  expect_failures = [var.fill_timeout]
+}
+
+run "rejects_fill_wait_not_below_timeout" {
+  command = plan
+  variables {
+    timeout      = 120
+    fill_timeout = "100s"
+    fill_wait    = "2m"
+  }
+  expect_failures = [var.fill_wait]
+}
+
+run "rejects_bad_client_cidr" {
+  command = plan
+  variables {
+    client_cidrs = ["10.0.0.0/33"]
+  }
+  expect_failures = [var.client_cidrs]
+}
+
+run "rejects_new_managed_names_in_extra_environment" {
+  command = plan
+  variables {
+    extra_environment = { PULLTHROUGH_CLIENT_CIDRS = "0.0.0.0/0" }
+  }
+  expect_failures = [var.extra_environment]
+}
+
+run "rejects_client_tokens_in_extra_environment" {
+  command = plan
+  variables {
+    extra_environment = { PULLTHROUGH_CLIENT_TOKENS = "s3cr3t" }
+  }
+  expect_failures = [var.extra_environment]
+}
+
+run "rejects_upstream_password_in_extra_environment" {
+  command = plan
+  variables {
+    extra_environment = { PULLTHROUGH_UPSTREAM_GHCR_IO_PASSWORD = "s3cr3t" }
+  }
+  expect_failures = [var.extra_environment]
+}
+
+run "rejects_alarm_action_that_is_not_an_arn" {
+  command = plan
+  variables {
+    alarm_actions = ["oncall@example.com"]
+  }
+  expect_failures = [var.alarm_actions]
 }

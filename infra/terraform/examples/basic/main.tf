@@ -1,4 +1,5 @@
-# The smallest useful deployment: a Docker Hub mirror with default settings.
+# The smallest useful deployment: a Docker Hub mirror with default settings
+# (and other registries, if `upstreams` lists them).
 #
 # The endpoint and skip_* variables exist so the same configuration can be
 # applied to local stand-ins for AWS (see infra/test/run.sh and localstack/);
@@ -13,6 +14,7 @@ provider "aws" {
   skip_metadata_api_check     = var.skip_metadata_api_check
 
   endpoints {
+    cloudwatch     = lookup(var.aws_endpoints, "cloudwatch", null)
     iam            = lookup(var.aws_endpoints, "iam", null)
     kms            = lookup(var.aws_endpoints, "kms", null)
     lambda         = lookup(var.aws_endpoints, "lambda", null)
@@ -29,6 +31,7 @@ module "pullthrough" {
   name          = var.name
   architecture  = var.architecture
   force_destroy = var.force_destroy
+  upstreams     = var.upstreams
 
   extra_environment = var.extra_environment
 

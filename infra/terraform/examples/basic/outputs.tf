@@ -27,3 +27,13 @@ output "function_environment" {
   description = "Environment the function runs with."
   value       = module.pullthrough.function_environment
 }
+
+output "dashboard_url" {
+  description = "CloudWatch dashboard with the cache's hits, misses, fills and upstream throttling."
+  value       = module.pullthrough.dashboard_url
+}
+
+output "alarm_arns" {
+  description = "Alarms that fire when an upstream rate-limits the mirror, by registry host."
+  value       = module.pullthrough.alarm_arns
+}

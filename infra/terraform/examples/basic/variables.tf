@@ -25,6 +25,13 @@ variable "package_path" {
   default     = null
 }
 
+variable "upstreams" {
+  description = "Registries to serve, `host` or `host=base-url`, e.g. [\"docker.io\", \"ghcr.io\"]. Empty mirrors Docker Hub only."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
 variable "extra_environment" {
   description = "More environment variables for the function, e.g. PULLTHROUGH_S3_PATH_STYLE for an S3 stand-in."
   type        = map(string)
@@ -44,14 +51,14 @@ variable "force_destroy" {
 ################################################################################
 
 variable "aws_endpoints" {
-  description = "Endpoint URL overrides by service (iam, kms, lambda, logs, s3, secretsmanager, sts)."
+  description = "Endpoint URL overrides by service (cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, sts)."
   type        = map(string)
   default     = {}
   nullable    = false
 
   validation {
-    condition     = alltrue([for k in keys(var.aws_endpoints) : contains(["iam", "kms", "lambda", "logs", "s3", "secretsmanager", "sts"], k)])
-    error_message = "aws_endpoints keys must be among iam, kms, lambda, logs, s3, secretsmanager, sts."
+    condition     = alltrue([for k in keys(var.aws_endpoints) : contains(["cloudwatch", "iam", "kms", "lambda", "logs", "s3", "secretsmanager", "sts"], k)])
+    error_message = "aws_endpoints keys must be among cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, sts."
   }
 }
 

@@ -1,0 +1,84 @@
+# The function writes CloudWatch Embedded Metric Format in each request's log
+# line, so CloudWatch Logs turns the log into metrics without any API call or
+# permission of the function's own. Namespace "pullthrough", one dimension:
+# Upstream, the registry host (docker.io, ghcr.io, ...; "none" for requests
+# that reached no registry, such as GET /v2/). Two deployments in one account
+# and region therefore add up in the same metrics.
+
+locals {
+  metric_namespace = "pullthrough"
+
+  region = data.aws_region.current.region
+
+  dashboard_widgets = [
+    { title = "Cache hits, misses and stale serves", stat = "Sum", metrics = ["Hits", "Misses", "StaleServes"] },
+    { title = "Bytes filled from upstream", stat = "Sum", metrics = ["BytesFilled"] },
+    { title = "Upstream errors and throttled requests (429)", stat = "Sum", metrics = ["UpstreamErrors", "UpstreamThrottled"] },
+    # Only sent when the upstream reports it (Docker Hub's ratelimit-remaining);
+    # the lowest value is the one that matters.
+    { title = "Upstream rate-limit budget left (lowest)", stat = "Minimum", metrics = ["UpstreamRateLimitRemaining"] },
+  ]
+
+  # The console is per partition; the dashboard lives in the function's region.
+  console_host = lookup({
+    aws-cn     = "console.amazonaws.cn"
+    aws-us-gov = "console.amazonaws-us-gov.com"
+  }, data.aws_partition.current.partition, "console.aws.amazon.com")
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  count = var.create_dashboard ? 1 : 0
+
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = [
+      for i, w in local.dashboard_widgets : {
+        type   = "metric"
+        x      = (i % 2) * 12
+        y      = floor(i / 2) * 6
+        width  = 12
+        height = 6
+        properties = {
+          title  = w.title
+          region = local.region
+          view   = "timeSeries"
+          stat   = w.stat
+          period = 300
+          # One line per metric and upstream host.
+          metrics = [
+            for p in setproduct(w.metrics, local.upstream_hosts) :
+            [local.metric_namespace, p[0], "Upstream", p[1], { label = "${p[1]} ${p[0]}" }]
+          ]
+        }
+      }
+    ]
+  })
+}
+
+# An upstream that answers 429 is rate-limiting the mirror: cached content is
+# still served (stale tags included), but every miss for that registry fails
+# until the limit resets. See README for what to do.
+resource "aws_cloudwatch_metric_alarm" "upstream_throttled" {
+  for_each = var.create_alarms ? toset(local.upstream_hosts) : toset([])
+
+  alarm_name        = "${var.name}-upstream-throttled-${each.key}"
+  alarm_description = "${each.key} rate-limited the ${var.name} pull-through cache (HTTP 429) in the last 5 minutes. Cached images still pull; misses from ${each.key} fail until the limit resets. Add upstream credentials to the secret, raise the upstream plan, or warm images ahead of demand."
+
+  namespace   = local.metric_namespace
+  metric_name = "UpstreamThrottled"
+  dimensions = {
+    Upstream = each.key
+  }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  # Metrics exist only while clients pull; no pulls is no throttling.
+  treat_missing_data = "notBreaching"
+
+  alarm_actions = var.alarm_actions
+  ok_actions    = var.alarm_actions
+
+  tags = var.tags
+}
