@@ -40,7 +40,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./internal/proxy
 
 .PHONY: bench
-bench: ## Go benchmarks of the hot paths
+bench: tools ## Side-by-side pulls vs distribution's proxy and direct (BENCH_SCALE=0.1 for a quick run), then Go benchmarks
+	PULLTHROUGH_BENCH=1 $(GO) test ./bench -run '^TestBench$$' -v -count=1 -timeout 30m
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: package

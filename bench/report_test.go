@@ -1,0 +1,294 @@
+package bench
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullthrough/pullthrough/internal/store"
+)
+
+type report struct {
+	Params     params                     `json:"params"`
+	CPUs       int                        `json:"cpus"`
+	GoVersion  string                     `json:"goVersion"`
+	Started    time.Time                  `json:"started"`
+	Contenders []contenderResult          `json:"contenders"`
+	Fill       fillResult                 `json:"fill"`
+	ColdStart  map[string][]time.Duration `json:"coldStartNs"`
+	Total      time.Duration              `json:"totalNs"`
+	// LoadStart and LoadEnd are /proc/loadavg's one-minute figure: on a
+	// shared machine the numbers mean little if other work was running
+	// before (LoadEnd includes the benchmark's own load).
+	LoadStart float64 `json:"loadAvgStart"`
+	LoadEnd   float64 `json:"loadAvgEnd"`
+}
+
+// loadAvg is the one-minute load average, or -1 if unknown.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return -1
+	}
+	return l
+}
+
+func median[T cmp.Ordered](xs []T) T {
+	var zero T
+	if len(xs) == 0 {
+		return zero
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	// For durations and counts alike: the lower middle, so an even number
+	// of runs still reports a value that was measured.
+	return s[len(s)/2-1]
+}
+
+func collect[T any](runs []pullRun, f func(pullRun) T) []T {
+	out := make([]T, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, f(r))
+	}
+	return out
+}
+
+func mibString(n int64) string {
+	switch {
+	case n == 0:
+		return "–"
+	case n >= gib && n%gib == 0:
+		return fmt.Sprintf("%d GiB", n/gib)
+	case n >= 10*mib:
+		return fmt.Sprintf("%.0f MiB", float64(n)/mib)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/mib)
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func (c contenderResult) med(f func(pullRun) time.Duration) time.Duration {
+	return median(collect(c.Runs, f))
+}
+
+func s3Cold(r pullRun) map[string]int    { return r.S3ColdImage }
+func s3Warm(r pullRun) map[string]int    { return r.S3WarmImage }
+func s3Restart(r pullRun) map[string]int { return r.S3RestartImage }
+
+// medianRun returns the operation counts of the run whose total is the
+// median, so a breakdown shown next to a median adds up to it.
+func medianRun(runs []pullRun, f func(pullRun) map[string]int) map[string]int {
+	want := median(collect(runs, func(r pullRun) int { return apiCalls(f(r)) }))
+	for _, r := range runs {
+		if apiCalls(f(r)) == want {
+			return f(r)
+		}
+	}
+	return nil
+}
+
+func (rep report) find(key string) contenderResult {
+	for _, c := range rep.Contenders {
+		if c.Key == key {
+			return c
+		}
+	}
+	return contenderResult{}
+}
+
+func (rep report) bigRSS() []int64 {
+	var out []int64
+	for _, r := range rep.Fill.Runs {
+		out = append(out, r.PeakRSSBig)
+	}
+	return out
+}
+
+func (rep report) smallRSS() []int64 {
+	var out []int64
+	for _, r := range rep.Fill.Runs {
+		out = append(out, r.PeakRSSmall)
+	}
+	return out
+}
+
+func (rep report) memoryBoundOK() bool {
+	return median(rep.bigRSS()) <= median(rep.smallRSS())+memorySlack
+}
+
+func (rep report) fillRatio() float64 {
+	var plain, mirror []time.Duration
+	for _, r := range rep.Fill.Runs {
+		plain = append(plain, r.Plain)
+		mirror = append(mirror, r.Mirror)
+	}
+	if median(mirror) == 0 {
+		return 0
+	}
+	return median(plain).Seconds() / median(mirror).Seconds()
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// markdown renders the report as the README's benchmark section.
+func (rep report) markdown() string {
+	p := rep.Params
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	w("Image: %d layers × %s (%s); index: %d platforms × %d layers × %s. Median of %d runs; cold = fresh process and empty S3 prefix; warm = the next pull. Client: go-containerregistry `remote`, %d layers at a time, every byte read and digest-checked, redirects followed, no local cache. %d CPUs, %s, load average %.1f before the run.\n\n",
+		p.Layers, mibString(p.LayerSize), mibString(int64(p.Layers)*p.LayerSize), p.IndexPlatforms, p.IndexLayers, mibString(p.IndexLayerSize),
+		p.Runs, p.PullParallel, rep.CPUs, rep.GoVersion, rep.LoadStart)
+
+	w("| |")
+	for _, c := range rep.Contenders {
+		w(" %s |", c.Label)
+	}
+	w("\n|---|")
+	for range rep.Contenders {
+		w("---:|")
+	}
+	w("\n")
+	row := func(label string, cell func(c contenderResult) string) {
+		w("| %s |", label)
+		for _, c := range rep.Contenders {
+			w(" %s |", cell(c))
+		}
+		w("\n")
+	}
+	dur := func(f func(pullRun) time.Duration) func(contenderResult) string {
+		return func(c contenderResult) string { return secs(c.med(f)) }
+	}
+	coldImg := func(r pullRun) time.Duration { return r.ColdImage.Duration }
+	warmImg := func(r pullRun) time.Duration { return r.WarmImage.Duration }
+	row("cold pull, image", dur(coldImg))
+	row("warm pull, image", dur(warmImg))
+	row("warm pull, image, new process (cache only in S3)", dur(func(r pullRun) time.Duration { return r.RestartImage.Duration }))
+	row("cold pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.ColdIndex.Duration }))
+	row("warm pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.WarmIndex.Duration }))
+	ratio := func(to string, f func(pullRun) time.Duration) func(contenderResult) string {
+		return func(c contenderResult) string {
+			base := rep.find(to)
+			if !strings.HasPrefix(c.Key, "local") && !strings.HasPrefix(c.Key, "lambda") || base.Key == "" {
+				return ""
+			}
+			return fmt.Sprintf("%.2f×", c.med(f).Seconds()/base.med(f).Seconds())
+		}
+	}
+	row("cold pull time, ours ÷ distribution", ratio("distribution", coldImg))
+	row("warm pull time, ours ÷ distribution", ratio("distribution", warmImg))
+	row("cold pull time, ours ÷ direct", ratio("direct", coldImg))
+	row("warm pull time, ours ÷ direct", ratio("direct", warmImg))
+	row("peak RSS of the mirror process (max)", func(c contenderResult) string {
+		return mibString(slices.Max(collect(c.Runs, func(r pullRun) int64 { return r.PeakRSS })))
+	})
+	row("upstream blob requests, cold / warm image pull", func(c contenderResult) string {
+		n := func(m map[string]int) int { return m["GET blob"] + m["HEAD blob"] }
+		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamColdImage) })),
+			median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })))
+	})
+	row("upstream manifest requests, warm / new-process image pull", func(c contenderResult) string {
+		n := func(m map[string]int) int { return m["GET manifest"] + m["HEAD manifest"] }
+		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })),
+			median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamRestartImage) })))
+	})
+	row("S3 requests by the mirror, cold / warm / new-process image pull", func(c contenderResult) string {
+		if c.Key == "direct" {
+			return ""
+		}
+		n := func(f func(pullRun) map[string]int) int {
+			return median(collect(c.Runs, func(r pullRun) int { return apiCalls(f(r)) }))
+		}
+		return fmt.Sprintf("%d / %d / %d", n(s3Cold), n(s3Warm), n(s3Restart))
+	})
+	row("client GETs of presigned S3 URLs, cold / warm image pull", func(c contenderResult) string {
+		if c.Key == "direct" {
+			return ""
+		}
+		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3ColdImage) })),
+			median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3WarmImage) })))
+	})
+	row(fmt.Sprintf("cold start to first 200 on /v2/ (median of %d)", p.ColdStarts), func(c contenderResult) string {
+		if d := rep.ColdStart[c.Key]; len(d) > 0 {
+			return ms(median(d))
+		}
+		return ""
+	})
+
+	w("\n| S3 operations by the mirror per image pull (median run) | cold | warm | warm, new process |\n|---|---|---|---|\n")
+	for _, c := range rep.Contenders {
+		if c.Key == "direct" {
+			continue
+		}
+		w("| %s | %s | %s | %s |\n", c.Label, opSummary(medianRun(c.Runs, s3Cold)), opSummary(medianRun(c.Runs, s3Warm)), opSummary(medianRun(c.Runs, s3Restart)))
+	}
+
+	var plain, plainPar, mirror, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
+	for _, r := range rep.Fill.Runs {
+		plain = append(plain, r.Plain)
+		plainPar = append(plainPar, r.PlainParallel)
+		mirror = append(mirror, r.Mirror)
+		mirrorCPU = append(mirrorCPU, r.MirrorCPU)
+		plainS3CPU = append(plainS3CPU, r.PlainS3CPU)
+		mirrorS3CPU = append(mirrorS3CPU, r.MirrorS3CPU)
+	}
+	mbps := func(d time.Duration) string {
+		return fmt.Sprintf("%.0f MiB/s", float64(rep.Fill.BigBlob)/mib/d.Seconds())
+	}
+	big, small := median(rep.bigRSS()), median(rep.smallRSS())
+	w("\n| Fill of one %s blob (median of %d) | |\n|---|---:|\n", mibString(rep.Fill.BigBlob), len(rep.Fill.Runs))
+	w("| plain copy: GET upstream → S3 multipart, 8 MiB parts, one at a time | %s (%s) |\n", secs(median(plain)), mbps(median(plain)))
+	w("| plain copy, %d parts in flight (the mirror's default) | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainPar)), mbps(median(plainPar)))
+	w("| pullthrough cold fill: blob GET until its 307 | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
+	w("| CPU during the fill: pullthrough process / versitygw (plain copy: versitygw) | %s / %s (%s) |\n", secs(median(mirrorCPU)), secs(median(mirrorS3CPU)), secs(median(plainS3CPU)))
+	w("| fill throughput, ours ÷ plain copy one part at a time (target ≥ 0.90) | %.3f %s |\n", rep.fillRatio(), passFail(rep.fillRatio() >= 0.9))
+	w("| fill throughput, ours ÷ plain copy %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainPar).Seconds()/median(mirror).Seconds())
+	w("| peak RSS filling %s / %s | %s / %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), mibString(big), mibString(small))
+	w("| memory bound: peak(%s) ≤ peak(%s) + 64 MiB | %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), passFail(rep.memoryBoundOK()))
+	w("\nTotal benchmark time: %s.\n", rep.Total.Round(time.Second))
+	return b.String()
+}
+
+// writeReport writes report.md and report.json under build/bench (or
+// BENCH_OUT) and returns the directory.
+func writeReport(t *testing.T, rep report, md string) string {
+	t.Helper()
+	dir := os.Getenv("BENCH_OUT")
+	if dir == "" {
+		dir = filepath.Join("..", "build", "bench")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"report.md": []byte(md), "report.json": append(js, '\n')} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	abs, _ := filepath.Abs(dir)
+	return abs
+}
