@@ -246,6 +246,9 @@ func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
 	if err := bind(&rt, up); err != nil {
 		return err
 	}
+	if _, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
+		return nil // filled meanwhile
+	}
 	_, err := p.fillNow(ctx, rt)
 	return err
 }
@@ -276,10 +279,6 @@ func (p *Proxy) fillNow(ctx context.Context, rt route) (int64, error) {
 
 func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 	key := blobKey(rt.digest)
-	// Another process may have filled it since we looked.
-	if size, err := p.store.Stat(ctx, key); err == nil {
-		return size, nil
-	}
 	if rt.up.backingOff(p.now()) {
 		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
 	}
@@ -313,8 +312,8 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 		}
 	}()
 	verifier := rt.digest.Algorithm().Hash()
-	buf := make([]byte, 256<<10)
-	n, err := io.CopyBuffer(io.MultiWriter(up, verifier), body, buf)
+	// io.Copy lets the upload read straight into its part buffers.
+	n, err := io.Copy(up, io.TeeReader(body, verifier))
 	if err != nil {
 		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
 	}

@@ -39,20 +39,27 @@ func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(co
 	lkey := leaseKey(key)
 	deadline := p.now().Add(p.cfg.LeaseWait)
 	backoff := 100 * time.Millisecond
+	// The caller has just seen the blob missing, so try for the lease
+	// first and look again only once the lease is ours, or taken.
 	for {
-		if size, err := p.store.Stat(ctx, key); err == nil {
-			return size, nil
-		}
 		me := newOwner()
 		rec, _ := json.Marshal(lease{Owner: me, Expires: p.now().Add(p.cfg.LeaseTTL)})
 		err := l.PutIfAbsent(ctx, lkey, rec)
 		switch {
 		case err == nil:
+			// A filler may have published and released just before.
+			if size, err := p.store.Stat(ctx, key); err == nil {
+				p.releaseLease(ctx, l, lkey)
+				return size, nil
+			}
 			return p.holdLease(ctx, l, lkey, me, fill)
 		case !errors.Is(err, fs.ErrExist):
 			// A store that cannot lease right now can still be filled.
 			p.log.Warn("fill lease unavailable, filling without it", "digest", rt.digest.String(), "cause", err.Error())
 			return fill(ctx)
+		}
+		if size, err := p.store.Stat(ctx, key); err == nil {
+			return size, nil
 		}
 		var cur lease
 		if err := p.loadJSON(ctx, lkey, &cur); err == nil && p.now().After(cur.Expires) {
@@ -93,12 +100,16 @@ func (p *Proxy) holdLease(ctx context.Context, l Leaser, lkey, me string, fill f
 	size, err := fill(ctx)
 	close(stop)
 	wg.Wait()
+	p.releaseLease(ctx, l, lkey)
+	return size, err
+}
+
+func (p *Proxy) releaseLease(ctx context.Context, l Leaser, lkey string) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if derr := l.Delete(dctx, lkey); derr != nil {
-		p.log.Warn("fill lease release failed", "cause", derr.Error())
+	if err := l.Delete(dctx, lkey); err != nil {
+		p.log.Warn("fill lease release failed", "cause", err.Error())
 	}
-	return size, err
 }
 
 func newOwner() string {

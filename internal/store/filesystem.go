@@ -127,6 +127,9 @@ type FileUpload struct {
 
 func (u *FileUpload) Write(p []byte) (int, error) { return u.file.Write(p) }
 
+// ReadFrom lets io.Copy use the file's own fast paths.
+func (u *FileUpload) ReadFrom(r io.Reader) (int64, error) { return u.file.ReadFrom(r) }
+
 // Commit publishes the file unless an object already exists at the key.
 func (u *FileUpload) Commit(ctx context.Context) error {
 	defer os.Remove(u.file.Name())
