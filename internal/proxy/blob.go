@@ -153,8 +153,8 @@ type FillJob struct {
 func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (size int64, redirected bool, err error) {
 	large := p.cfg.LargeBlobPolicy == PolicyUpstream
 	// The size costs a HEAD (free on Docker Hub): ask only where it can
-	// change the answer — in Lambda, or where the upstream has a CDN.
-	if p.cfg.BackgroundFill != nil || (p.cfg.LargeBlobPolicy == PolicyAuto && rt.up.redirectsBlobs.Load()) {
+	// change the answer, an upstream with a CDN to send clients to.
+	if p.cfg.LargeBlobPolicy == PolicyAuto && rt.up.redirectsBlobs.Load() {
 		if n, err := p.headUpstreamBlob(ctx, rt); err == nil && n >= p.cfg.LargeBlobSize {
 			large = true
 		}
@@ -170,15 +170,22 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (s
 			return 0, true, nil
 		}
 	}
-	if large && p.cfg.BackgroundFill != nil {
+	size, err = p.fill(ctx, rt)
+	if errors.Is(err, errFillElsewhere) {
 		// Lambda: a fill that may outlast this invocation runs in its own.
 		p.startFill(ctx, rt)
-		size, err := p.waitForBlob(ctx, rt)
-		return size, false, err
+		size, err = p.waitForBlob(ctx, rt)
 	}
-	size, err = p.fill(ctx, rt)
 	return size, false, err
 }
+
+// errFillElsewhere stops a fill inside a Lambda request once the upstream's
+// Content-Length shows it may outlast the invocation; it is then run in an
+// invocation of its own.
+var errFillElsewhere = errors.New("blob too large to fill inside a request")
+
+// backgroundKey marks the context of a fill running in its own invocation.
+type backgroundKey struct{}
 
 // startFill begins a fill that outlives the request: an asynchronous
 // invocation in Lambda, a goroutine in the local server.
@@ -249,7 +256,7 @@ func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
 	if _, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
 		return nil // filled meanwhile
 	}
-	_, err := p.fillNow(ctx, rt)
+	_, err := p.fillNow(context.WithValue(ctx, backgroundKey{}, true), rt)
 	return err
 }
 
@@ -296,6 +303,9 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 		rt.up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return 0, upstreamError(resp, ErrBlobUnknown)
+	}
+	if p.cfg.BackgroundFill != nil && ctx.Value(backgroundKey{}) == nil && resp.ContentLength >= p.cfg.LargeBlobSize {
+		return 0, errFillElsewhere
 	}
 	up, err := p.store.Create(ctx, key)
 	if err != nil {
