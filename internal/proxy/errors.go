@@ -60,7 +60,7 @@ var (
 	ErrUpstreamBadBytes = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
 )
 
-// statusOf maps any error to the OCI error that is shown to the client.
+// asOCI maps any error to the OCI error that is shown to the client.
 // Unknown errors become a generic 500 whose cause is only logged.
 func asOCI(err error) *Error {
 	var e *Error

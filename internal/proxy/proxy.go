@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -186,7 +187,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				p.log.Error("panic", "request_id", id, "panic", v)
+				p.log.Error("panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				err = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
 			}
 		}()
@@ -312,8 +313,10 @@ func (p *Proxy) serve(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 }
 
+// requestID reuses a front end's request id when it looks like one, so
+// log lines correlate; anything else gets a fresh random id.
 func requestID(r *http.Request) string {
-	if v := r.Header.Get("X-Amzn-Request-Id"); v != "" && len(v) <= 64 {
+	if v := r.Header.Get("X-Amzn-Request-Id"); v != "" && len(v) <= 64 && strings.Trim(v, "0123456789abcdefABCDEF-") == "" {
 		return v
 	}
 	var b [8]byte
