@@ -162,7 +162,7 @@ func TestRetryAfterIsRespected(t *testing.T) {
 		t.Errorf("mirror called the upstream %d times during Retry-After, want 0", n)
 	}
 	s.up.SetFault(testenv.FaultNone, "")
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond)
 	if r := get("/v2/library/other/manifests/1"); r.StatusCode != 200 {
 		t.Errorf("after Retry-After: got %d, want 200", r.StatusCode)
 	}

@@ -181,7 +181,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		hijackClose(w)
 		return
 	case Fault429:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "2")
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`, http.StatusTooManyRequests)
 		return
 	case Fault500:
