@@ -35,6 +35,7 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 		ups = append(ups, up)
 	}
 	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
+	cfg.Proxy.MetricsFunction = cfg.FunctionName
 	if cfg.Lambda && cfg.FunctionName != "" {
 		if cfg.Proxy.BackgroundFill, err = selfInvoker(ctx, cfg.FunctionName); err != nil {
 			return nil, err

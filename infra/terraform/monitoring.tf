@@ -47,7 +47,7 @@ resource "aws_cloudwatch_dashboard" "this" {
           # One line per metric and upstream host.
           metrics = [
             for p in setproduct(w.metrics, local.upstream_hosts) :
-            [local.metric_namespace, p[0], "Upstream", p[1], { label = "${p[1]} ${p[0]}" }]
+            [local.metric_namespace, p[0], "Function", var.name, "Upstream", p[1], { label = "${p[1]} ${p[0]}" }]
           ]
         }
       }
@@ -67,6 +67,7 @@ resource "aws_cloudwatch_metric_alarm" "upstream_throttled" {
   namespace   = local.metric_namespace
   metric_name = "UpstreamThrottled"
   dimensions = {
+    Function = var.name
     Upstream = each.key
   }
   statistic           = "Sum"

@@ -62,8 +62,9 @@ func (s *requestStats) noteUpstream(resp *http.Response, err error) {
 
 // logAttrs are the request's counters as log attributes, and, when emf is
 // set, the CloudWatch Embedded Metric Format envelope that turns the same
-// line into metrics (namespace "pullthrough", dimension Upstream).
-func (s *requestStats) logAttrs(cache, upstream string, emf bool, now time.Time) []any {
+// line into metrics (namespace "pullthrough", dimensions Function, when
+// known, and Upstream).
+func (s *requestStats) logAttrs(cache, upstream, function string, emf bool, now time.Time) []any {
 	attrs := []any{
 		"filled_bytes", s.filledBytes.Load(),
 		"upstream_errors", s.upstreamErrors.Load(),
@@ -101,9 +102,15 @@ func (s *requestStats) logAttrs(cache, upstream string, emf bool, now time.Time)
 		metrics = append(metrics, emfMetric{"UpstreamRateLimitRemaining", "Count"})
 		attrs = append(attrs, "UpstreamRateLimitRemaining", remaining)
 	}
+	dims := []string{"Upstream"}
+	if function != "" {
+		// Deployments in one account and region must not share metrics.
+		dims = []string{"Function", "Upstream"}
+		attrs = append(attrs, "Function", function)
+	}
 	return append(attrs, slog.Group("_aws",
 		"Timestamp", now.UnixMilli(),
-		"CloudWatchMetrics", []emfDirective{{Namespace: "pullthrough", Dimensions: [][]string{{"Upstream"}}, Metrics: metrics}},
+		"CloudWatchMetrics", []emfDirective{{Namespace: "pullthrough", Dimensions: [][]string{dims}, Metrics: metrics}},
 	))
 }
 

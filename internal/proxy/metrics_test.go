@@ -17,7 +17,7 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	up.SetHeader("Ratelimit-Remaining", "42;w=21600")
-	m := mirrorFor(t, proxy.Config{EmbeddedMetrics: true}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+	m := mirrorFor(t, proxy.Config{EmbeddedMetrics: true, MetricsFunction: "pullthrough"}, proxy.UpstreamConfig{Host: "docker.io"}, up)
 	img := testenv.SeedImage(t, reg, "library/app:1", 8<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -52,6 +52,10 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 		if miss[k] != want {
 			t.Errorf("miss line: got %s=%v, want %v", k, miss[k], want)
 		}
+	}
+	dims := directives[0].(map[string]any)["Dimensions"].([]any)[0].([]any)
+	if len(dims) != 2 || dims[0] != "Function" || dims[1] != "Upstream" || miss["Function"] != "pullthrough" {
+		t.Errorf("got dimensions %v with Function %v, want [Function Upstream] and pullthrough", dims, miss["Function"])
 	}
 	if miss["Upstream"] != "docker.io" || miss["request_id"] == "" {
 		t.Errorf("miss line: got Upstream %v request_id %v", miss["Upstream"], miss["request_id"])

@@ -55,6 +55,8 @@ type Config struct {
 	// EmbeddedMetrics adds CloudWatch Embedded Metric Format fields to
 	// each request's log line (set in Lambda).
 	EmbeddedMetrics bool
+	// MetricsFunction is the Lambda function's name, a metrics dimension.
+	MetricsFunction string
 	// Access restricts who may use the mirror. The zero value lets
 	// everyone in.
 	Access AccessConfig
@@ -240,7 +242,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"bytes", rec.bytes,
 		"duration_ms", time.Since(start).Milliseconds(),
 	}
-	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.EmbeddedMetrics, p.now())...)...)
+	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
 }
 
 // resolve picks the upstream of a request, in this order: containerd's

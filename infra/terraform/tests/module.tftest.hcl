@@ -95,7 +95,7 @@ run "defaults" {
     condition = alltrue([
       aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].namespace == "pullthrough",
       aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].metric_name == "UpstreamThrottled",
-      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].dimensions == tomap({ Upstream = "docker.io" }),
+      aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].dimensions == tomap({ Function = var.name, Upstream = "docker.io" }),
       aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].statistic == "Sum",
       aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].period == 300,
       aws_cloudwatch_metric_alarm.upstream_throttled["docker.io"].threshold == 1,
@@ -106,9 +106,9 @@ run "defaults" {
   }
   assert {
     condition = toset(flatten([
-      for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : [for m in w.properties.metrics : "${m[0]}/${m[1]}/${m[2]}=${m[3]}"]
+      for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : [for m in w.properties.metrics : "${m[0]}/${m[1]}/${m[2]}=${m[3]}/${m[4]}=${m[5]}"]
       ])) == toset([
-      for m in ["Hits", "Misses", "StaleServes", "BytesFilled", "UpstreamErrors", "UpstreamThrottled", "UpstreamRateLimitRemaining"] : "pullthrough/${m}/Upstream=docker.io"
+      for m in ["Hits", "Misses", "StaleServes", "BytesFilled", "UpstreamErrors", "UpstreamThrottled", "UpstreamRateLimitRemaining"] : "pullthrough/${m}/Function=${var.name}/Upstream=docker.io"
     ])
     error_message = "the dashboard must chart every metric the binary emits, for docker.io"
   }
@@ -286,7 +286,7 @@ run "several_upstreams_and_tuning" {
   }
   assert {
     condition = length(jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets[0].properties.metrics) == 9 && contains(
-      [for m in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets[0].properties.metrics : m[3]], "registry.example:5000"
+      [for m in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets[0].properties.metrics : m[5]], "registry.example:5000"
     )
     error_message = "hits, misses and stale serves must be charted for each of the three hosts"
   }
