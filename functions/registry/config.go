@@ -182,7 +182,7 @@ func splitStore(v string) (scheme, rest string, err error) {
 // if there is none.
 func defaultStore() string {
 	if dir, err := os.UserCacheDir(); err == nil {
-		return "file://" + filepath.Join(dir, "pullthrough")
+		return "file://" + filepath.Join(dir, "pullthrough", "store")
 	}
 	return "file://" + filepath.Join(".", "pullthrough-cache")
 }
