@@ -62,7 +62,6 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return ErrUnavailable.With("cache storage unavailable", err)
 		}
 		h := w.Header()
-		h.Del("Content-Length")
 		h.Del("Content-Type")
 		h.Set("Location", u)
 		h.Set("Content-Length", "0")
@@ -96,6 +95,9 @@ func blobHeaders(h http.Header, d digest.Digest, size int64, cache string) {
 // headUpstreamBlob learns a blob's size without downloading it. Some
 // registries refuse HEAD on blobs; a one-byte ranged GET tells the size too.
 func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
+	if rt.up.backingOff(p.now()) {
+		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
+	}
 	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
 	defer cancel()
 	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
