@@ -199,10 +199,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		return cached, cacheStale, nil
 	}
 	if d, err := digest.Parse(resp.Header.Get(headerDigest)); err == nil && d == tr.Digest {
-		tr.Checked = p.now()
-		if err := p.saveTag(ctx, key, tr); err != nil {
-			p.log.Warn("could not record revalidation", "cause", err.Error())
-		}
+		p.touchTag(ctx, key, tr)
 		return cached, cacheRevalidated, nil
 	}
 	// Changed, or an upstream that does not say: a conditional GET.
@@ -216,10 +213,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		return cached, cacheStale, nil
 	}
 	if notModified {
-		tr.Checked = p.now()
-		if err := p.saveTag(ctx, key, tr); err != nil {
-			p.log.Warn("could not record revalidation", "cause", err.Error())
-		}
+		p.touchTag(ctx, key, tr)
 		return cached, cacheRevalidated, nil
 	}
 	if err := p.saveManifest(ctx, m); err != nil {
@@ -379,6 +373,15 @@ func (p *Proxy) loadJSON(ctx context.Context, key string, v any) error {
 
 func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 	return p.saveJSON(ctx, manifestKey(m.Digest), m)
+}
+
+// touchTag records that the upstream confirmed a tag just now. A failure
+// only costs an earlier revalidation next time, so it is logged, not fatal.
+func (p *Proxy) touchTag(ctx context.Context, key string, tr tagRecord) {
+	tr.Checked = p.now()
+	if err := p.saveTag(ctx, key, tr); err != nil {
+		p.log.Warn("could not record revalidation", "cause", err.Error())
+	}
 }
 
 func (p *Proxy) saveTag(ctx context.Context, key string, tr tagRecord) error {

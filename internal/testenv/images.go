@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -65,26 +66,42 @@ func Ref(t testing.TB, base, repoRef string) name.Reference {
 // verifies every blob's digest and size. It returns the manifest digest.
 func PullImage(t testing.TB, base, repoRef string, opts ...remote.Option) v1.Hash {
 	t.Helper()
-	opts = append([]remote.Option{remote.WithTransport(http.DefaultTransport)}, opts...)
-	img, err := remote.Image(Ref(t, base, repoRef), opts...)
-	if err != nil {
-		t.Fatalf("pull %s: %v", repoRef, err)
-	}
-	if err := validate.Image(img, validate.Fast); err != nil {
-		t.Fatalf("pull %s: validate: %v", repoRef, err)
-	}
-	// Fast skips layer contents; read and verify every layer in full.
-	layers, err := img.Layers()
+	d, err := Pull(base, repoRef, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+// Pull is PullImage for goroutines: it reports instead of failing the test.
+func Pull(base, repoRef string, opts ...remote.Option) (v1.Hash, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	ref, err := name.ParseReference(u.Host+"/"+repoRef, name.Insecure)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	opts = append([]remote.Option{remote.WithTransport(http.DefaultTransport)}, opts...)
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("pull %s from %s: %w", repoRef, base, err)
+	}
+	// Fast skips layer contents; every layer is then read and verified in full.
+	if err := validate.Image(img, validate.Fast); err != nil {
+		return v1.Hash{}, fmt.Errorf("pull %s: validate: %w", repoRef, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Hash{}, err
+	}
 	for _, l := range layers {
 		if err := validate.Layer(l); err != nil {
-			t.Fatalf("pull %s: layer: %v", repoRef, err)
+			return v1.Hash{}, fmt.Errorf("pull %s: layer: %w", repoRef, err)
 		}
 	}
-	d, _ := img.Digest()
-	return d
+	return img.Digest()
 }
 
 // PullIndex pulls every image of an index through a mirror and verifies
