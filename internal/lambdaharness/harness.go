@@ -254,6 +254,13 @@ func (h *Harness) InvokedFunctionARN() string { return h.functionARN }
 // to the runtime.
 func (h *Harness) Invocations() int64 { return h.delivered.Load() }
 
+// Queued returns how many invocations wait for the runtime to take them.
+func (h *Harness) Queued() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.queue)
+}
+
 // Close stops the servers, fails any waiting requests, drops asynchronous
 // invocations that have not finished, and waits for all of the harness's
 // goroutines to finish. It is safe to call more than once.

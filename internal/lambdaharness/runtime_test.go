@@ -458,6 +458,13 @@ func TestRuntimeClientGivesUp(t *testing.T) {
 		t.Fatalf("impatient request got %+v", r)
 	}
 	cancel()
+	// The client's error comes before the harness sees the connection
+	// close; wait (bounded) for the harness to drop the invocation.
+	for deadline := time.Now().Add(10 * time.Second); h.Queued() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned invocation still queued after 10s")
+		}
+	}
 	res := goGet(c, h.URL()+"/patient")
 	d := f.next()
 	if d.event.RawPath != "/patient" {
