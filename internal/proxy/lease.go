@@ -30,6 +30,10 @@ type lease struct {
 
 func leaseKey(key string) string { return "leases/" + key }
 
+// leaseAttempts bounds the tries at taking a lease when the store answers
+// with something other than "taken".
+const leaseAttempts = 4
+
 // fillShared runs fill under a lease in the store. The holder renews the
 // lease while it works; others poll for the blob with back-off and take
 // over a lease whose holder stopped renewing (a killed process). Waiting is
@@ -39,6 +43,7 @@ func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(co
 	lkey := leaseKey(key)
 	deadline := p.now().Add(p.cfg.LeaseWait)
 	backoff := 100 * time.Millisecond
+	retry, failures := 50*time.Millisecond, 0
 	// The caller has just seen the blob missing, so try for the lease
 	// first and look again only once the lease is ours, or taken.
 	for {
@@ -54,7 +59,15 @@ func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(co
 			}
 			return p.holdLease(ctx, l, lkey, me, fill)
 		case !errors.Is(err, fs.ErrExist):
-			// A store that cannot lease right now can still be filled.
+			// S3 answers racing conditional writes with 409
+			// (ConditionalRequestConflict): try again a few times. A store
+			// that still cannot lease can be filled without one.
+			if failures++; failures < leaseAttempts {
+				if err := p.pause(ctx, deadline, &retry); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			p.log.Warn("fill lease unavailable, filling without it", "digest", rt.digest.String(), "cause", err.Error())
 			return fill(ctx)
 		}

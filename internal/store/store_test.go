@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,6 +220,33 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 		}
 		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("three")); err != nil {
 			t.Errorf("PutIfAbsent after Delete: %v", err)
+		}
+	})
+
+	t.Run("concurrent put if absent has one winner", func(t *testing.T) {
+		st := open(t)
+		l := st.(proxy.Leaser)
+		for round := range 30 {
+			key := fmt.Sprintf("leases/blobs/sha256/race%d", round)
+			var won atomic.Int32
+			var wg sync.WaitGroup
+			for i := range 6 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := l.PutIfAbsent(ctx, key, []byte(strconv.Itoa(i)))
+					switch {
+					case err == nil:
+						won.Add(1)
+					case !errors.Is(err, fs.ErrExist):
+						t.Errorf("PutIfAbsent: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := won.Load(); n != 1 {
+				t.Errorf("round %d: %d writers won, want 1", round, n)
+			}
 		}
 	})
 

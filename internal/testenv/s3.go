@@ -67,10 +67,14 @@ func (s *S3Server) Env(prefix string) []string {
 }
 
 // Client is an SDK client for assertions and for the store under test.
-func (s *S3Server) Client() *s3.Client {
+func (s *S3Server) Client() *s3.Client { return s.ClientAt(s.Endpoint) }
+
+// ClientAt is a client with this server's credentials that sends its
+// requests to endpoint: a fault-injecting proxy in front of the server.
+func (s *S3Server) ClientAt(endpoint string) *s3.Client {
 	return s3.New(s3.Options{
 		Region:       s.Region,
-		BaseEndpoint: aws.String(s.Endpoint),
+		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.Access, s.Secret, ""),
 	})

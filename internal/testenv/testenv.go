@@ -112,12 +112,24 @@ func Start(t testing.TB, env []string, name string, args ...string) *Process {
 	return p
 }
 
+// lastLines keeps the last n lines of a process's output, preceded by up to
+// n earlier warnings and errors (the cause of a failure is often one of
+// them, long before the end).
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	if len(lines) <= n {
+		return s
 	}
-	return strings.Join(lines, "\n")
+	var keep []string
+	for _, l := range lines[:len(lines)-n] {
+		if len(keep) < n && (strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`)) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > 0 {
+		keep = append(keep, "...")
+	}
+	return strings.Join(append(keep, lines[len(lines)-n:]...), "\n")
 }
 
 type syncBuffer struct {
