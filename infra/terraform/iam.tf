@@ -23,14 +23,16 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid = "CacheObjects"
     actions = [
-      # GetObject, HeadObject, and the presigned GETs clients are redirected to.
+      # GetObject, HeadObject, and the presigned GETs clients are redirected to
+      # (conditional deletes on an ETag need it too).
       "s3:GetObject",
-      # PutObject and the multipart calls CreateMultipartUpload, UploadPart,
+      # PutObject (conditional on If-None-Match or If-Match for fill leases)
+      # and the multipart calls CreateMultipartUpload, UploadPart,
       # CompleteMultipartUpload.
       "s3:PutObject",
       # Clean-up of a fill that failed or whose digest did not match.
       "s3:AbortMultipartUpload",
-      # Removing expired fill leases.
+      # Releasing fill leases (If-Match on the holder's ETag).
       "s3:DeleteObject",
     ]
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/store"
@@ -23,62 +28,25 @@ import (
 // fill without it: here instance A's first lease write gets a 409 while
 // instance B arrives during A's fill, and the upstream must see one GET.
 func TestLeaseConflictIsRetried(t *testing.T) {
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
 	var conflicts, leaseWrites atomic.Int32
-	rp := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/") && r.Header.Get("If-None-Match") == "*" {
-			if leaseWrites.Add(1) == 1 {
-				conflicts.Add(1)
-				io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(http.StatusConflict)
-				io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>`)
-				return
-			}
+	c := newLeaseCluster(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/leases/") || r.Header.Get("If-None-Match") != "*" || leaseWrites.Add(1) != 1 {
+			return false
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
+		conflicts.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>`)
+		return true
+	})
+	a, b := c.instance(), c.instance()
 
-	reg := testenv.InProcessRegistry(t)
-	up := testenv.NewUpstream(t, reg)
-	img := testenv.SeedImage(t, reg, "org/app:1", 256<<10, 1)
-	layers, _ := img.Layers()
-	ld, _ := layers[0].Digest()
-
-	instance := func() string {
-		u, err := proxy.NewUpstream(proxy.UpstreamConfig{URL: up.URL.String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := store.NewS3(srv.ClientAt(front.URL), srv.Bucket, "shared")
-		h, err := proxy.New(proxy.Config{}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := httptest.NewServer(h)
-		t.Cleanup(s.Close)
-		return s.URL
-	}
-	a, b := instance(), instance()
-
-	up.SetFault(testenv.FaultSlow, "blob") // A's fill is still running when B asks
+	c.up.SetFault(testenv.FaultSlow, "blob") // A's fill is still running when B asks
 	done := make(chan int, 2)
-	get := func(base string) {
-		resp, err := noRedirectClient().Get(base + "/v2/org/app/blobs/" + ld.String())
-		if err != nil {
-			t.Error(err)
-			done <- 0
-			return
-		}
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}
-	go get(a)
+	go func() { done <- c.get(a) }()
 	time.Sleep(500 * time.Millisecond)
-	go get(b)
+	go func() { done <- c.get(b) }()
 	for range 2 {
 		if st := <-done; st != http.StatusTemporaryRedirect {
 			t.Errorf("blob GET: status %d, want 307", st)
@@ -87,9 +55,147 @@ func TestLeaseConflictIsRetried(t *testing.T) {
 	if conflicts.Load() != 1 {
 		t.Fatalf("the fault proxy injected %d conflicts, want 1", conflicts.Load())
 	}
-	if got := up.Count(http.MethodGet, "blob"); got != 1 {
+	if got := c.up.Count(http.MethodGet, "blob"); got != 1 {
 		t.Errorf("upstream saw %d blob GETs from two instances, want 1", got)
 	}
+}
+
+// A filler died and left its lease; two instances find it expired at the
+// same moment (the fault proxy holds their reads of it until both have
+// asked). Exactly one takes it over and fills; the other waits for the
+// blob.
+func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	var reads atomic.Int32
+	c := newLeaseCluster(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/leases/") && reads.Add(1) <= 2 {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return false
+	})
+	c.plantLease(t, `{"owner":"dead","expires":"2001-01-01T00:00:00Z"}`)
+	a, b := c.instance(), c.instance()
+
+	done := make(chan int, 2)
+	go func() { done <- c.get(a) }()
+	go func() { done <- c.get(b) }()
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the two instances did not both read the expired lease")
+		}
+	}
+	close(release)
+	for range 2 {
+		if st := <-done; st != http.StatusTemporaryRedirect {
+			t.Errorf("blob GET: status %d, want 307", st)
+		}
+	}
+	if got := c.up.Count(http.MethodGet, "blob"); got != 1 {
+		t.Errorf("upstream saw %d blob GETs after a takeover race, want 1", got)
+	}
+	if keys := c.leaseKeys(t); len(keys) != 0 {
+		t.Errorf("leases left behind: %v", keys)
+	}
+}
+
+// A lease record nobody can read would otherwise block the blob forever.
+func TestUnreadableLeaseIsTakenOver(t *testing.T) {
+	c := newLeaseCluster(t, nil)
+	c.plantLease(t, "not json")
+	if st := c.get(c.instance()); st != http.StatusTemporaryRedirect {
+		t.Fatalf("blob GET: status %d, want 307", st)
+	}
+	if got := c.up.Count(http.MethodGet, "blob"); got != 1 {
+		t.Errorf("upstream saw %d blob GETs, want 1", got)
+	}
+}
+
+// leaseCluster is one S3 server (behind a fault-injecting front) and one
+// upstream shared by several proxy instances, the stand-in for Lambda
+// instances.
+type leaseCluster struct {
+	t     *testing.T
+	srv   *testenv.S3Server
+	front string
+	up    *testenv.Upstream
+	blob  digest.Digest
+}
+
+const leasePrefix = "shared"
+
+// newLeaseCluster starts the cluster; fault, if not nil, sees every S3
+// request first and reports whether it answered it.
+func newLeaseCluster(t *testing.T, fault func(http.ResponseWriter, *http.Request) bool) *leaseCluster {
+	t.Helper()
+	srv := testenv.StartS3(t)
+	target, _ := url.Parse(srv.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fault == nil || !fault(w, r) {
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(front.Close)
+	reg := testenv.InProcessRegistry(t)
+	img := testenv.SeedImage(t, reg, "org/app:1", 256<<10, 1)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	return &leaseCluster{t: t, srv: srv, front: front.URL, up: testenv.NewUpstream(t, reg), blob: digest.Digest(ld.String())}
+}
+
+func (c *leaseCluster) instance() string {
+	u, err := proxy.NewUpstream(proxy.UpstreamConfig{URL: c.up.URL.String()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	st := store.NewS3(c.srv.ClientAt(c.front), c.srv.Bucket, leasePrefix)
+	h, err := proxy.New(proxy.Config{}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := httptest.NewServer(h)
+	c.t.Cleanup(s.Close)
+	return s.URL
+}
+
+// get asks an instance for the blob and returns the status.
+func (c *leaseCluster) get(base string) int {
+	resp, err := noRedirectClient().Get(base + "/v2/org/app/blobs/" + c.blob.String())
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (c *leaseCluster) leaseKey() string {
+	return leasePrefix + "/leases/blobs/" + c.blob.Algorithm().String() + "/" + c.blob.Encoded()
+}
+
+func (c *leaseCluster) plantLease(t *testing.T, body string) {
+	t.Helper()
+	_, err := c.srv.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: &c.srv.Bucket, Key: aws.String(c.leaseKey()), Body: strings.NewReader(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *leaseCluster) leaseKeys(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, k := range c.srv.Keys(t) {
+		if strings.Contains(k, "/leases/") {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func noRedirectClient() *http.Client {

@@ -2,20 +2,24 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Filesystem stores objects as files under a root directory. Writes go to
 // a temporary file in the same file system and are published by rename or
 // link, so readers never see partial content.
 type Filesystem struct {
-	root string
-	tmp  string
+	root  string
+	tmp   string
+	casMu sync.Mutex // serializes ReplaceIf and DeleteIf
 }
 
 // NewFilesystem creates root if needed.
@@ -159,27 +163,77 @@ func (u *FileUpload) Abort(ctx context.Context) error {
 	return os.Remove(u.file.Name())
 }
 
-// PutIfAbsent writes a small object unless one exists at key.
-func (f *Filesystem) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+// PutIfAbsent writes a small object unless one exists at key, and returns
+// its version (a hash of the content).
+func (f *Filesystem) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
 	up, err := f.Create(ctx, key)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := up.Write(data); err != nil {
 		up.Abort(ctx)
-		return err
+		return "", err
 	}
-	return up.Commit(ctx)
+	if err := up.Commit(ctx); err != nil {
+		return "", err
+	}
+	return versionOf(data), nil
 }
 
-// Delete removes the object at key; a missing object is not an error.
-func (f *Filesystem) Delete(ctx context.Context, key string) error {
+// ReadVersion returns a small object and its version.
+func (f *Filesystem) ReadVersion(ctx context.Context, key string) ([]byte, string, error) {
 	p, err := f.path(key)
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, "", notFound(err)
+	}
+	return data, versionOf(data), nil
+}
+
+// ReplaceIf overwrites the object at key only if its version is still
+// version. The check and the write are atomic within this process only:
+// the filesystem store is for one local server.
+func (f *Filesystem) ReplaceIf(ctx context.Context, key string, data []byte, version string) (string, error) {
+	f.casMu.Lock()
+	defer f.casMu.Unlock()
+	if err := f.checkVersion(ctx, key, version); err != nil {
+		return "", err
+	}
+	if err := f.Put(ctx, key, data); err != nil {
+		return "", err
+	}
+	return versionOf(data), nil
+}
+
+// DeleteIf removes the object at key only if its version is still version
+// (atomic within this process, like ReplaceIf).
+func (f *Filesystem) DeleteIf(ctx context.Context, key, version string) error {
+	f.casMu.Lock()
+	defer f.casMu.Unlock()
+	if err := f.checkVersion(ctx, key, version); err != nil {
+		return err
+	}
+	p, _ := f.path(key)
+	return notFound(os.Remove(p))
+}
+
+func (f *Filesystem) checkVersion(ctx context.Context, key, version string) error {
+	_, cur, err := f.ReadVersion(ctx, key)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if cur != version {
+		return ErrExists
 	}
 	return nil
+}
+
+// versionOf names a small object's content; lease records carry a random
+// owner, so two writes never share one.
+func versionOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
 }

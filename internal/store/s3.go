@@ -131,41 +131,63 @@ func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, int64, error) 
 
 // Put writes a small object, replacing any previous one.
 func (s *S3) Put(ctx context.Context, key string, data []byte) error {
-	return s.put(ctx, key, data, nil)
+	_, err := s.putVersioned(ctx, key, data, &s3.PutObjectInput{})
+	return err
 }
 
 // PutIfAbsent writes a small object unless one exists at key
-// (If-None-Match: *); it returns ErrExists otherwise.
-func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) error {
-	return s.put(ctx, key, data, aws.String("*"))
+// (If-None-Match: *) and returns its version, the ETag.
+func (s *S3) PutIfAbsent(ctx context.Context, key string, data []byte) (string, error) {
+	return s.putVersioned(ctx, key, data, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
 }
 
-func (s *S3) put(ctx context.Context, key string, data []byte, ifNoneMatch *string) error {
+// ReplaceIf overwrites the object at key only if its version is still
+// version (If-Match), and returns the new version.
+func (s *S3) ReplaceIf(ctx context.Context, key string, data []byte, version string) (string, error) {
+	return s.putVersioned(ctx, key, data, &s3.PutObjectInput{IfMatch: aws.String(version)})
+}
+
+// maxSmallObject bounds what ReadVersion reads into memory (leases are a
+// few dozen bytes).
+const maxSmallObject = 64 << 10
+
+// ReadVersion returns a small object and its version.
+func (s *S3) ReadVersion(ctx context.Context, key string) ([]byte, string, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k})
+	if err != nil {
+		return nil, "", translate(err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(out.Body, maxSmallObject))
+	return data, aws.ToString(out.ETag), err
+}
+
+// DeleteIf removes the object at key only if its version is still version.
+func (s *S3) DeleteIf(ctx context.Context, key, version string) error {
 	k, err := s.key(key)
 	if err != nil {
 		return err
 	}
-	_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &s.bucket,
-		Key:           k,
-		Body:          bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))),
-		IfNoneMatch:   ifNoneMatch,
-	})
+	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: k, IfMatch: aws.String(version)})
 	return translate(err)
 }
 
-// Delete removes the object at key; a missing object is not an error.
-func (s *S3) Delete(ctx context.Context, key string) error {
+func (s *S3) putVersioned(ctx context.Context, key string, data []byte, in *s3.PutObjectInput) (string, error) {
 	k, err := s.key(key)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: k})
-	if err = translate(err); errors.Is(err, ErrNotFound) {
-		return nil
+	in.Bucket, in.Key = &s.bucket, k
+	in.Body, in.ContentLength = bytes.NewReader(data), aws.Int64(int64(len(data)))
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		return "", translate(err)
 	}
-	return err
+	return aws.ToString(out.ETag), nil
 }
 
 // PresignGet returns a URL that GETs the object at key until ttl passes

@@ -197,49 +197,64 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 		}
 	})
 
-	t.Run("put if absent and delete", func(t *testing.T) {
+	t.Run("conditional writes and deletes", func(t *testing.T) {
 		st := open(t)
 		l := st.(proxy.Leaser)
-		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("one")); err != nil {
-			t.Fatal(err)
+		const key = "leases/blobs/sha256/x"
+		v1, err := l.PutIfAbsent(ctx, key, []byte("one"))
+		if err != nil || v1 == "" {
+			t.Fatalf("PutIfAbsent: version %q, %v", v1, err)
 		}
-		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("two")); !errors.Is(err, fs.ErrExist) {
+		if _, err := l.PutIfAbsent(ctx, key, []byte("two")); !errors.Is(err, fs.ErrExist) {
 			t.Errorf("second PutIfAbsent: got %v, want ErrExist", err)
 		}
-		rc, _, _ := st.Get(ctx, "leases/blobs/sha256/x")
-		got, _ := io.ReadAll(rc)
-		rc.Close()
-		if string(got) != "one" {
-			t.Errorf("got %q, want the first writer's content", got)
+		data, v, err := l.ReadVersion(ctx, key)
+		if err != nil || string(data) != "one" || v != v1 {
+			t.Errorf("ReadVersion: %q %q %v, want the first writer's content at %q", data, v, err, v1)
 		}
-		if err := l.Delete(ctx, "leases/blobs/sha256/x"); err != nil {
-			t.Fatal(err)
+		v2, err := l.ReplaceIf(ctx, key, []byte("three"), v1)
+		if err != nil || v2 == v1 {
+			t.Fatalf("ReplaceIf at the current version: %q, %v", v2, err)
 		}
-		if err := l.Delete(ctx, "leases/blobs/sha256/x"); err != nil {
-			t.Errorf("deleting a missing object: got %v, want nil", err)
+		if _, err := l.ReplaceIf(ctx, key, []byte("four"), v1); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("ReplaceIf at a stale version: got %v, want ErrExist", err)
 		}
-		if err := l.PutIfAbsent(ctx, "leases/blobs/sha256/x", []byte("three")); err != nil {
-			t.Errorf("PutIfAbsent after Delete: %v", err)
+		if err := l.DeleteIf(ctx, key, v1); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("DeleteIf at a stale version: got %v, want ErrExist", err)
+		}
+		if data, _, _ := l.ReadVersion(ctx, key); string(data) != "three" {
+			t.Errorf("after failed conditions: %q, want three", data)
+		}
+		if err := l.DeleteIf(ctx, key, v2); err != nil {
+			t.Fatalf("DeleteIf at the current version: %v", err)
+		}
+		if _, _, err := l.ReadVersion(ctx, key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadVersion after DeleteIf: got %v, want ErrNotExist", err)
+		}
+		if _, err := l.ReplaceIf(ctx, key, []byte("five"), v2); err == nil {
+			t.Errorf("ReplaceIf of a deleted object succeeded")
+		}
+		if _, err := l.PutIfAbsent(ctx, key, []byte("six")); err != nil {
+			t.Errorf("PutIfAbsent after DeleteIf: %v", err)
 		}
 	})
 
-	t.Run("concurrent put if absent has one winner", func(t *testing.T) {
+	// Several writers at once, as several Lambda instances taking a lease
+	// or taking over an expired one: exactly one wins each round.
+	t.Run("concurrent conditional writes have one winner", func(t *testing.T) {
 		st := open(t)
 		l := st.(proxy.Leaser)
-		for round := range 30 {
-			key := fmt.Sprintf("leases/blobs/sha256/race%d", round)
+		race := func(round int, write func(i int) error) {
 			var won atomic.Int32
 			var wg sync.WaitGroup
 			for i := range 6 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					err := l.PutIfAbsent(ctx, key, []byte(strconv.Itoa(i)))
-					switch {
-					case err == nil:
+					// Racing conditional writes may also get a 409
+					// conflict from S3: a loss, never a second win.
+					if err := write(i); err == nil {
 						won.Add(1)
-					case !errors.Is(err, fs.ErrExist):
-						t.Errorf("PutIfAbsent: %v", err)
 					}
 				}()
 			}
@@ -247,6 +262,21 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 			if n := won.Load(); n != 1 {
 				t.Errorf("round %d: %d writers won, want 1", round, n)
 			}
+		}
+		for round := range 20 {
+			key := fmt.Sprintf("leases/blobs/sha256/race%d", round)
+			race(round, func(i int) error {
+				_, err := l.PutIfAbsent(ctx, key, []byte(strconv.Itoa(i)))
+				return err
+			})
+			_, v, err := l.ReadVersion(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			race(round, func(i int) error {
+				_, err := l.ReplaceIf(ctx, key, []byte("taken by "+strconv.Itoa(i)), v)
+				return err
+			})
 		}
 	})
 
