@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,10 @@ type fillRun struct {
 	// PlainParallel is the plain copy with as many parts in flight as the
 	// mirror's store uploads at once by default.
 	PlainParallel time.Duration `json:"plainParallelNs"`
+	// PlainVerified is PlainParallel that also hashes the bytes with
+	// SHA-256 and checks the digest before completing the upload, the one
+	// thing a mirror must do that a plain copy does not.
+	PlainVerified time.Duration `json:"plainVerifiedNs"`
 	Mirror        time.Duration `json:"mirrorNs"`
 	PeakRSSBig    int64         `json:"peakRssBigBytes"`
 	PeakRSSmall   int64         `json:"peakRssSmallBytes"`
@@ -68,15 +74,19 @@ func measureFill(ctx context.Context, t *testing.T, e *benchEnv) fillResult {
 		src := e.up.URL.String() + "/v2/" + bigRepo + "/blobs/" + e.bigDigest
 		key := fmt.Sprintf("bench/plain-%d/blob", run)
 		s3Before := cpuTime(t, e.s3.Proc)
-		d, err := plainCopy(ctx, client, e.s3.Bucket, key, src, 1)
+		d, err := plainCopy(ctx, client, e.s3.Bucket, key, src, 1, "")
 		if err != nil {
 			t.Fatalf("plain copy run %d: %v", run, err)
 		}
 		r.Plain = d
 		r.PlainS3CPU = cpuTime(t, e.s3.Proc) - s3Before
 		deleteObject(ctx, t, client, e.s3.Bucket, key)
-		if r.PlainParallel, err = plainCopy(ctx, client, e.s3.Bucket, key, src, store.DefaultUploadConcurrency+1); err != nil {
+		if r.PlainParallel, err = plainCopy(ctx, client, e.s3.Bucket, key, src, store.DefaultUploadConcurrency+1, ""); err != nil {
 			t.Fatalf("plain copy (%d parts in flight) run %d: %v", store.DefaultUploadConcurrency, run, err)
+		}
+		deleteObject(ctx, t, client, e.s3.Bucket, key)
+		if r.PlainVerified, err = plainCopy(ctx, client, e.s3.Bucket, key, src, store.DefaultUploadConcurrency+1, e.bigDigest); err != nil {
+			t.Fatalf("verifying plain copy run %d: %v", run, err)
 		}
 		deleteObject(ctx, t, client, e.s3.Bucket, key)
 
@@ -84,8 +94,8 @@ func measureFill(ctx context.Context, t *testing.T, e *benchEnv) fillResult {
 		small := e.mirrorFill(ctx, t, fmt.Sprintf("bench/fill-small-%d", run), smallRep, e.smallDigest)
 		r.Mirror, r.PeakRSSBig, r.MirrorCPU, r.MirrorS3CPU = big.took, big.peakRSS, big.cpu, big.s3CPU
 		r.PeakRSSmall = small.peakRSS
-		t.Logf("fill         run %d: plain %5.2fs, plain ×%d %5.2fs, mirror %5.2fs; peak RSS %s (%s blob) vs %s (%s blob)",
-			run+1, r.Plain.Seconds(), store.DefaultUploadConcurrency, r.PlainParallel.Seconds(), r.Mirror.Seconds(), mibString(r.PeakRSSBig), mibString(e.p.BigBlob), mibString(r.PeakRSSmall), mibString(e.p.SmallBlob))
+		t.Logf("fill         run %d: plain %5.2fs, plain ×%d %5.2fs, verifying %5.2fs, mirror %5.2fs; peak RSS %s (%s blob) vs %s (%s blob)",
+			run+1, r.Plain.Seconds(), store.DefaultUploadConcurrency, r.PlainParallel.Seconds(), r.PlainVerified.Seconds(), r.Mirror.Seconds(), mibString(r.PeakRSSBig), mibString(e.p.BigBlob), mibString(r.PeakRSSmall), mibString(e.p.SmallBlob))
 		res.Runs = append(res.Runs, r)
 	}
 	return res
@@ -134,9 +144,10 @@ func (e *benchEnv) mirrorFill(ctx context.Context, t *testing.T, prefix, repo, d
 // stream it into an S3 multipart upload in 8 MiB parts with the same SDK
 // the mirror uses. With buffers = 1 it reads a part, uploads it, then reads
 // the next; with n, up to n-1 parts upload while the next is read, as the
-// mirror's store does with n-1 = its upload concurrency. It neither
-// hashes nor verifies anything.
-func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, buffers int) (time.Duration, error) {
+// mirror's store does with n-1 = its upload concurrency. With verify empty
+// it neither hashes nor verifies anything; otherwise it hashes the bytes as
+// they are read and completes the upload only if they match.
+func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, buffers int, verify string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, fillTimeout)
 	defer cancel()
 	start := time.Now()
@@ -151,6 +162,11 @@ func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: %s", src, resp.Status)
+	}
+	body := io.Reader(resp.Body)
+	h := sha256.New()
+	if verify != "" {
+		body = io.TeeReader(body, h)
 	}
 	up, err := client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key})
 	if err != nil {
@@ -175,7 +191,7 @@ func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, 
 	}
 	for num := int32(1); ; num++ {
 		buf := <-bufs // waits while every buffer is uploading
-		n, rerr := io.ReadFull(resp.Body, buf)
+		n, rerr := io.ReadFull(body, buf)
 		if n > 0 {
 			wg.Add(1)
 			go func() {
@@ -207,6 +223,9 @@ func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, 
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return abort(err)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); verify != "" && got != verify {
+		return abort(fmt.Errorf("copied bytes hash to %s, want %s", got, verify))
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
 	if _, err := client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{

@@ -243,10 +243,11 @@ func (rep report) markdown() string {
 		w("| %s | %s | %s | %s |\n", c.Label, opSummary(medianRun(c.Runs, s3Cold)), opSummary(medianRun(c.Runs, s3Warm)), opSummary(medianRun(c.Runs, s3Restart)))
 	}
 
-	var plain, plainPar, mirror, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
+	var plain, plainPar, plainVer, mirror, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
 	for _, r := range rep.Fill.Runs {
 		plain = append(plain, r.Plain)
 		plainPar = append(plainPar, r.PlainParallel)
+		plainVer = append(plainVer, r.PlainVerified)
 		mirror = append(mirror, r.Mirror)
 		mirrorCPU = append(mirrorCPU, r.MirrorCPU)
 		plainS3CPU = append(plainS3CPU, r.PlainS3CPU)
@@ -259,10 +260,12 @@ func (rep report) markdown() string {
 	w("\n| Fill of one %s blob (median of %d) | |\n|---|---:|\n", mibString(rep.Fill.BigBlob), len(rep.Fill.Runs))
 	w("| plain copy: GET upstream → S3 multipart, 8 MiB parts, one at a time | %s (%s) |\n", secs(median(plain)), mbps(median(plain)))
 	w("| plain copy, %d parts in flight (the mirror's default) | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainPar)), mbps(median(plainPar)))
+	w("| plain copy, %d parts in flight, also SHA-256-verifying the bytes before completing | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainVer)), mbps(median(plainVer)))
 	w("| pullthrough cold fill: blob GET until its 307 | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
 	w("| CPU during the fill: pullthrough process / versitygw (plain copy: versitygw) | %s / %s (%s) |\n", secs(median(mirrorCPU)), secs(median(mirrorS3CPU)), secs(median(plainS3CPU)))
 	w("| fill throughput, ours ÷ plain copy one part at a time (target ≥ 0.90) | %.3f %s |\n", rep.fillRatio(), passFail(rep.fillRatio() >= 0.9))
 	w("| fill throughput, ours ÷ plain copy %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainPar).Seconds()/median(mirror).Seconds())
+	w("| fill throughput, ours ÷ verifying plain copy, %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainVer).Seconds()/median(mirror).Seconds())
 	w("| peak RSS filling %s / %s | %s / %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), mibString(big), mibString(small))
 	w("| memory bound: peak(%s) ≤ peak(%s) + 64 MiB | %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), passFail(rep.memoryBoundOK()))
 	w("\nTotal benchmark time: %s.\n", rep.Total.Round(time.Second))
