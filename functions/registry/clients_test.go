@@ -613,3 +613,136 @@ func (tr *trap) Hosts() []string {
 	defer tr.mu.Unlock()
 	return slices.Clone(tr.hosts)
 }
+
+// A layer download cut halfway is resumed, not restarted: dockerd asks the
+// mirror again with a Range header for the rest. With S3 the cut happens
+// between dockerd and S3 (the presigned URLs point at a cutting front) and
+// the mirror's 307 sends the ranged request to S3, which answers 206; with
+// the filesystem store (make run) the cut is in front of the mirror, which
+// answers the 206 itself. The upstream is not asked again.
+func TestDockerdResumesACutLayerDownload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real client daemons")
+	}
+	for _, backend := range []string{"s3", "filesystem"} {
+		t.Run(backend, func(t *testing.T) {
+			s := newStack(t)
+			bin := testenv.BuildMirror(t, false)
+			upstreams := "PULLTHROUGH_UPSTREAMS=docker.io=" + s.up.URL.String()
+			var cut *cutter
+			var front string
+			wantMirror := http.StatusTemporaryRedirect
+			if backend == "s3" {
+				cut = newCutter(t, s.s3.Endpoint, 64<<10)
+				front, _ = testenv.StartMirror(t, bin, s.env(upstreams, "AWS_ENDPOINT_URL_S3="+cut.URL)...)
+			} else {
+				mirror, _ := testenv.StartMirror(t, bin, upstreams, "PULLTHROUGH_STORE=file://"+t.TempDir())
+				cut = newCutter(t, mirror, 64<<10)
+				front, wantMirror = cut.URL, http.StatusPartialContent
+			}
+			c := &clientStack{stack: s, tap: newTap(t, front), trap: newTrap(t)}
+			_, imgs := seedMultiArch(t, s.reg, "library/ptresume:1", types.DockerManifestList)
+			ctd := testenv.StartContainerd(t)
+			d := testenv.StartDockerd(t, ctd, map[string]any{"registry-mirrors": []string{c.tap.URL}}, c.clientEnv()...)
+			env := append(c.clientEnv(), "DOCKER_CONFIG="+t.TempDir(), "DOCKER_HOST="+d.Host)
+			docker := testenv.Tool(t, "docker")
+
+			// dockerd waits 5 s before its first retry.
+			if out, err := testenv.Run(t, clientTimeout, env, docker, "pull", "library/ptresume:1"); err != nil {
+				t.Fatalf("docker pull: %v\n%s\nrequests:\n%s", err, out, c.tap)
+			}
+			out, err := testenv.Run(t, clientTimeout, env, docker, "image", "inspect", "--format", "{{.Id}}", "ptresume:1")
+			if want, _ := imgs["amd64"].ConfigName(); err != nil || strings.TrimSpace(out) != want.String() {
+				t.Errorf("image inspect: %q %v, want %s", out, err, want)
+			}
+			cutPath, ranged := cut.result()
+			if cutPath == "" {
+				t.Fatal("no layer download was cut")
+			}
+			if len(ranged) == 0 {
+				t.Fatalf("after the cut of %s no ranged request came", cutPath)
+			}
+			for _, r := range ranged {
+				if r.path != cutPath || r.status != http.StatusPartialContent || !strings.HasPrefix(r.rng, "bytes=") || strings.HasPrefix(r.rng, "bytes=0-") {
+					t.Errorf("resume: %s Range %q -> %d, want a 206 for the rest of %s", r.path, r.rng, r.status, cutPath)
+				}
+			}
+			resumed := false
+			for _, r := range c.tap.requests() {
+				if strings.Contains(r.uri, "/blobs/") && r.rng != "" && r.status == wantMirror {
+					resumed = true
+				}
+			}
+			if !resumed {
+				t.Errorf("the mirror answered no ranged blob GET with %d:\n%s", wantMirror, c.tap)
+			}
+			c.checkCounts(t, "resumed pull", blobsOf(t, imgs["amd64"]), true)
+		})
+	}
+}
+
+// cutter is a reverse proxy (in front of the S3 server or the mirror) that
+// cuts the first blob download of at least minSize bytes halfway (full Content-Length
+// announced, half sent, connection dropped), and records the ranged GETs
+// that follow.
+type cutter struct {
+	URL     string
+	minSize int
+
+	mu     sync.Mutex
+	cut    string
+	ranged []rangedGet
+}
+
+type rangedGet struct {
+	path, rng string
+	status    int
+}
+
+func newCutter(t *testing.T, target string, minSize int) *cutter {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{minSize: minSize}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		c.mu.Lock()
+		first := c.cut == "" && rec.Code == http.StatusOK && r.Header.Get("Range") == "" && len(body) >= c.minSize
+		if first {
+			c.cut = r.URL.Path
+		}
+		if r.Header.Get("Range") != "" {
+			c.ranged = append(c.ranged, rangedGet{path: r.URL.Path, rng: r.Header.Get("Range"), status: rec.Code})
+		}
+		c.mu.Unlock()
+		w.WriteHeader(rec.Code)
+		if !first {
+			w.Write(body)
+			return
+		}
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	t.Cleanup(srv.Close)
+	c.URL = srv.URL
+	return c
+}
+
+func (c *cutter) result() (string, []rangedGet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cut, slices.Clone(c.ranged)
+}
