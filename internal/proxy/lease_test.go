@@ -117,6 +117,37 @@ func TestUnreadableLeaseIsTakenOver(t *testing.T) {
 	}
 }
 
+// A filler whose lease was taken over while it worked (its renewals were
+// late, say) must not delete the new holder's lease when it finishes, or a
+// third instance would start yet another fill.
+func TestReleaseLeavesATakenOverLeaseAlone(t *testing.T) {
+	c := newLeaseCluster(t, nil)
+	a := c.instance()
+	c.up.SetFault(testenv.FaultSlow, "blob") // the fill holds its lease for 2 s
+	done := make(chan int, 1)
+	go func() { done <- c.get(a) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.leaseKeys(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fill took no lease within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other := `{"owner":"other","expires":"2999-01-01T00:00:00Z"}`
+	c.plantLease(t, other) // another instance's takeover
+	if st := <-done; st != http.StatusTemporaryRedirect {
+		t.Fatalf("blob GET: status %d, want 307", st)
+	}
+	out, err := c.srv.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: &c.srv.Bucket, Key: aws.String(c.leaseKey())})
+	if err != nil {
+		t.Fatalf("the other instance's lease is gone: %v", err)
+	}
+	defer out.Body.Close()
+	if got, _ := io.ReadAll(out.Body); string(got) != other {
+		t.Errorf("lease after the first filler finished: %s, want the other instance's", got)
+	}
+}
+
 // leaseCluster is one S3 server (behind a fault-injecting front) and one
 // upstream shared by several proxy instances, the stand-in for Lambda
 // instances.
