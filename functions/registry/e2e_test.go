@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/pullthrough/pullthrough/internal/lambdaharness"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
@@ -32,6 +34,19 @@ func newStack(t *testing.T) *stack {
 	t.Helper()
 	reg := testenv.DistributionRegistry(t)
 	return &stack{reg: reg, up: testenv.NewUpstream(t, reg), s3: testenv.StartS3(t)}
+}
+
+// startBootstrap runs the real Lambda bootstrap on this stack under the
+// function-URL harness.
+func (s *stack) startBootstrap(t *testing.T) *lambdaharness.Harness {
+	t.Helper()
+	h, err := lambdaharness.New(lambdaharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	testenv.Start(t, append(s.env(), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+	return h
 }
 
 func (s *stack) env(extra ...string) []string {
@@ -178,12 +193,7 @@ func TestSHA512Blob(t *testing.T) {
 func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
 	s := newStack(t)
 	img := testenv.SeedImage(t, s.reg, "library/alpine:3.20", 128<<10, 3)
-	h, err := lambdaharness.New(lambdaharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	testenv.Start(t, append(s.env(), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+	h := s.startBootstrap(t)
 
 	want, _ := img.Digest()
 	if got := testenv.PullImage(t, h.URL(), "library/alpine:3.20"); got != want {
@@ -197,6 +207,40 @@ func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
 	}
 	if h.Invocations() == 0 {
 		t.Errorf("the harness saw no invocations")
+	}
+}
+
+// In AWS, S3 is HTTPS: the SDK then signs no payloads and sends part
+// checksums in aws-chunked trailers, a different wire format from the plain
+// HTTP the other tests use. The real bootstrap fills a multipart layer
+// into versitygw over TLS (trusting its certificate through AWS_CA_BUNDLE),
+// and the client follows the 307 to an https presigned URL.
+func TestLambdaBootstrapOverHTTPSS3(t *testing.T) {
+	reg := testenv.DistributionRegistry(t)
+	s := &stack{reg: reg, up: testenv.NewUpstream(t, reg), s3: testenv.StartS3TLS(t)}
+	img := testenv.SeedImage(t, s.reg, "library/tls:1", 20<<20, 2) // 3 parts of 8 MiB each
+	h := s.startBootstrap(t)
+
+	want, _ := img.Digest()
+	trust := remote.WithTransport(s.s3.Transport())
+	if got := testenv.PullImage(t, h.URL(), "library/tls:1", trust); got != want {
+		t.Fatalf("cold pull: got %s, want %s", got, want)
+	}
+	s.up.Reset()
+	if got := testenv.PullImage(t, h.URL(), "library/tls:1", trust); got != want {
+		t.Fatalf("warm pull: got %s, want %s", got, want)
+	}
+	if n := s.up.Count("", "blob"); n != 0 {
+		t.Errorf("warm pull made %d upstream blob requests, want 0", n)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/tls/blobs/"+ld.String())
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "https://") {
+		t.Errorf("blob hit: got %d %q, want 307 to https", resp.StatusCode, loc)
+	}
+	if n := s.s3.PendingUploads(t); n != 0 {
+		t.Errorf("%d multipart uploads left pending", n)
 	}
 }
 

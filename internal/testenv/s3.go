@@ -2,6 +2,18 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,15 +32,31 @@ type S3Server struct {
 	Bucket   string
 	Dir      string // posix backend root
 	Proc     *Process
-	addr     string
+	// CAFile is the PEM certificate a TLS server (StartS3TLS) presents,
+	// its own CA; empty for plain HTTP.
+	CAFile string
+	addr   string
+	key    string
+	roots  *x509.CertPool
 }
 
 // StartS3 starts versitygw on a free port with one bucket.
-func StartS3(t testing.TB) *S3Server {
+func StartS3(t testing.TB) *S3Server { return startS3(t, false) }
+
+// StartS3TLS is StartS3 over HTTPS, as S3 is in AWS: the SDK then signs no
+// payloads and sends its checksums in trailers. The certificate, for
+// 127.0.0.1, is its own CA (CAFile; AWS_CA_BUNDLE in Env).
+func StartS3TLS(t testing.TB) *S3Server { return startS3(t, true) }
+
+func startS3(t testing.TB, tls bool) *S3Server {
 	t.Helper()
 	s := &S3Server{Access: "pullthroughtest", Secret: "pullthroughtestsecret", Region: "us-east-1", Bucket: "mirror", Dir: t.TempDir()}
 	s.addr = FreeAddr(t)
 	s.Endpoint = "http://" + s.addr
+	if tls {
+		s.Endpoint = "https://" + s.addr
+		s.CAFile, s.key, s.roots = selfSigned(t)
+	}
 	s.start(t)
 	if _, err := s.Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
 		t.Fatalf("create bucket: %v", err)
@@ -39,8 +67,42 @@ func StartS3(t testing.TB) *S3Server {
 func (s *S3Server) start(t testing.TB) {
 	t.Helper()
 	bin := Tool(t, "versitygw")
-	s.Proc = Start(t, []string{"VGW_QUIET=true"}, bin, "--port", s.addr, "--access", s.Access, "--secret", s.Secret, "--region", s.Region, "posix", s.Dir)
-	WaitHTTP(t, s.Endpoint, 20*time.Second)
+	args := []string{"--port", s.addr, "--access", s.Access, "--secret", s.Secret, "--region", s.Region}
+	if s.CAFile != "" {
+		args = append(args, "--cert", s.CAFile, "--key", s.key)
+	}
+	s.Proc = Start(t, []string{"VGW_QUIET=true"}, bin, append(args, "posix", s.Dir)...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := s.HTTPClient().Get(s.Endpoint)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer within 20s: %v", s.Endpoint, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// HTTPClient is a client that trusts the server's certificate, for
+// following presigned URLs.
+func (s *S3Server) HTTPClient() *http.Client {
+	if s.roots == nil {
+		return http.DefaultClient
+	}
+	return &http.Client{Transport: s.Transport()}
+}
+
+// Transport is HTTPClient's transport.
+func (s *S3Server) Transport() http.RoundTripper {
+	if s.roots == nil {
+		return http.DefaultTransport
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: s.roots}
+	return tr
 }
 
 // Stop kills the server; Restart brings it back on the same port and data.
@@ -55,7 +117,7 @@ func (s *S3Server) Env(prefix string) []string {
 	if prefix != "" {
 		store += "/" + prefix
 	}
-	return []string{
+	env := []string{
 		"PULLTHROUGH_STORE=" + store,
 		"PULLTHROUGH_S3_PATH_STYLE=true",
 		"AWS_ENDPOINT_URL_S3=" + s.Endpoint,
@@ -64,6 +126,10 @@ func (s *S3Server) Env(prefix string) []string {
 		"AWS_REGION=" + s.Region,
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
+	if s.CAFile != "" {
+		env = append(env, "AWS_CA_BUNDLE="+s.CAFile)
+	}
+	return env
 }
 
 // Client is an SDK client for assertions and for the store under test.
@@ -72,12 +138,16 @@ func (s *S3Server) Client() *s3.Client { return s.ClientAt(s.Endpoint) }
 // ClientAt is a client with this server's credentials that sends its
 // requests to endpoint: a fault-injecting proxy in front of the server.
 func (s *S3Server) ClientAt(endpoint string) *s3.Client {
-	return s3.New(s3.Options{
+	o := s3.Options{
 		Region:       s.Region,
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.Access, s.Secret, ""),
-	})
+	}
+	if s.roots != nil {
+		o.HTTPClient = s.HTTPClient()
+	}
+	return s3.New(o)
 }
 
 // Keys lists every object key in the bucket.
@@ -105,4 +175,50 @@ func (s *S3Server) PendingUploads(t testing.TB) int {
 		t.Fatalf("list uploads: %v", err)
 	}
 	return len(out.Uploads)
+}
+
+// selfSigned writes a self-signed ECDSA certificate for 127.0.0.1 and
+// localhost, valid for a day, and returns its and its key's paths and a
+// pool that trusts it.
+func selfSigned(t testing.TB) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "pullthrough test S3"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return certFile, keyFile, roots
 }
