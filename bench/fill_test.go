@@ -32,9 +32,6 @@ const (
 	memorySlack = 64 << 20
 )
 
-// noRedirect shows the mirror's 307 instead of following it.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
 type fillRun struct {
 	Plain time.Duration `json:"plainNs"`
 	// PlainParallel is the plain copy with as many parts in flight as the
@@ -121,7 +118,7 @@ func (e *benchEnv) mirrorFill(ctx context.Context, t *testing.T, prefix, repo, d
 	}
 	cpu0, s3CPU0 := cpuTime(t, p), cpuTime(t, e.s3.Proc)
 	start := time.Now()
-	resp, err := noRedirect.Do(req)
+	resp, err := testenv.NoRedirect.Do(req)
 	if err != nil {
 		t.Fatalf("mirror fill %s: %v\n%s", repo, err, tail(p.Output(), 30))
 	}

@@ -629,17 +629,22 @@ func TestDockerdResumesACutLayerDownload(t *testing.T) {
 			s := newStack(t)
 			bin := testenv.BuildMirror(t, false)
 			upstreams := "PULLTHROUGH_UPSTREAMS=docker.io=" + s.up.URL.String()
-			var cut *cutter
+			// The cutting front: a fault-injecting proxy that cuts the first
+			// layer download (configs are smaller) halfway.
+			var cut *testenv.Upstream
 			var front string
 			wantMirror := http.StatusTemporaryRedirect
 			if backend == "s3" {
-				cut = newCutter(t, s.s3.Endpoint, 64<<10)
-				front, _ = testenv.StartMirror(t, bin, s.env(upstreams, "AWS_ENDPOINT_URL_S3="+cut.URL)...)
+				s3URL, _ := url.Parse(s.s3.Endpoint)
+				cut = testenv.NewUpstream(t, s3URL)
+				front, _ = testenv.StartMirror(t, bin, s.env(upstreams, "AWS_ENDPOINT_URL_S3="+cut.URL.String())...)
 			} else {
 				mirror, _ := testenv.StartMirror(t, bin, upstreams, "PULLTHROUGH_STORE=file://"+t.TempDir())
-				cut = newCutter(t, mirror, 64<<10)
-				front, wantMirror = cut.URL, http.StatusPartialContent
+				mirrorURL, _ := url.Parse(mirror)
+				cut = testenv.NewUpstream(t, mirrorURL)
+				front, wantMirror = cut.URL.String(), http.StatusPartialContent
 			}
+			cut.CutOnce(64 << 10)
 			c := &clientStack{stack: s, tap: newTap(t, front), trap: newTrap(t)}
 			_, imgs := seedMultiArch(t, s.reg, "library/ptresume:1", types.DockerManifestList)
 			ctd := testenv.StartContainerd(t)
@@ -655,7 +660,7 @@ func TestDockerdResumesACutLayerDownload(t *testing.T) {
 			if want, _ := imgs["amd64"].ConfigName(); err != nil || strings.TrimSpace(out) != want.String() {
 				t.Errorf("image inspect: %q %v, want %s", out, err, want)
 			}
-			cutPath, ranged := cut.result()
+			cutPath, ranged := cut.Cut()
 			if cutPath == "" {
 				t.Fatal("no layer download was cut")
 			}
@@ -663,8 +668,8 @@ func TestDockerdResumesACutLayerDownload(t *testing.T) {
 				t.Fatalf("after the cut of %s no ranged request came", cutPath)
 			}
 			for _, r := range ranged {
-				if r.path != cutPath || r.status != http.StatusPartialContent || !strings.HasPrefix(r.rng, "bytes=") || strings.HasPrefix(r.rng, "bytes=0-") {
-					t.Errorf("resume: %s Range %q -> %d, want a 206 for the rest of %s", r.path, r.rng, r.status, cutPath)
+				if r.Path != cutPath || r.Status != http.StatusPartialContent || !strings.HasPrefix(r.Range, "bytes=") || strings.HasPrefix(r.Range, "bytes=0-") {
+					t.Errorf("resume: %s Range %q -> %d, want a 206 for the rest of %s", r.Path, r.Range, r.Status, cutPath)
 				}
 			}
 			resumed := false
@@ -679,70 +684,4 @@ func TestDockerdResumesACutLayerDownload(t *testing.T) {
 			c.checkCounts(t, "resumed pull", blobsOf(t, imgs["amd64"]), true)
 		})
 	}
-}
-
-// cutter is a reverse proxy (in front of the S3 server or the mirror) that
-// cuts the first blob download of at least minSize bytes halfway (full Content-Length
-// announced, half sent, connection dropped), and records the ranged GETs
-// that follow.
-type cutter struct {
-	URL     string
-	minSize int
-
-	mu     sync.Mutex
-	cut    string
-	ranged []rangedGet
-}
-
-type rangedGet struct {
-	path, rng string
-	status    int
-}
-
-func newCutter(t *testing.T, target string, minSize int) *cutter {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{minSize: minSize}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
-			rp.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		rp.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		c.mu.Lock()
-		first := c.cut == "" && rec.Code == http.StatusOK && r.Header.Get("Range") == "" && len(body) >= c.minSize
-		if first {
-			c.cut = r.URL.Path
-		}
-		if r.Header.Get("Range") != "" {
-			c.ranged = append(c.ranged, rangedGet{path: r.URL.Path, rng: r.Header.Get("Range"), status: rec.Code})
-		}
-		c.mu.Unlock()
-		w.WriteHeader(rec.Code)
-		if !first {
-			w.Write(body)
-			return
-		}
-		w.Write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler)
-	}))
-	t.Cleanup(srv.Close)
-	c.URL = srv.URL
-	return c
-}
-
-func (c *cutter) result() (string, []rangedGet) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cut, slices.Clone(c.ranged)
 }

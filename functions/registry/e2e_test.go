@@ -19,9 +19,6 @@ import (
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
 
-// noRedirect is a client that shows redirects instead of following them.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
 // stack is the real thing on loopback: the distribution registry as
 // upstream (behind a counting wrapper), versitygw as S3.
 type stack struct {
@@ -82,14 +79,14 @@ func TestLocalServerOverS3(t *testing.T) {
 	blobURL := mirror + "/v2/library/alpine/blobs/" + ld.String()
 
 	t.Run("blob HEAD answers from metadata without redirect", func(t *testing.T) {
-		resp := mustDo(t, noRedirect, http.MethodHead, blobURL)
+		resp := mustDo(t, testenv.NoRedirect, http.MethodHead, blobURL)
 		if resp.StatusCode != 200 || resp.ContentLength != size || resp.Header.Get("Docker-Content-Digest") != ld.String() || resp.Header.Get("Location") != "" {
 			t.Errorf("got %d len %d digest %q location %q; want 200 %d %s none", resp.StatusCode, resp.ContentLength, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Location"), size, ld)
 		}
 	})
 
 	t.Run("blob GET redirects to a presigned S3 URL", func(t *testing.T) {
-		resp := mustDo(t, noRedirect, http.MethodGet, blobURL)
+		resp := mustDo(t, testenv.NoRedirect, http.MethodGet, blobURL)
 		if resp.StatusCode != http.StatusTemporaryRedirect {
 			t.Fatalf("got %d, want 307", resp.StatusCode)
 		}
@@ -104,14 +101,14 @@ func TestLocalServerOverS3(t *testing.T) {
 	})
 
 	t.Run("manifests are served inline, never redirected", func(t *testing.T) {
-		resp := mustDo(t, noRedirect, http.MethodGet, mirror+"/v2/library/alpine/manifests/3.20")
+		resp := mustDo(t, testenv.NoRedirect, http.MethodGet, mirror+"/v2/library/alpine/manifests/3.20")
 		if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != want.String() || resp.Header.Get("ETag") == "" {
 			t.Errorf("got %d digest %q etag %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("ETag"))
 		}
 	})
 
 	t.Run("wrong method gets the OCI error", func(t *testing.T) {
-		resp := mustDo(t, noRedirect, http.MethodPut, mirror+"/v2/library/alpine/manifests/3.20")
+		resp := mustDo(t, testenv.NoRedirect, http.MethodPut, mirror+"/v2/library/alpine/manifests/3.20")
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 405 || !strings.Contains(string(b), `"code":"UNSUPPORTED"`) {
 			t.Errorf("got %d %s", resp.StatusCode, b)
@@ -141,7 +138,7 @@ func TestCorruptBlobNeverReachesS3(t *testing.T) {
 
 	for _, f := range []testenv.Fault{testenv.FaultCorrupt, testenv.FaultTruncate, testenv.FaultCut} {
 		s.up.SetFault(f, "blob")
-		resp := mustDo(t, noRedirect, http.MethodGet, blobURL)
+		resp := mustDo(t, testenv.NoRedirect, http.MethodGet, blobURL)
 		if resp.StatusCode < 500 {
 			t.Errorf("fault %d: got %d, want 5xx", f, resp.StatusCode)
 		}
@@ -184,7 +181,7 @@ func TestSHA512Blob(t *testing.T) {
 	if got := mustGet(t, mirror+"/v2/org/five12/blobs/"+dgst); !bytes.Equal(got, data) {
 		t.Errorf("got %d bytes that differ from the sha512 blob", len(got))
 	}
-	head := mustDo(t, noRedirect, http.MethodHead, mirror+"/v2/org/five12/blobs/"+dgst)
+	head := mustDo(t, testenv.NoRedirect, http.MethodHead, mirror+"/v2/org/five12/blobs/"+dgst)
 	if head.Header.Get("Docker-Content-Digest") != dgst || head.ContentLength != int64(len(data)) {
 		t.Errorf("HEAD: got %q %d", head.Header.Get("Docker-Content-Digest"), head.ContentLength)
 	}
@@ -201,7 +198,7 @@ func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
 	}
 	layers, _ := img.Layers()
 	ld, _ := layers[1].Digest()
-	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/alpine/blobs/"+ld.String())
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/alpine/blobs/"+ld.String())
 	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), s.s3.Endpoint) {
 		t.Errorf("blob hit through the function URL: got %d %q, want 307 to S3", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -235,7 +232,7 @@ func TestLambdaBootstrapOverHTTPSS3(t *testing.T) {
 	}
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
-	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/tls/blobs/"+ld.String())
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/tls/blobs/"+ld.String())
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "https://") {
 		t.Errorf("blob hit: got %d %q, want 307 to https", resp.StatusCode, loc)
 	}
@@ -336,7 +333,7 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	s.up.SetFault(testenv.FaultThrottle, "blob") // about 3 s for 12 MiB
-	resp := mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("large miss: got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
@@ -347,7 +344,7 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 	if results[0].Err != nil || !strings.Contains(string(results[0].Event), ld.String()) {
 		t.Fatalf("fill invocation: event %s, error %v", results[0].Event, results[0].Err)
 	}
-	resp = mustDo(t, noRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+	resp = mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
 	if resp.StatusCode != http.StatusTemporaryRedirect {
 		t.Fatalf("after the fill: got %d, want 307", resp.StatusCode)
 	}

@@ -109,7 +109,7 @@ func TestS3OutageAnswers503AndRecovers(t *testing.T) {
 	s.s3.Stop()
 	for _, path := range []string{"/v2/library/app/blobs/" + ld.String(), "/v2/library/app/manifests/" + d.String()} {
 		start := time.Now()
-		resp, err := noRedirect.Get(mirror + path)
+		resp, err := testenv.NoRedirect.Get(mirror + path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

@@ -198,7 +198,7 @@ func (c *leaseCluster) instance() string {
 
 // get asks an instance for the blob and returns the status.
 func (c *leaseCluster) get(base string) int {
-	resp, err := noRedirectClient().Get(base + "/v2/org/app/blobs/" + c.blob.String())
+	resp, err := testenv.NoRedirect.Get(base + "/v2/org/app/blobs/" + c.blob.String())
 	if err != nil {
 		return 0
 	}
@@ -227,8 +227,4 @@ func (c *leaseCluster) leaseKeys(t *testing.T) []string {
 		}
 	}
 	return out
-}
-
-func noRedirectClient() *http.Client {
-	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

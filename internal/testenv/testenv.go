@@ -59,6 +59,9 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// NoRedirect is a client that shows a redirect instead of following it.
+var NoRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // WaitHTTP polls url until it answers with any status.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +80,50 @@ type Upstream struct {
 	kind   string // "" = every request, else "blob", "manifest", "tags"
 	auth   *tokenAuth
 	header http.Header // added to every answer
+
+	tracking bool        // since CutOnce: blob GETs are watched
+	cutMin   int         // the armed cut's minimum size; 0 once it happened
+	cutPath  string      // the path CutOnce cut
+	ranged   []RangedGet // blob GETs with a Range header, since CutOnce
+}
+
+// RangedGet is a blob GET with a Range header and the status it got.
+type RangedGet struct {
+	Path, Range string
+	Status      int
+}
+
+// CutOnce arms a one-shot FaultCut: the next blob GET without Range whose
+// body has at least minSize bytes gets half of it and a dropped
+// connection (smaller blobs, such as image configs, pass). From then on
+// ranged blob GETs are recorded, to see a client resume.
+func (u *Upstream) CutOnce(minSize int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.tracking, u.cutMin = true, minSize
+}
+
+// Cut returns the path CutOnce cut ("" if none yet) and the ranged blob
+// GETs seen since it was armed.
+func (u *Upstream) Cut() (string, []RangedGet) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cutPath, slices.Clone(u.ranged)
+}
+
+// track records a watched blob GET and reports whether it is the one to cut.
+func (u *Upstream) track(r *http.Request, status, size int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if rng := r.Header.Get("Range"); rng != "" {
+		u.ranged = append(u.ranged, RangedGet{Path: r.URL.Path, Range: rng, Status: status})
+		return false
+	}
+	if u.cutMin == 0 || status != http.StatusOK || size < u.cutMin {
+		return false
+	}
+	u.cutMin, u.cutPath = 0, r.URL.Path
+	return true
 }
 
 // SetHeader adds a header to every answer, as a registry's rate-limit
@@ -168,6 +213,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		fault = u.fault
 	}
 	auth := u.auth
+	tracked := u.tracking && r.Method == http.MethodGet && kind == "blob"
 	for k, v := range u.header {
 		w.Header()[k] = v
 	}
@@ -195,7 +241,8 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 			return
 		}
 	}
-	if fault == FaultNone || fault == FaultSlow || fault == FaultNoHead || r.Method != http.MethodGet || kind != "blob" {
+	passthrough := fault == FaultNone || fault == FaultSlow || fault == FaultNoHead || r.Method != http.MethodGet || kind != "blob"
+	if passthrough && !tracked {
 		next.ServeHTTP(w, r)
 		return
 	}
@@ -205,7 +252,10 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
-	if rec.Code != http.StatusOK || len(body) < 2 {
+	if tracked && u.track(r, rec.Code, len(body)) {
+		fault, passthrough = FaultCut, false
+	}
+	if passthrough || rec.Code != http.StatusOK || len(body) < 2 {
 		w.WriteHeader(rec.Code)
 		w.Write(body)
 		return
