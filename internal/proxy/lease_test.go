@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -167,18 +166,15 @@ func newLeaseCluster(t *testing.T, fault func(http.ResponseWriter, *http.Request
 	t.Helper()
 	srv := testenv.StartS3(t)
 	target, _ := url.Parse(srv.Endpoint)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fault == nil || !fault(w, r) {
-			rp.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(front.Close)
+	front := testenv.NewUpstream(t, target)
+	if fault != nil {
+		front.Intercept(fault)
+	}
 	reg := testenv.InProcessRegistry(t)
 	img := testenv.SeedImage(t, reg, "org/app:1", 256<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
-	return &leaseCluster{t: t, srv: srv, front: front.URL, up: testenv.NewUpstream(t, reg), blob: digest.Digest(ld.String())}
+	return &leaseCluster{t: t, srv: srv, front: front.URL.String(), up: testenv.NewUpstream(t, reg), blob: digest.Digest(ld.String())}
 }
 
 func (c *leaseCluster) instance() string {

@@ -81,10 +81,20 @@ type Upstream struct {
 	auth   *tokenAuth
 	header http.Header // added to every answer
 
+	intercept func(http.ResponseWriter, *http.Request) bool
+
 	tracking bool        // since CutOnce: blob GETs are watched
 	cutMin   int         // the armed cut's minimum size; 0 once it happened
 	cutPath  string      // the path CutOnce cut
 	ranged   []RangedGet // blob GETs with a Range header, since CutOnce
+}
+
+// Intercept lets fn see every request first; a request fn reports it
+// answered goes no further. For faults too particular to name here.
+func (u *Upstream) Intercept(fn func(http.ResponseWriter, *http.Request) bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.intercept = fn
 }
 
 // RangedGet is a blob GET with a Range header and the status it got.
@@ -212,13 +222,16 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	if u.kind == "" || u.kind == kind {
 		fault = u.fault
 	}
-	auth := u.auth
+	auth, intercept := u.auth, u.intercept
 	tracked := u.tracking && r.Method == http.MethodGet && kind == "blob"
 	for k, v := range u.header {
 		w.Header()[k] = v
 	}
 	u.mu.Unlock()
 
+	if intercept != nil && intercept(w, r) {
+		return
+	}
 	if auth != nil && !auth.allow(w, r, u.URL) {
 		return
 	}
