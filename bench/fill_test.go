@@ -221,8 +221,10 @@ func plainCopy(ctx context.Context, client *s3.Client, bucket, key, src string, 
 	if err := errors.Join(errs...); err != nil {
 		return abort(err)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); verify != "" && got != verify {
-		return abort(fmt.Errorf("copied bytes hash to %s, want %s", got, verify))
+	if verify != "" {
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != verify {
+			return abort(fmt.Errorf("copied bytes hash to %s, want %s", got, verify))
+		}
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
 	if _, err := client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{

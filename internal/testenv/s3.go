@@ -37,7 +37,7 @@ type S3Server struct {
 	CAFile string
 	addr   string
 	key    string
-	roots  *x509.CertPool
+	client *http.Client // trusts CAFile
 }
 
 // StartS3 starts versitygw on a free port with one bucket.
@@ -48,14 +48,19 @@ func StartS3(t testing.TB) *S3Server { return startS3(t, false) }
 // 127.0.0.1, is its own CA (CAFile; AWS_CA_BUNDLE in Env).
 func StartS3TLS(t testing.TB) *S3Server { return startS3(t, true) }
 
-func startS3(t testing.TB, tls bool) *S3Server {
+func startS3(t testing.TB, useTLS bool) *S3Server {
 	t.Helper()
 	s := &S3Server{Access: "pullthroughtest", Secret: "pullthroughtestsecret", Region: "us-east-1", Bucket: "mirror", Dir: t.TempDir()}
 	s.addr = FreeAddr(t)
-	s.Endpoint = "http://" + s.addr
-	if tls {
+	s.Endpoint, s.client = "http://"+s.addr, http.DefaultClient
+	if useTLS {
 		s.Endpoint = "https://" + s.addr
-		s.CAFile, s.key, s.roots = selfSigned(t)
+		var roots *x509.CertPool
+		s.CAFile, s.key, roots = selfSigned(t)
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		s.client = &http.Client{Transport: tr}
+		t.Cleanup(tr.CloseIdleConnections)
 	}
 	s.start(t)
 	if _, err := s.Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
@@ -72,37 +77,16 @@ func (s *S3Server) start(t testing.TB) {
 		args = append(args, "--cert", s.CAFile, "--key", s.key)
 	}
 	s.Proc = Start(t, []string{"VGW_QUIET=true"}, bin, append(args, "posix", s.Dir)...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := s.HTTPClient().Get(s.Endpoint)
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer within 20s: %v", s.Endpoint, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHTTP(t, s.client, s.Endpoint, 20*time.Second)
 }
 
-// HTTPClient is a client that trusts the server's certificate, for
-// following presigned URLs.
-func (s *S3Server) HTTPClient() *http.Client {
-	if s.roots == nil {
-		return http.DefaultClient
-	}
-	return &http.Client{Transport: s.Transport()}
-}
-
-// Transport is HTTPClient's transport.
+// Transport trusts the server's certificate (for following presigned
+// URLs to a TLS server); for plain HTTP it is http.DefaultTransport.
 func (s *S3Server) Transport() http.RoundTripper {
-	if s.roots == nil {
+	if s.client.Transport == nil {
 		return http.DefaultTransport
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: s.roots}
-	return tr
+	return s.client.Transport
 }
 
 // Stop kills the server; Restart brings it back on the same port and data.
@@ -144,8 +128,8 @@ func (s *S3Server) ClientAt(endpoint string) *s3.Client {
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.Access, s.Secret, ""),
 	}
-	if s.roots != nil {
-		o.HTTPClient = s.HTTPClient()
+	if s.CAFile != "" {
+		o.HTTPClient = s.client
 	}
 	return s3.New(o)
 }

@@ -65,16 +65,22 @@ var NoRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 // WaitHTTP polls url until it answers with any status.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
+	waitHTTP(t, http.DefaultClient, url, timeout)
+}
+
+func waitHTTP(t testing.TB, c *http.Client, url string, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
+	var err error
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
+		var resp *http.Response
+		if resp, err = c.Get(url); err == nil {
 			resp.Body.Close()
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s did not answer within %s", url, timeout)
+	t.Fatalf("%s did not answer within %s: %v", url, timeout, err)
 }
 
 // Process is a started subprocess whose output is kept for assertions.
