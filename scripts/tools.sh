@@ -7,26 +7,36 @@ set -euo pipefail
 VERSITYGW_VERSION=v1.8.0
 REGISTRY_VERSION=v3.1.2
 CRANE_VERSION=v0.22.1
+# Current clients beside Debian's containerd 1.6: containerd 2.x and its ctr
+# (installed under bin/containerd-v2/ so they do not shadow Debian's), oras.
+CONTAINERD2_VERSION=v2.4.2
+ORAS_VERSION=v1.3.6
 DEBIAN_PACKAGES="skopeo containerd docker.io jq"
 
 TOOLS="${PULLTHROUGH_TOOLS:-$HOME/.cache/pullthrough/tools}"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
 
-# go_tool NAME MODULE@VERSION: install once per version.
+# go_tool NAME MODULE@VERSION [SUBDIR]: install once per version into
+# $BIN (or $BIN/SUBDIR).
 go_tool() {
-  local name=$1 mod=$2 stamp="$BIN/.$1.version"
-  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then
+  local name=$1 mod=$2 dir="$BIN${3:+/$3}"
+  local stamp="$dir/.$1.version"
+  if [[ -x "$dir/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then
     return
   fi
   echo "tools: installing $mod" >&2
-  GOBIN="$BIN" GOFLAGS=-buildvcs=false go install "$mod"
+  mkdir -p "$dir"
+  GOBIN="$dir" GOFLAGS=-buildvcs=false go install "$mod"
   echo "$mod" >"$stamp"
 }
 
 go_tool versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 go_tool registry "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
 go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+go_tool containerd "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" containerd-v2
+go_tool ctr "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" containerd-v2
+go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 
 # Debian packages for the real-client tests (dockerd, containerd, skopeo).
 if [[ "${PULLTHROUGH_SKIP_APT:-}" != "1" ]]; then
