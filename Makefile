@@ -7,6 +7,8 @@ ARCH      ?= arm64
 BUILD     := build
 FUZZTIME  ?= 10s
 TOOLS     ?= $(HOME)/.cache/pullthrough/tools
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export PULLTHROUGH_TOOLS := $(TOOLS)
 
 .PHONY: help
@@ -27,7 +29,7 @@ tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh
 
 .PHONY: test
-test: tools lint test-go fuzz infra-test ## Run every test (installs what they need first)
+test: tools lint test-go fuzz infra-test release-check ## Run every test (installs what they need first)
 
 .PHONY: test-go
 test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
@@ -45,14 +47,24 @@ bench: tools ## Side-by-side pulls vs distribution's proxy and direct (BENCH_SCA
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 .PHONY: package
-package: ## Build the Lambda zip (ARCH=arm64|x86_64) under build/lambda
+package: ## Build the Lambda zip (ARCH=arm64|x86_64) under build/lambda, reproducibly (see scripts/release.sh)
 	@case "$(ARCH)" in arm64) goarch=arm64;; x86_64) goarch=amd64;; *) echo "ARCH must be arm64 or x86_64" >&2; exit 2;; esac; \
 	mkdir -p $(BUILD)/lambda/$(ARCH) && \
-	GOOS=linux GOARCH=$$goarch CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' \
+	GOOS=linux GOARCH=$$goarch CGO_ENABLED=0 GOFLAGS=-buildvcs=false $(GO) build -tags lambda.norpc -trimpath \
+		-ldflags='-s -w -buildid= -X main.version=$(VERSION)' \
 		-o $(BUILD)/lambda/$(ARCH)/bootstrap ./functions/registry && \
+	chmod 0755 $(BUILD)/lambda/$(ARCH)/bootstrap && touch -d @$(SOURCE_DATE_EPOCH) $(BUILD)/lambda/$(ARCH)/bootstrap && \
 	rm -f $(BUILD)/lambda/pullthrough-$(ARCH).zip && \
-	(cd $(BUILD)/lambda/$(ARCH) && zip -q -X ../pullthrough-$(ARCH).zip bootstrap) && \
+	(cd $(BUILD)/lambda/$(ARCH) && TZ=UTC zip -q -X -D ../pullthrough-$(ARCH).zip bootstrap) && \
 	ls -l $(BUILD)/lambda/pullthrough-$(ARCH).zip | awk '{printf "%s: %.1f MiB\n", $$9, $$5/1048576}'
+
+.PHONY: release
+release: ## Build pullthrough-<version>-{arm64,x86_64}.zip and SHA256SUMS under build/release (byte-identical on rebuild)
+	VERSION=$(VERSION) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) bash scripts/release.sh $(BUILD)/release
+
+.PHONY: release-check
+release-check: ## Build the release twice (another path, empty build cache) and compare checksums
+	VERSION=$(VERSION) bash scripts/release-check.sh
 
 .PHONY: infra-test
 infra-test: package ## Terraform fmt/validate/test, then apply, re-plan and destroy against moto + versitygw

@@ -17,6 +17,10 @@ import (
 	"time"
 )
 
+// version is the release version, stamped by `make release` and `make
+// package` (-ldflags -X main.version=...).
+var version = "dev"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "pullthrough:", strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -25,6 +29,10 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println("pullthrough", version)
+		return nil
+	}
 	cfg, err := parseConfig(os.Getenv)
 	if err != nil {
 		return err
