@@ -39,17 +39,44 @@ go_tool ctr "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" c
 go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 
 # Debian packages for the real-client tests (dockerd, containerd, skopeo).
+# Never at the cost of what a developer has installed: Debian's docker.io
+# conflicts with docker-ce and containerd with containerd.io, and apt would
+# remove those. A package whose install would remove anything is skipped;
+# the tests then use the developer's own binaries from PATH if there are
+# any, or skip with the reason recorded here in $BIN/.skip-<binary>.
+declare -A PACKAGE_BINARIES=([docker.io]="dockerd docker" [containerd]="containerd ctr" [skopeo]="skopeo" [jq]="jq")
 if [[ "${PULLTHROUGH_SKIP_APT:-}" != "1" ]]; then
   missing=()
   for p in $DEBIAN_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      for b in ${PACKAGE_BINARIES[$p]:-}; do rm -f "$BIN/.skip-$b"; done
+    else
+      missing+=("$p")
+    fi
   done
   if ((${#missing[@]})); then
-    echo "tools: apt-get install ${missing[*]}" >&2
     SUDO=""
     [[ $(id -u) -ne 0 ]] && SUDO=sudo
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    safe=()
+    for p in "${missing[@]}"; do
+      removes=$(apt-get install -s --no-install-recommends "$p" 2>/dev/null | awk '/^Remv /{print $2}' | tr '\n' ' ')
+      if [[ -n $removes ]]; then
+        echo "tools: not installing $p: apt would remove ${removes% }; tests needing it use your own binaries or skip" >&2
+        for b in ${PACKAGE_BINARIES[$p]:-}; do
+          echo "Debian's $p was not installed because it would remove ${removes% }" >"$BIN/.skip-$b"
+        done
+      else
+        safe+=("$p")
+      fi
+    done
+    if ((${#safe[@]})); then
+      echo "tools: apt-get install ${safe[*]}" >&2
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${safe[@]}" >/dev/null
+      for p in "${safe[@]}"; do
+        for b in ${PACKAGE_BINARIES[$p]:-}; do rm -f "$BIN/.skip-$b"; done
+      done
+    fi
   fi
 fi
 echo "tools: ready in $BIN" >&2

@@ -41,6 +41,11 @@ func Tool(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
+	// scripts/tools.sh records why it left a tool out (installing it would
+	// have removed a package the developer has): skip, saying so.
+	if why, err := os.ReadFile(filepath.Join(ToolsDir(), "bin", ".skip-"+filepath.Base(name))); err == nil {
+		t.Skipf("%s not available: %s", name, strings.TrimSpace(string(why)))
+	}
 	if testing.Short() {
 		t.Skipf("%s not installed (run make tools)", name)
 	}
