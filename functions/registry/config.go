@@ -133,7 +133,10 @@ func parseConfig(getenv func(string) string) (Config, error) {
 	c.Proxy.Access = proxy.AccessConfig{
 		Tokens: list(get("PULLTHROUGH_CLIENT_TOKENS", "")),
 		CIDRs:  list(get("PULLTHROUGH_CLIENT_CIDRS", "")),
-		Users:  map[string]string{},
+		// A function URL is reached only under its own name, which AWS
+		// routes by; the local server must refuse rebound DNS names.
+		Hosts: hostsFor(c.Lambda, list(get("PULLTHROUGH_HOSTS", "localhost"))),
+		Users: map[string]string{},
 	}
 	for _, up := range list(get("PULLTHROUGH_CLIENT_USERS", "")) {
 		user, pass, ok := strings.Cut(up, ":")
@@ -362,4 +365,13 @@ func parseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", v)
 	}
 	return n * mult, nil
+}
+
+// hostsFor is the Host names the mirror answers to: any under Lambda,
+// else the configured list (IP literals are always answered).
+func hostsFor(lambda bool, hosts []string) []string {
+	if lambda {
+		return nil
+	}
+	return hosts
 }

@@ -23,6 +23,9 @@ func TestParseConfig(t *testing.T) {
 				if !strings.HasPrefix(c.Store, "file://") || c.Proxy.ManifestTTL != 5*time.Minute || c.Proxy.PresignTTL != 15*time.Minute || c.Lambda {
 					t.Errorf("got store %q ttl %s presign %s lambda %v", c.Store, c.Proxy.ManifestTTL, c.Proxy.PresignTTL, c.Lambda)
 				}
+				if h := c.Proxy.Access.Hosts; len(h) != 1 || h[0] != "localhost" {
+					t.Errorf("got local server hosts %v, want [localhost]", h)
+				}
 			},
 		},
 		{
@@ -39,6 +42,9 @@ func TestParseConfig(t *testing.T) {
 				}
 				if u := c.Upstreams[0]; u.Host != "registry.example:5000" || u.Username != "u" || len(u.AuthHosts) != 2 || u.AuthHosts[1] != "token.example" {
 					t.Errorf("got upstream %+v", u)
+				}
+				if h := c.Proxy.Access.Hosts; h != nil {
+					t.Errorf("got hosts %v under Lambda, want none (any Host)", h)
 				}
 			},
 		},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -20,6 +21,12 @@ type AccessConfig struct {
 	Users map[string]string
 	// CIDRs are the source networks allowed in.
 	CIDRs []string
+	// Hosts, when not empty, are the DNS names the mirror answers to in the
+	// request's Host header (port ignored, case-insensitive); IP literals
+	// are always answered. This is the DNS-rebinding defence of a local
+	// server: a name an attacker controls that resolves to 127.0.0.1 is
+	// refused. "*" answers every name (as does an empty list).
+	Hosts []string
 }
 
 // ErrUnauthorized asks the client for credentials.
@@ -29,10 +36,24 @@ type access struct {
 	tokens   [][32]byte // sha256 of each token: compared in constant time
 	users    map[string][32]byte
 	prefixes []netip.Prefix
+	hosts    map[string]bool // nil: any Host
 }
 
 func newAccess(c AccessConfig) (access, error) {
 	a := access{users: map[string][32]byte{}}
+	for _, h := range c.Hosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "*" {
+			a.hosts = nil
+			break
+		}
+		if h != "" {
+			if a.hosts == nil {
+				a.hosts = map[string]bool{}
+			}
+			a.hosts[h] = true
+		}
+	}
 	for _, t := range c.Tokens {
 		if t != "" {
 			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
@@ -63,6 +84,9 @@ func newAccess(c AccessConfig) (access, error) {
 // connection's (locally) or the function URL's sourceIp (in Lambda, where
 // lambdaurl puts it in RemoteAddr); proxy headers are not trusted.
 func (a access) check(r *http.Request) error {
+	if err := a.checkBrowser(r); err != nil {
+		return err
+	}
 	if len(a.prefixes) > 0 {
 		host := r.RemoteAddr
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -105,6 +129,38 @@ func (a access) check(r *http.Request) error {
 		}
 	}
 	return ErrUnauthorized
+}
+
+// checkBrowser refuses what only a web browser sends: a page on another
+// site that loads /v2/ URLs (an <img> or fetch() at 127.0.0.1:5000 spends
+// the operator's quota and fills the cache), or that reaches the mirror
+// under its own DNS name after rebinding it to a local address. Registry
+// clients (Docker, containerd, go-containerregistry, containers/image) send
+// neither Origin nor Sec-Fetch-* headers. Browsers send Sec-Fetch-Site on
+// every request (https://www.w3.org/TR/fetch-metadata/#sec-fetch-site-header)
+// and Origin on cross-origin ones (https://fetch.spec.whatwg.org/#origin-header).
+func (a access) checkBrowser(r *http.Request) error {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return ErrDenied.With("cross-site browser requests are refused", nil)
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+			return ErrDenied.With("cross-origin browser requests are refused", nil)
+		}
+	}
+	if a.hosts == nil {
+		return nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	if _, err := netip.ParseAddr(host); err == nil || a.hosts[host] {
+		return nil
+	}
+	return ErrDenied.With(fmt.Sprintf("host %q is not a name of this mirror (PULLTHROUGH_HOSTS)", truncate(host)), nil)
 }
 
 func (a access) requiresCredentials() bool { return len(a.tokens) > 0 || len(a.users) > 0 }
