@@ -125,6 +125,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = slog.New(redactingHandler{logger.Handler()})
 	if len(upstreams) == 0 {
 		return nil, errors.New("proxy: no upstream configured")
 	}
