@@ -228,8 +228,12 @@ func parseUpstreams(get func(string, string) string, bad func(string, string, ..
 		if get("PULLTHROUGH_UPSTREAMS", "") == "" {
 			name = "PULLTHROUGH_UPSTREAM"
 		}
-		if u, err := url.Parse(e.url); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") || u.User != nil {
-			bad(name, "want a base URL such as https://registry-1.docker.io, got %q", e.url)
+		if u, err := url.Parse(e.url); err == nil && u.User != nil {
+			// Never echo it: the message reaches logs and terminals.
+			bad(name, "the URL for %q holds credentials (user:password@): set them with PULLTHROUGH_UPSTREAM_<HOST>_USERNAME/_PASSWORD or the credentials secret", e.host)
+			continue
+		} else if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") {
+			bad(name, "want a base URL such as https://registry-1.docker.io, got %q", redactURLs(e.url))
 			continue
 		}
 		if e.host == "" || strings.ContainsAny(e.host, "/@ ") || seen[e.host] {
@@ -336,6 +340,24 @@ func applySecret(c *Config, data []byte) error {
 			return fmt.Errorf("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: credentials for %q, which is not a configured upstream", host)
 		}
 	}
+	// The same rules as for the environment's credentials: an empty token
+	// or password would leave the mirror open (or shared by anyone who
+	// guesses the user name) while the operator believes it protected.
+	for i, tok := range doc.Clients.Tokens {
+		if strings.TrimSpace(tok) == "" {
+			return fmt.Errorf("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: clients.tokens[%d] is empty", i)
+		}
+	}
+	for u, p := range doc.Clients.Users {
+		if u == "" || p == "" || strings.Contains(u, ":") {
+			return fmt.Errorf("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: clients.users has an entry with an empty or invalid user name or an empty password")
+		}
+	}
+	for host, cred := range doc.Upstreams {
+		if (cred.Username == "") != (cred.Password == "") {
+			return fmt.Errorf("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET: upstreams[%q] needs both username and password", host)
+		}
+	}
 	c.Proxy.Access.Tokens = append(c.Proxy.Access.Tokens, doc.Clients.Tokens...)
 	for u, p := range doc.Clients.Users {
 		if c.Proxy.Access.Users == nil {
@@ -374,4 +396,15 @@ func hostsFor(lambda bool, hosts []string) []string {
 		return nil
 	}
 	return hosts
+}
+
+// redactURLs drops the query and credentials of a URL for an error
+// message; text that is not a URL is returned as is.
+func redactURLs(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }

@@ -94,6 +94,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "repeated upstream", env: map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io,ghcr.io"}, wantErr: []string{"PULLTHROUGH_UPSTREAMS"}},
 		{name: "bad bucket", env: map[string]string{"PULLTHROUGH_STORE": "s3://a"}, wantErr: []string{"PULLTHROUGH_STORE"}},
 		{name: "upstream with path", env: map[string]string{"PULLTHROUGH_UPSTREAM": "https://r.example/v2"}, wantErr: []string{"PULLTHROUGH_UPSTREAM"}},
+		{name: "credentials in an upstream URL are refused and not echoed", env: map[string]string{"PULLTHROUGH_UPSTREAM": "https://robot:hunter2@r.example"}, wantErr: []string{"PULLTHROUGH_UPSTREAM", "holds credentials"}},
+		{name: "credentials in an upstreams entry", env: map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, wantErr: []string{"PULLTHROUGH_UPSTREAMS", "holds credentials"}},
 		{name: "presign too long", env: map[string]string{"PULLTHROUGH_PRESIGN_TTL": "200h"}, wantErr: []string{"PULLTHROUGH_PRESIGN_TTL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +108,9 @@ func TestParseConfig(t *testing.T) {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("error %q does not name %s", err, w)
 					}
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Errorf("error %q echoes a password", err)
 				}
 				return
 			}
@@ -133,6 +138,21 @@ func TestApplySecret(t *testing.T) {
 	}
 	if len(c.Proxy.Access.Tokens) != 1 || c.Proxy.Access.Users["ci"] != "pw" {
 		t.Errorf("got access %+v", c.Proxy.Access)
+	}
+	// A secret that would leave the mirror open, or half-configure an
+	// upstream, is refused like the same values in the environment.
+	for _, bad := range []string{
+		`{"clients":{"tokens":[""]}}`,
+		`{"clients":{"tokens":["ok"," "]}}`,
+		`{"clients":{"users":{"ci":""}}}`,
+		`{"clients":{"users":{"":"hunter2"}}}`,
+		`{"upstreams":{"docker.io":{"username":"u"}}}`,
+	} {
+		var fresh Config
+		fresh.Upstreams = c.Upstreams
+		if err := applySecret(&fresh, []byte(bad)); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("secret %s: got %v, want an error without the secret", bad, err)
+		}
 	}
 	err = applySecret(&c, []byte(`{"upstreams":{"quay.io":{"password":"hunter2"}}}`))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {

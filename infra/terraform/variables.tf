@@ -164,8 +164,8 @@ variable "upstream" {
   nullable    = false
 
   validation {
-    condition     = can(regex("^https?://[^/[:space:]]+$", var.upstream))
-    error_message = "upstream must be a scheme and host (and optional port) with no path or trailing slash, e.g. https://registry-1.docker.io."
+    condition     = can(regex("^https?://[^/@[:space:]]+$", var.upstream))
+    error_message = "upstream must be a scheme and host (and optional port) with no credentials, path or trailing slash, e.g. https://registry-1.docker.io; put credentials in the secret."
   }
 }
 

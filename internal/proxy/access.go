@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -54,12 +55,18 @@ func newAccess(c AccessConfig) (access, error) {
 			a.hosts[h] = true
 		}
 	}
-	for _, t := range c.Tokens {
-		if t != "" {
-			a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+	// An empty credential is refused, not skipped: skipping would leave a
+	// mirror open that its operator configured as protected.
+	for i, t := range c.Tokens {
+		if strings.TrimSpace(t) == "" {
+			return access{}, fmt.Errorf("proxy: client token %d is empty", i+1)
 		}
+		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 	}
 	for u, p := range c.Users {
+		if u == "" || p == "" {
+			return access{}, errors.New("proxy: a client user has an empty name or password")
+		}
 		a.users[u] = sha256.Sum256([]byte(p))
 	}
 	for _, s := range c.CIDRs {

@@ -360,6 +360,14 @@ run "rejects_reserved_names_in_extra_environment" {
   expect_failures = [var.extra_environment]
 }
 
+run "rejects_credentials_in_the_upstream_url" {
+  command = plan
+  variables {
+    upstream = "https://robot:hunter2@registry.example"
+  }
+  expect_failures = [var.upstream]
+}
+
 run "rejects_unknown_architecture" {
   command = plan
   variables {
