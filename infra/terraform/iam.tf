@@ -32,10 +32,17 @@ data "aws_iam_policy_document" "function" {
       "s3:PutObject",
       # Clean-up of a fill that failed or whose digest did not match.
       "s3:AbortMultipartUpload",
-      # Releasing fill leases (If-Match on the holder's ETag).
-      "s3:DeleteObject",
     ]
     resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
+  }
+
+  # The only objects the function ever deletes are its own fill leases
+  # (released with If-Match on the holder's ETag): cached blobs and
+  # manifests cannot be deleted with this role.
+  statement {
+    sid       = "ReleaseFillLeases"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}leases/*"]
   }
 
   # Without s3:ListBucket S3 answers HeadObject on a missing key with 403

@@ -73,13 +73,13 @@ run "defaults" {
     error_message = "unexpected default environment: ${jsonencode(local.environment)}"
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs", "BackgroundFills"]
+    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "ReleaseFillLeases", "CacheMissesAreNotFound", "Logs", "BackgroundFills"]
     error_message = "default role policy should grant cache objects, ListBucket, logs and self-invocation only"
   }
   assert {
     condition = (
-      data.aws_iam_policy_document.function.statement[3].actions == toset(["lambda:InvokeFunction"])
-      && data.aws_iam_policy_document.function.statement[3].resources == toset(["arn:aws:lambda:us-east-1:123456789012:function:pullthrough"])
+      data.aws_iam_policy_document.function.statement[4].actions == toset(["lambda:InvokeFunction"])
+      && data.aws_iam_policy_document.function.statement[4].resources == toset(["arn:aws:lambda:us-east-1:123456789012:function:pullthrough"])
     )
     error_message = "the function may invoke itself, unqualified, and nothing else"
   }
@@ -121,12 +121,20 @@ run "defaults" {
     error_message = "alarm_arns must map hosts to alarm ARNs"
   }
   assert {
-    condition     = length(data.aws_iam_policy_document.function.statement[1].condition) == 0
+    condition     = length(data.aws_iam_policy_document.function.statement[2].condition) == 0
     error_message = "without a prefix, ListBucket needs no s3:prefix condition"
   }
   assert {
     condition     = data.aws_iam_policy_document.function.statement[0].resources == toset(["arn:aws:s3:::cache-bucket/*"])
     error_message = "object actions must cover the bucket's objects"
+  }
+  assert {
+    condition = (
+      !contains(data.aws_iam_policy_document.function.statement[0].actions, "s3:DeleteObject")
+      && data.aws_iam_policy_document.function.statement[1].actions == toset(["s3:DeleteObject"])
+      && data.aws_iam_policy_document.function.statement[1].resources == toset(["arn:aws:s3:::cache-bucket/leases/*"])
+    )
+    error_message = "the role may delete fill leases only, never cached blobs or manifests"
   }
   assert {
     condition     = length(aws_s3_bucket_lifecycle_configuration.this.rule) == 1
@@ -186,11 +194,11 @@ run "prefix_expiry_kms_created_secret" {
     error_message = "object actions must be limited to the prefix"
   }
   assert {
-    condition     = toset(one(data.aws_iam_policy_document.function.statement[1].condition).values) == toset(["mirrors/docker-hub/*"])
+    condition     = toset(one(data.aws_iam_policy_document.function.statement[2].condition).values) == toset(["mirrors/docker-hub/*"])
     error_message = "ListBucket must be limited to the prefix"
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "CacheMissesAreNotFound", "Logs", "BackgroundFills", "CacheEncryptionKey", "UpstreamCredentials"]
+    condition     = [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "ReleaseFillLeases", "CacheMissesAreNotFound", "Logs", "BackgroundFills", "CacheEncryptionKey", "UpstreamCredentials"]
     error_message = "KMS and secret statements must be added"
   }
   assert {
@@ -228,7 +236,7 @@ run "existing_secret" {
     error_message = "the function must be pointed at the given secret"
   }
   assert {
-    condition     = data.aws_iam_policy_document.function.statement[4].resources == toset(["arn:aws:secretsmanager:us-east-1:123456789012:secret:hub-XyZ123"])
+    condition     = data.aws_iam_policy_document.function.statement[5].resources == toset(["arn:aws:secretsmanager:us-east-1:123456789012:secret:hub-XyZ123"])
     error_message = "the role may read the given secret only"
   }
 }
