@@ -60,13 +60,19 @@ const (
 
 // DockerHubManifests answers manifest GET and HEAD the way distribution's
 // GetManifest does (distribution/distribution registry/handlers/manifests.go;
-// FACTS: Docker Hub behaves the same), over a registry that ignores Accept:
+// FACTS: Docker Hub behaves the same; TestDockerHubLikeAnswersAsDistribution
+// compares it with the distribution binary), over a registry that ignores
+// Accept:
 //   - If-None-Match equal to the stored digest (quoted or not) is 304,
 //     checked before anything below; every answer carries Etag.
 //   - Accept is split on "," and each part parsed as a media type; only the
 //     four manifest types count.
 //   - An OCI manifest or OCI index the client did not list: 404
-//     MANIFEST_UNKNOWN (for tags and digests alike).
+//     MANIFEST_UNKNOWN (for tags and digests alike). For the index this is
+//     Docker Hub's answer (FACTS) and the handler's intent, but not what
+//     distribution v3.1.2 does: it decodes an index as
+//     ocischema.DeserializedImageIndex (manifest/ocischema/index.go), which
+//     the handler's manifest-list type check misses, and serves the index.
 //   - A Docker manifest list asked for by tag by a client that did not list
 //     the list type: the list's first linux/amd64 entry (OS and
 //     architecture only), with that image's digest; 404 MANIFEST_UNKNOWN if
