@@ -206,9 +206,9 @@ func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedMan
 	return m, cacheMiss, nil
 }
 
-// headlessFor is how long an upstream that answered a manifest HEAD with
-// anything but a usable 200 or 404 is revalidated with GET only before
-// HEAD is tried again.
+// headlessFor is how long an upstream whose manifest HEAD failed (or
+// named no digest) where a GET then worked is revalidated with GET only,
+// before HEAD is tried again.
 const headlessFor = 6 * time.Hour
 
 // revalidate checks an expired tag upstream and downloads the manifest
@@ -226,7 +226,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
 		return cached, cacheStale, nil
 	}
-	headSaid := 0
+	headUnusable := 0 // the status of a HEAD that did not name a digest
 	if _, headless := p.headless.get(rt.up.Host(), p.now(), headlessFor); !headless {
 		status, d, err := p.headManifest(ctx, rt)
 		switch {
@@ -237,10 +237,9 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 			return cached, cacheRevalidated, nil
 		case status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented):
 			return stale("upstream_status", status)
-		case status != http.StatusOK && status != http.StatusNotFound:
-			p.noteHeadless(rt.up, status)
+		case status != http.StatusOK || d == "":
+			headUnusable = status
 		}
-		headSaid = status
 	}
 	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
 	if err != nil {
@@ -250,8 +249,11 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		}
 		return stale("cause", err.Error())
 	}
-	if headSaid == http.StatusNotFound {
-		p.noteHeadless(rt.up, headSaid) // HEAD said gone, GET found it
+	if headUnusable != 0 {
+		// GET works where HEAD did not: remembered only now, so that an
+		// auth failure of both never moves a Docker Hub-like upstream to
+		// counted GETs.
+		p.noteHeadless(rt.up, headUnusable)
 	}
 	if notModified || m.Digest == tr.Digest {
 		p.touchTag(ctx, key, tr, etag)
