@@ -158,26 +158,31 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 		led   bool
 		cache string
 	)
-	_, err = p.fills.do(ctx, "tag "+key, false, 0, func() (int64, error) {
+	// The leader's cache result travels to the waiters as an index into
+	// cacheResults (the flight group carries one number).
+	n, err := p.fills.do(ctx, "tag "+key, false, 0, func() (int64, error) {
 		led = true
 		var err error
 		// The exchange finishes for the requests waiting on it even if
 		// this client hangs up; upstream calls have their own deadlines.
 		m, cache, err = p.refreshTag(context.WithoutCancel(ctx), key, rt)
-		return 0, err
+		return int64(slices.Index(cacheResults, cache)), err
 	})
 	if err != nil || led {
 		return m, cache, err
 	}
-	tr, m, err = p.loadTag(ctx, key)
-	if err != nil {
+	if _, m, err = p.loadTag(ctx, key); err != nil {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
-	if !p.fresh(tr) {
-		return m, cacheStale, nil // the exchange could only serve it stale
+	cache = cacheHit // the leader fetched it; this request did not
+	if n >= 0 && cacheResults[n] != cacheMiss {
+		cache = cacheResults[n]
 	}
-	return m, cacheHit, nil
+	return m, cache, nil
 }
+
+// cacheResults are the cache results a tag exchange can have.
+var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
 func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
 
