@@ -59,8 +59,8 @@ func schema1Payload(data []byte) ([]byte, bool) {
 	if json.Unmarshal(data, &body) != nil || len(body.Signatures) == 0 {
 		return nil, false
 	}
-	length, tail := -1, []byte(nil)
-	for _, s := range body.Signatures {
+	length, tail := 0, []byte(nil)
+	for i, s := range body.Signatures {
 		raw, err := joseDecode(s.Protected)
 		if err != nil {
 			return nil, false
@@ -76,7 +76,7 @@ func schema1Payload(data []byte) ([]byte, bool) {
 		if err != nil {
 			return nil, false
 		}
-		if length >= 0 && (length != *h.FormatLength || !bytes.Equal(tail, t)) {
+		if i > 0 && (length != *h.FormatLength || !bytes.Equal(tail, t)) {
 			return nil, false // conflicting format, as libtrust refuses
 		}
 		length, tail = *h.FormatLength, t
