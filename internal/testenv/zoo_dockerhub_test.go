@@ -130,3 +130,32 @@ func answerOf(t *testing.T, method string, base *url.URL, ref, accept string) st
 	}
 	return fmt.Sprintf("%d %s %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Content-Type"))
 }
+
+// TestDockerHubLikeRateLimit: manifest GETs count against the limit and
+// say so in their headers; HEADs do not count; past the limit GETs get 429.
+func TestDockerHubLikeRateLimit(t *testing.T) {
+	hub := NewZooMember(t, "Docker Hub-like, limit 2", nil, DockerHubRateLimit(2), DockerHubManifests)
+	SeedImage(t, hub.Reg, "library/alpine:3", 512, 1)
+	u := hub.Front.URL.String() + "/v2/library/alpine/manifests/3"
+	for i, want := range []struct {
+		method    string
+		status    int
+		remaining string
+	}{
+		{http.MethodGet, 200, "1;w=21600"},
+		{http.MethodHead, 200, ""},
+		{http.MethodGet, 200, "0;w=21600"},
+		{http.MethodHead, 200, ""},
+		{http.MethodGet, 429, "0;w=21600"},
+	} {
+		req, _ := http.NewRequest(want.method, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("ratelimit-remaining"); resp.StatusCode != want.status || got != want.remaining {
+			t.Errorf("request %d (%s): got %d, remaining %q; want %d, %q", i, want.method, resp.StatusCode, got, want.status, want.remaining)
+		}
+	}
+}
