@@ -10,22 +10,12 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 )
-
-// Manifest media types a pull needs. The mirror asks the upstream for all of
-// them unless the client narrowed its Accept list.
-const (
-	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mediaOCIIndex       = "application/vnd.oci.image.index.v1+json"
-)
-
-var knownManifestTypes = []string{mediaOCIIndex, mediaDockerList, mediaOCIManifest, mediaDockerManifest}
 
 // storedManifest is the cache record of one manifest: exact upstream bytes
 // and the media type they were served with. It is keyed by digest and so
@@ -36,7 +26,8 @@ type storedManifest struct {
 	Data      []byte        `json:"data"`
 }
 
-// tagRecord maps a tag of one upstream repository to a manifest digest.
+// tagRecord maps a tag of one upstream repository to a manifest digest:
+// what the upstream answers a client that accepts every manifest type.
 type tagRecord struct {
 	Digest    digest.Digest `json:"digest"`
 	MediaType string        `json:"mediaType"`
@@ -55,62 +46,6 @@ func tagKey(host, name, tag string) string {
 	return "tags/" + host + "/" + name + "/_tag/" + tag
 }
 
-// acceptList is a client's Accept header reduced to media types.
-type acceptList struct {
-	any   bool
-	types map[string]bool
-}
-
-func parseAccept(h http.Header) acceptList {
-	a := acceptList{types: map[string]bool{}}
-	for _, v := range h.Values("Accept") {
-		for _, part := range strings.Split(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			mt = strings.ToLower(strings.TrimSpace(mt))
-			switch mt {
-			case "":
-			case "*/*", "application/*":
-				a.any = true
-			default:
-				a.types[mt] = true
-			}
-		}
-	}
-	if len(a.types) == 0 {
-		a.any = true // no Accept header: the client takes what it gets
-	}
-	return a
-}
-
-func (a acceptList) allows(mediaType string) bool {
-	return a.any || a.types[mediaType]
-}
-
-// complete reports whether the client takes every manifest type we know,
-// so an upstream answer to it is the answer for every client.
-func (a acceptList) complete() bool {
-	for _, t := range knownManifestTypes {
-		if !a.allows(t) {
-			return false
-		}
-	}
-	return true
-}
-
-// upstreamHeader is the Accept header sent upstream.
-func (a acceptList) upstreamHeader() string {
-	if a.complete() {
-		return strings.Join(knownManifestTypes, ", ")
-	}
-	var out []string
-	for t := range a.types {
-		out = append(out, t)
-	}
-	return strings.Join(out, ", ")
-}
-
-var fullAccept = acceptList{any: true}
-
 func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	m, cache, err := p.manifest(ctx, rt, parseAccept(r.Header))
 	if err != nil {
@@ -121,99 +56,212 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 
 // manifest answers a manifest request from the cache or the upstream,
 // storing what it fetched. It returns the cache result for the response.
+// The client's Accept list never reaches the upstream: it only selects
+// what this client is sent.
 func (p *Proxy) manifest(ctx context.Context, rt route, accept acceptList) (storedManifest, string, error) {
 	if rt.digest != "" {
-		m, err := p.loadManifest(ctx, rt.digest)
-		switch {
-		case err == nil:
-			if !accept.allows(m.MediaType) {
-				return storedManifest{}, "", notAccepted(m)
-			}
-			return m, cacheHit, nil
-		case !errors.Is(err, fs.ErrNotExist):
-			return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
-		}
-		m, _, err = p.fetchManifest(ctx, rt.up, rt.name, rt.digest.String(), accept)
+		m, cache, err := p.manifestByDigest(ctx, rt.up, rt.name, rt.digest)
 		if err != nil {
 			return storedManifest{}, "", err
 		}
-		if err := p.saveManifest(ctx, m); err != nil {
-			return storedManifest{}, "", err
-		}
-		if !accept.allows(m.MediaType) {
+		if accept.refuses(m.MediaType) {
 			return storedManifest{}, "", notAccepted(m)
 		}
-		return m, cacheMiss, nil
+		return m, cache, nil
 	}
-
-	key := tagKey(rt.up.Host(), rt.name, rt.tag)
-	tr, m, err := p.loadTag(ctx, key)
-	switch {
-	case err == nil && accept.allows(m.MediaType):
-		if p.now().Sub(tr.Checked) < p.cfg.ManifestTTL {
-			return m, cacheHit, nil
-		}
-		return p.revalidate(ctx, key, rt, tr, m)
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
-	}
-
-	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag, accept)
+	m, cache, err := p.tagManifest(ctx, rt)
 	if err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveManifest(ctx, m); err != nil {
-		return storedManifest{}, "", err
+	return p.forClient(ctx, rt, accept, m, cache)
+}
+
+// forClient turns the full answer for a tag into the answer the upstream
+// gives a client with this Accept list, following distribution's
+// GetManifest (registry/handlers/manifests.go), which Docker Hub matches:
+// a client that does not accept Docker manifest lists gets the list's
+// first linux/amd64 image (404 MANIFEST_UNKNOWN if there is none, 400
+// MANIFEST_INVALID if that image is a Docker schema 2 manifest the client
+// does not accept either); an OCI manifest or index the client did not list
+// is 404 MANIFEST_UNKNOWN; anything else is sent as it is. The image comes
+// from the cache by digest like any other; the tag record is not touched.
+func (p *Proxy) forClient(ctx context.Context, rt route, accept acceptList, m storedManifest, cache string) (storedManifest, string, error) {
+	if accept.listRewritten(m.MediaType) {
+		child, ok := defaultPlatformChild(m.Data)
+		if !ok {
+			return storedManifest{}, "", ErrManifestUnknown.With(fmt.Sprintf("manifest list has no %s/%s image and the client does not accept manifest lists", defaultOS, defaultArch), nil)
+		}
+		cm, childCache, err := p.manifestByDigest(ctx, rt.up, rt.name, child)
+		if err != nil {
+			return storedManifest{}, "", err
+		}
+		if cm.MediaType == mediaDockerManifest && !accept.allows(mediaDockerManifest) {
+			return storedManifest{}, "", ErrManifestInvalid.With("Schema 2 manifest not supported by client", nil)
+		}
+		if childCache == cacheMiss {
+			cache = cacheMiss
+		}
+		return cm, cache, nil
 	}
-	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
-		return storedManifest{}, "", err
-	}
-	if !accept.allows(m.MediaType) {
+	if accept.refuses(m.MediaType) {
 		return storedManifest{}, "", notAccepted(m)
+	}
+	return m, cache, nil
+}
+
+// manifestByDigest serves a manifest by digest from the cache, filling it
+// from the upstream on a miss. Concurrent misses in this process share one
+// upstream GET.
+func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string, d digest.Digest) (storedManifest, string, error) {
+	m, err := p.loadManifest(ctx, d)
+	switch {
+	case err == nil:
+		return m, cacheHit, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	var led bool
+	_, err = p.fills.do(ctx, "manifest "+manifestKey(d), false, 0, func() (int64, error) {
+		led = true
+		m, _, err = p.fetchManifest(context.WithoutCancel(ctx), up, name, d.String())
+		if err != nil {
+			return 0, err
+		}
+		return 0, p.saveManifest(ctx, m)
+	})
+	if err != nil {
+		return storedManifest{}, "", err
+	}
+	if !led {
+		if m, err = p.loadManifest(ctx, d); err != nil {
+			return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+		}
 	}
 	return m, cacheMiss, nil
 }
 
-// revalidate checks an expired tag upstream with a HEAD (not a counted pull
-// on Docker Hub) and downloads the manifest only if the digest moved. Any
-// upstream trouble but "tag gone" serves the cached copy, marked stale.
+// tagManifest returns what a tag is upstream, as a client accepting every
+// manifest type would get it: from the cache while the record is fresh,
+// else revalidated or fetched. Concurrent requests for one tag in this
+// process share one upstream exchange; the others read its result from
+// the cache.
+func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, string, error) {
+	key := tagKey(rt.up.Host(), rt.name, rt.tag)
+	tr, m, err := p.loadTag(ctx, key)
+	switch {
+	case err == nil && p.fresh(tr):
+		return m, cacheHit, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	var (
+		led   bool
+		cache string
+	)
+	// The leader's cache result travels to the waiters as an index into
+	// cacheResults (the flight group carries one number).
+	n, err := p.fills.do(ctx, "tag "+key, false, 0, func() (int64, error) {
+		led = true
+		var err error
+		// The exchange finishes for the requests waiting on it even if
+		// this client hangs up; upstream calls have their own deadlines.
+		m, cache, err = p.refreshTag(context.WithoutCancel(ctx), key, rt)
+		return int64(slices.Index(cacheResults, cache)), err
+	})
+	if err != nil || led {
+		return m, cache, err
+	}
+	if _, m, err = p.loadTag(ctx, key); err != nil {
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	cache = cacheHit // the leader fetched it; this request did not
+	if n >= 0 && cacheResults[n] != cacheMiss {
+		cache = cacheResults[n]
+	}
+	return m, cache, nil
+}
+
+// cacheResults are the cache results a tag exchange can have.
+var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
+
+func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
+
+// refreshTag revalidates or fetches a tag whose record is missing or
+// expired (checked again: another request may just have refreshed it).
+func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
+	tr, m, err := p.loadTag(ctx, key)
+	switch {
+	case err == nil && p.fresh(tr):
+		return m, cacheHit, nil
+	case err == nil:
+		return p.revalidate(ctx, key, rt, tr, m)
+	case !errors.Is(err, fs.ErrNotExist):
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag)
+	if err != nil {
+		return storedManifest{}, "", err
+	}
+	if err := p.saveManifest(ctx, m); err != nil {
+		return storedManifest{}, "", err
+	}
+	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
+		return storedManifest{}, "", err
+	}
+	return m, cacheMiss, nil
+}
+
+// headlessFor is how long an upstream whose manifest HEAD failed (or
+// named no digest) where a GET then worked is revalidated with GET only,
+// before HEAD is tried again.
+const headlessFor = 6 * time.Hour
+
+// revalidate checks an expired tag upstream and downloads the manifest
+// only if the digest moved. It asks with a HEAD (not a counted pull on
+// Docker Hub) where the upstream supports one, else with a conditional GET
+// (If-None-Match with the stored ETag): some registries answer manifest
+// HEAD with 405, 403 or 404 while GET works. Only a GET's 404 says the tag
+// is gone; any other upstream trouble serves the cached copy, marked
+// stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
 	if rt.up.backingOff(p.now()) {
 		return cached, cacheStale, nil
 	}
-	hdr := http.Header{"Accept": {fullAccept.upstreamHeader()}}
-	rctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
-	defer cancel()
-	resp, err := rt.up.do(rctx, http.MethodHead, rt.name, "manifests/"+rt.tag, hdr)
-	if err != nil {
-		p.log.Warn("revalidation failed, serving stale", "tag", rt.name+":"+rt.tag, "cause", err.Error())
+	stale := func(attrs ...any) (storedManifest, string, error) {
+		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
 		return cached, cacheStale, nil
 	}
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return storedManifest{}, "", ErrManifestUnknown.With("tag no longer exists upstream", nil)
-	case resp.StatusCode != http.StatusOK:
-		rt.up.noteFailure(resp, p.now())
-		p.log.Warn("revalidation failed, serving stale", "tag", rt.name+":"+rt.tag, "upstream_status", resp.StatusCode)
-		return cached, cacheStale, nil
+	headUnusable := 0 // the status of a HEAD that did not name a digest
+	if _, headless := p.headless.get(rt.up.Host(), p.now(), headlessFor); !headless {
+		status, d, err := p.headManifest(ctx, rt)
+		switch {
+		case err != nil:
+			return stale("cause", err.Error())
+		case status == http.StatusOK && d == tr.Digest:
+			p.touchTag(ctx, key, tr, tr.ETag)
+			return cached, cacheRevalidated, nil
+		case status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented):
+			return stale("upstream_status", status)
+		case status != http.StatusOK || d == "":
+			headUnusable = status
+		}
 	}
-	if d, err := digest.Parse(resp.Header.Get(headerDigest)); err == nil && d == tr.Digest {
-		p.touchTag(ctx, key, tr)
-		return cached, cacheRevalidated, nil
-	}
-	// Changed, or an upstream that does not say: a conditional GET.
 	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
 	if err != nil {
 		var oe *Error
 		if errors.As(err, &oe) && oe.Code == ErrManifestUnknown.Code {
-			return storedManifest{}, "", err
+			return storedManifest{}, "", err // GET confirms: the tag is gone
 		}
-		p.log.Warn("revalidation failed, serving stale", "tag", rt.name+":"+rt.tag, "cause", err.Error())
-		return cached, cacheStale, nil
+		return stale("cause", err.Error())
 	}
-	if notModified {
-		p.touchTag(ctx, key, tr)
+	if headUnusable != 0 {
+		// GET works where HEAD did not: remembered only now, so that an
+		// auth failure of both never moves a Docker Hub-like upstream to
+		// counted GETs.
+		p.noteHeadless(rt.up, headUnusable)
+	}
+	if notModified || m.Digest == tr.Digest {
+		p.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
 	}
 	if err := p.saveManifest(ctx, m); err != nil {
@@ -223,6 +271,36 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		return storedManifest{}, "", err
 	}
 	return m, cacheMiss, nil
+}
+
+// headManifest asks the upstream for a tag's digest without a body. It
+// returns the status and the digest the upstream named ("" if none).
+func (p *Proxy) headManifest(ctx context.Context, rt route) (int, digest.Digest, error) {
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
+	defer cancel()
+	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "manifests/"+rt.tag, http.Header{"Accept": {resolveAccept}})
+	if err != nil {
+		return 0, "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		rt.up.noteFailure(resp, p.now())
+		return resp.StatusCode, "", nil
+	}
+	d, err := digest.Parse(resp.Header.Get(headerDigest))
+	if err != nil {
+		d = ""
+	}
+	return resp.StatusCode, d, nil
+}
+
+// noteHeadless remembers, per upstream and for headlessFor, that its
+// manifest HEAD is not to be trusted, so revalidation goes straight to GET.
+func (p *Proxy) noteHeadless(up *Upstream, status int) {
+	if _, known := p.headless.get(up.Host(), p.now(), headlessFor); !known {
+		p.log.Info("upstream has no usable manifest HEAD, revalidating with conditional GET", "upstream", up.Host(), "head_status", status)
+	}
+	p.headless.put(up.Host(), struct{}{}, p.now())
 }
 
 // notAccepted answers as a registry does when a manifest exists only in a
@@ -231,16 +309,17 @@ func notAccepted(m storedManifest) error {
 	return ErrManifestUnknown.With(fmt.Sprintf("manifest has media type %s, which the client does not accept", m.MediaType), nil)
 }
 
-func (p *Proxy) fetchManifest(ctx context.Context, up *Upstream, name, ref string, accept acceptList) (storedManifest, string, error) {
+// fetchManifest GETs a manifest with the full Accept list.
+func (p *Proxy) fetchManifest(ctx context.Context, up *Upstream, name, ref string) (storedManifest, string, error) {
 	if up.backingOff(p.now()) {
 		return storedManifest{}, "", ErrTooManyRequests.With("upstream asked the mirror to back off and there is no cached copy", nil)
 	}
-	m, etag, _, err := p.getManifest(ctx, up, name, ref, http.Header{"Accept": {accept.upstreamHeader()}})
+	m, etag, _, err := p.getManifest(ctx, up, name, ref, http.Header{"Accept": {resolveAccept}})
 	return m, etag, err
 }
 
 func (p *Proxy) fetchManifestIfChanged(ctx context.Context, up *Upstream, name, tag, etag string) (storedManifest, string, bool, error) {
-	hdr := http.Header{"Accept": {fullAccept.upstreamHeader()}}
+	hdr := http.Header{"Accept": {resolveAccept}}
 	if etag != "" {
 		hdr.Set("If-None-Match", etag)
 	}
@@ -248,8 +327,10 @@ func (p *Proxy) fetchManifestIfChanged(ctx context.Context, up *Upstream, name, 
 }
 
 // getManifest GETs a manifest and verifies it against the digest it was
-// asked by, or else against the digest the upstream claims.
-func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string, hdr http.Header) (storedManifest, string, bool, error) {
+// asked by, or else against the digest the upstream claims; a signed
+// schema 1 manifest is verified by its payload's digest (manifestDigests).
+// A 304 reports notModified and the ETag the request carried.
+func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string, hdr http.Header) (m storedManifest, etag string, notModified bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
 	defer cancel()
 	resp, err := up.do(ctx, http.MethodGet, name, "manifests/"+ref, hdr)
@@ -258,7 +339,7 @@ func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string,
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
-		return storedManifest{}, "", true, nil
+		return storedManifest{}, hdr.Get("If-None-Match"), true, nil
 	}
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
@@ -275,6 +356,10 @@ func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string,
 	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(data)) {
 		return storedManifest{}, "", false, ErrUpstreamBadBytes.With("upstream manifest was truncated", nil)
 	}
+	mt := manifestMediaType(resp.Header.Get("Content-Type"), data)
+	if mt == "" {
+		return storedManifest{}, "", false, ErrUnavailable.With("upstream manifest has no media type", nil)
+	}
 	// digest.Parse returns its input even when it is invalid.
 	want, err := digest.Parse(ref)
 	if err != nil {
@@ -286,13 +371,13 @@ func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string,
 	if want != "" {
 		alg = want.Algorithm()
 	}
-	got := alg.FromBytes(data)
-	if want != "" && got != want {
-		return storedManifest{}, "", false, ErrUpstreamBadBytes.With("", fmt.Errorf("manifest %s/%s: upstream sent %s", name, ref, got))
-	}
-	mt := manifestMediaType(resp.Header.Get("Content-Type"), data)
-	if mt == "" {
-		return storedManifest{}, "", false, ErrUnavailable.With("upstream manifest has no media type", nil)
+	candidates := manifestDigests(alg, mt, data)
+	got := candidates[0]
+	if want != "" {
+		if !slices.Contains(candidates, want) {
+			return storedManifest{}, "", false, ErrUpstreamBadBytes.With("", fmt.Errorf("manifest %s/%s: upstream sent %s", name, ref, got))
+		}
+		got = want
 	}
 	return storedManifest{MediaType: mt, Digest: got, Data: data}, resp.Header.Get("ETag"), false, nil
 }
@@ -334,7 +419,7 @@ func (p *Proxy) loadManifestFromStore(ctx context.Context, d digest.Digest) (sto
 		return m, err
 	}
 	// A record that does not hash to its key is damage, not content.
-	if m.Digest != d || d.Algorithm().FromBytes(m.Data) != d {
+	if m.Digest != d || !slices.Contains(manifestDigests(d.Algorithm(), m.MediaType, m.Data), d) {
 		return storedManifest{}, fmt.Errorf("manifest record %s is corrupt: %w", d, fs.ErrNotExist)
 	}
 	return m, nil
@@ -377,8 +462,11 @@ func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 
 // touchTag records that the upstream confirmed a tag just now. A failure
 // only costs an earlier revalidation next time, so it is logged, not fatal.
-func (p *Proxy) touchTag(ctx context.Context, key string, tr tagRecord) {
+func (p *Proxy) touchTag(ctx context.Context, key string, tr tagRecord, etag string) {
 	tr.Checked = p.now()
+	if etag != "" {
+		tr.ETag = etag
+	}
 	if err := p.saveTag(ctx, key, tr); err != nil {
 		p.log.Warn("could not record revalidation", "cause", err.Error())
 	}

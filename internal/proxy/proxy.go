@@ -86,6 +86,7 @@ type Proxy struct {
 	presigned *memo[string, string]       // presigned URLs, by key
 	manifests *memo[digest.Digest, storedManifest]
 	tags      *memo[string, tagRecord] // by store key
+	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
 	now       func() time.Time
 }
 
@@ -135,6 +136,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		presigned: newMemo[string, string](10000),
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),
+		headless:  newMemo[string, struct{}](256),
 	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())
