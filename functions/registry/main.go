@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/doctor"
 )
 
 func main() {
@@ -25,6 +27,10 @@ func main() {
 }
 
 func run() error {
+	// doctor is a client of a mirror: it needs none of the server's setup.
+	if len(os.Args) > 1 && os.Args[1] == "doctor" {
+		return doctor.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout)
+	}
 	cfg, err := parseConfig(os.Getenv)
 	if err != nil {
 		return err
