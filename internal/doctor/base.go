@@ -61,7 +61,7 @@ func accessResult(check string, anon, authed answer, creds bool) Result {
 		return fail(check, "this machine's address is refused (403 "+anon.code()+")",
 			"add this network to PULLTHROUGH_CLIENT_CIDRS, or run doctor from a client's network")
 	case anon.status != http.StatusUnauthorized:
-		return fail(check, "GET /v2/ answered "+anon.summary()+": cannot tell whom the mirror lets in", "")
+		return fail(check, "GET /v2/ answered "+anon.summary()+": cannot tell whom the mirror lets in", "see registry-api")
 	case challenge == "":
 		return fail(check, "anonymous clients get 401 without WWW-Authenticate: Docker cannot log in to such a mirror",
 			"the mirror's 401 must carry a challenge (pullthrough sends Basic realm=\"pullthrough\")")

@@ -123,15 +123,18 @@ func missingLength(a answer) string {
 
 // clientResults turns the three rules into results.
 func clientResults(head, get answer) []Result {
-	const lengthHint = "answer manifest HEADs so every client can use them: with Content-Length, or " +
+	fix := "; answer manifest HEADs so every client can use them: with Content-Length, or " +
 		"(where a front end such as a Lambda function URL in RESPONSE_STREAM mode cannot send it) without Docker-Content-Digest"
+	if head.err != nil || head.status >= 400 {
+		fix = "; see the access, manifest-get-tag and upstream checks"
+	}
 	dOK, dWhy := dockerd(head, get)
 	cOK, cWhy := containerd(head, get)
 	gOK, gWhy := ggcr(head)
 	return []Result{
-		judge("head-dockerd", dOK, dWhy, "dockerd pulls from the upstream instead and logs \"Attempting next endpoint\"; "+lengthHint),
-		judge("head-containerd", cOK, cWhy, "containerd tries the next host in hosts.toml (usually the upstream)"),
-		judge("head-ggcr", gOK, gWhy, "crane digest and tools built on go-containerregistry's remote.Head fail; "+lengthHint),
+		judge("head-dockerd", dOK, dWhy, "dockerd pulls from the upstream instead and logs \"Attempting next endpoint\""+fix),
+		judge("head-containerd", cOK, cWhy, "containerd tries the next host in hosts.toml (usually the upstream)"+fix),
+		judge("head-ggcr", gOK, gWhy, "crane digest and tools built on go-containerregistry's remote.Head fail"+fix),
 		remappedResult(head, get),
 	}
 }

@@ -85,6 +85,8 @@ func checkUpstream(m manifests) Result {
 	switch {
 	case a.err != nil:
 		return fail(check, "the tag HEAD failed: "+a.err.Error(), "")
+	case a.status == http.StatusUnauthorized || a.status == http.StatusForbidden:
+		return notChecked(check, fmt.Sprintf("the tag HEAD answered %d", a.status))
 	case a.status == http.StatusTooManyRequests || code == "TOOMANYREQUESTS":
 		return fail(check, "the upstream's rate limit is reached and the mirror has no cached copy",
 			"give the mirror upstream credentials (PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET), or wait for the window to pass")
