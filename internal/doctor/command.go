@@ -19,7 +19,7 @@ func Command(ctx context.Context, args []string, getenv func(string) string, out
 		fmt.Fprintln(out, "usage: pullthrough doctor [--image NAME:TAG] [--ns REGISTRY]... [--token T | --user USER:PASS] [--json] MIRROR-URL")
 		fs.PrintDefaults()
 	}
-	image := fs.String("image", DefaultImage, "image to check with (NAME:TAG; another registry's name is asked with ?ns=)")
+	image := fs.String("image", DefaultImage, "image to check with: NAME:TAG goes to the default upstream; REGISTRY/NAME:TAG is asked with ?ns=REGISTRY")
 	asJSON := fs.Bool("json", false, "print a JSON array of {check,status,detail,hint}")
 	token := fs.String("token", getenv("PULLTHROUGH_DOCTOR_TOKEN"), "bearer token for a mirror that refuses anonymous clients (default $PULLTHROUGH_DOCTOR_TOKEN)")
 	user := fs.String("user", getenv("PULLTHROUGH_DOCTOR_USER"), "USER:PASS basic credentials (default $PULLTHROUGH_DOCTOR_USER)")

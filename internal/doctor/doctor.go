@@ -52,8 +52,10 @@ type Options struct {
 	// Mirror is the mirror's base URL, e.g. a function URL.
 	Mirror string
 	// Image is NAME[:TAG] in Docker's notation (default DefaultImage). A
-	// name on another registry than docker.io is asked for with
-	// ?ns=<registry>, as containerd does.
+	// name without a registry host goes to the mirror's default upstream,
+	// as Docker's registry-mirrors requests do; one with a host
+	// (ghcr.io/org/app, docker.io/library/alpine) is asked for with
+	// ?ns=<host>, as containerd does.
 	Image string
 	// Namespaces are the ?ns= values whose routing is checked. Empty means
 	// the upstream the mirror names (OCI-Namespace) for Image.
@@ -145,8 +147,8 @@ func newDoctor(opts Options) (*doctor, error) {
 		return nil, fmt.Errorf("image %q: give a tag, not a digest: the tag HEAD is what clients send first", opts.Image)
 	}
 	d := &doctor{opts: opts, base: base, host: host, name: reference.Path(named), tag: tag}
-	if dom := reference.Domain(named); dom != "docker.io" {
-		d.ns = dom
+	if first, _, ok := strings.Cut(opts.Image, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		d.ns = reference.Domain(named)
 	}
 	rt := opts.Transport
 	if rt == nil {
