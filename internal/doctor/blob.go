@@ -53,19 +53,10 @@ func (d *doctor) checkBlob(ctx context.Context, m manifests) []Result {
 	if err != nil || first.header.Get("Location") == "" {
 		return []Result{fail(blobCheck, fmt.Sprintf("GET answered %d without a usable Location", first.status), ""), clockResult(clockCheck, first, nil)}
 	}
-	loc = mustResolve(d.base, loc)
+	loc = resolveAgainst(d.base, loc)
 	// Only the host is ever printed: the query string is a credential.
 	where := fmt.Sprintf("%d to %s://%s", first.status, loc.Scheme, loc.Host)
-	req, err := http.NewRequest(http.MethodGet, loc.String(), nil)
-	if err != nil {
-		return []Result{fail(blobCheck, where+": unusable Location", ""), clockResult(clockCheck, first, loc)}
-	}
-	// Clients drop the mirror's credentials on a redirect to another host
-	// (and S3 refuses a request with two kinds of authentication).
-	if loc.Host == d.host {
-		d.authorize(req)
-	}
-	second := d.send(ctx, req)
+	second := d.follow(ctx, loc)
 	if second.err != nil {
 		// The mirror's own Date stands in for the store's.
 		return []Result{fail(blobCheck, where+": unreachable from this machine: "+second.err.Error(),
@@ -75,7 +66,31 @@ func (d *doctor) checkBlob(ctx context.Context, m manifests) []Result {
 	return []Result{verifyBlob(blobCheck, second, desc, where), clockResult(clockCheck, second, loc)}
 }
 
-func mustResolve(base string, loc *url.URL) *url.URL {
+// follow GETs a redirect target as a client does: through at most a few
+// more redirects, with the mirror's credentials only on the mirror's host
+// (Docker and containerd drop them on a cross-host redirect, and S3
+// refuses a request that carries two kinds of authentication).
+func (d *doctor) follow(ctx context.Context, target *url.URL) answer {
+	var a answer
+	for hop := 0; hop < 5; hop++ {
+		req, err := http.NewRequest(http.MethodGet, target.String(), nil)
+		if err != nil {
+			return answer{err: fmt.Errorf("unusable redirect target")}
+		}
+		if target.Host == d.host {
+			d.authorize(req)
+		}
+		a = d.send(ctx, req)
+		next, err := url.Parse(a.header.Get("Location"))
+		if a.err != nil || a.status < 300 || a.status > 399 || err != nil || a.header.Get("Location") == "" {
+			return a
+		}
+		target = target.ResolveReference(next)
+	}
+	return a
+}
+
+func resolveAgainst(base string, loc *url.URL) *url.URL {
 	b, err := url.Parse(base)
 	if err != nil {
 		return loc

@@ -23,10 +23,11 @@ const (
 	hRemapped = "X-Amzn-Remapped-Content-Length"
 )
 
-// dockerd models the distribution registry client that dockerd's pull
-// uses to resolve a tag: distribution/distribution internal/client/
-// repository.go, tags.Get and descriptorFromResponse (moby vendors the same
-// code as registry/client). A 2xx/3xx HEAD with Docker-Content-Digest is
+// dockerd models how dockerd resolves a tag: moby/moby distribution/
+// pull_v2.go (pullTag) calls the distribution registry client's tags.Get
+// (distribution/distribution internal/client/repository.go, tags.Get and
+// descriptorFromResponse; moby vendors it as docker/distribution
+// registry/client). A 2xx/3xx HEAD with Docker-Content-Digest is
 // final and then needs Content-Type and Content-Length ("missing or empty
 // Content-Length header"); otherwise it GETs, and a GET answer with the
 // digest header needs Content-Length too, one without it is parsed.
