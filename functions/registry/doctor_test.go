@@ -93,6 +93,21 @@ func TestDoctorPassesOnAGoodMirror(t *testing.T) {
 	if r, _ := statusOf(rs, "blob"); strings.Contains(r.Detail, "X-Amz") {
 		t.Errorf("blob detail leaks the presigned query: %s", r.Detail)
 	}
+
+	// Without --json: one "STATUS  check  detail" line per check.
+	out, err := exec.Command(testenv.BuildMirror(t, false), "doctor", mirror).Output()
+	if err != nil {
+		t.Fatalf("doctor: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(rs) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(rs), out)
+	}
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) < 3 || f[0] != "PASS" || f[1] != rs[i].Check {
+			t.Errorf("line %d: got %q, want PASS  %s  ...", i, l, rs[i].Check)
+		}
+	}
 }
 
 // A mirror that refuses anonymous clients is a FAIL without credentials and

@@ -97,7 +97,11 @@ func checkUpstream(m manifests) Result {
 		return fail(check, "the upstream is unreachable or backing off: the mirror serves its cached copy (Warning: 110)",
 			"check the function's outbound network and log; clients keep working from cache meanwhile")
 	case cache == "miss" || cache == "revalidated":
-		return pass(check, fmt.Sprintf("the mirror asked %s just now (%s: %s)", m.head.header.Get(hNamespace), hCache, cache))
+		up := a.header.Get(hNamespace)
+		if up == "" {
+			up = "the upstream"
+		}
+		return pass(check, fmt.Sprintf("the mirror asked %s just now (%s: %s)", up, hCache, cache))
 	case cache == "hit":
 		return pass(check, "answered from cache without asking the upstream (tags are revalidated after PULLTHROUGH_MANIFEST_TTL)")
 	case cache == "":
