@@ -116,7 +116,7 @@ func TestDoctorOnAMirrorThatRequiresCredentials(t *testing.T) {
 	s := newStack(t)
 	testenv.SeedImage(t, s.reg, doctor.DefaultImage, 16<<10, 1)
 	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false),
-		s.env("PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String(), "PULLTHROUGH_CLIENT_TOKENS=sesame")...)
+		s.env("PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String(), "PULLTHROUGH_CLIENT_TOKENS=sesame", "PULLTHROUGH_CLIENT_USERS=alice:wonder")...)
 
 	rs, code := runDoctor(t, nil, mirror)
 	if r, _ := statusOf(rs, "access"); code == 0 || r.Status != doctor.Fail || !strings.Contains(r.Detail, "anonymous clients are refused") {
@@ -128,6 +128,13 @@ func TestDoctorOnAMirrorThatRequiresCredentials(t *testing.T) {
 	}
 	if r, _ := statusOf(rs, "access"); !strings.Contains(r.Detail, "given credentials are accepted") {
 		t.Errorf("with the token: got access %q", r.Detail)
+	}
+	if rs, code = runDoctor(t, nil, "--user", "alice:wonder", mirror); code != 0 {
+		t.Errorf("with basic credentials: got exit %d, want 0:\n%s", code, dump(rs))
+	}
+	rs, _ = runDoctor(t, nil, "--user", "alice:wrong", mirror)
+	if r, _ := statusOf(rs, "access"); r.Status != doctor.Fail || strings.Contains(dump(rs), "wrong") {
+		t.Errorf("with a wrong password: got access %s %q (and the password must never be printed)", r.Status, r.Detail)
 	}
 }
 
@@ -153,6 +160,9 @@ func (f front) start(t *testing.T, mirror string) string {
 		rp.FlushInterval = -1
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			t.Errorf("doctor sent %s %s: it must only read", r.Method, r.URL.Path)
+		}
 		if f.intercept != nil && f.intercept(w, r) {
 			return
 		}
