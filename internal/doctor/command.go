@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,15 +22,18 @@ func Command(ctx context.Context, args []string, getenv func(string) string, out
 	}
 	image := fs.String("image", DefaultImage, "image to check with: NAME:TAG goes to the default upstream; REGISTRY/NAME:TAG is asked with ?ns=REGISTRY")
 	asJSON := fs.Bool("json", false, "print a JSON array of {check,status,detail,hint}")
-	token := fs.String("token", getenv("PULLTHROUGH_DOCTOR_TOKEN"), "bearer token for a mirror that refuses anonymous clients (default $PULLTHROUGH_DOCTOR_TOKEN)")
-	user := fs.String("user", getenv("PULLTHROUGH_DOCTOR_USER"), "USER:PASS basic credentials (default $PULLTHROUGH_DOCTOR_USER)")
+	// Secrets are not flag defaults: usage would print them.
+	token := fs.String("token", "", "bearer token for a mirror that refuses anonymous clients (default $PULLTHROUGH_DOCTOR_TOKEN)")
+	user := fs.String("user", "", "USER:PASS basic credentials (default $PULLTHROUGH_DOCTOR_USER)")
 	timeout := fs.Duration("timeout", DefaultTimeout, "timeout of each request")
-	var namespaces list
+	var namespaces repeated
 	fs.Var(&namespaces, "ns", "registry whose ?ns= routing to check (repeatable; default: the one the mirror names for --image)")
 	// Flags may follow the URL, as users type them.
 	var rest []string
 	for a := args; ; {
-		if err := fs.Parse(a); err != nil {
+		if err := fs.Parse(a); errors.Is(err, flag.ErrHelp) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -41,6 +45,12 @@ func Command(ctx context.Context, args []string, getenv func(string) string, out
 	if len(rest) != 1 {
 		fs.Usage()
 		return fmt.Errorf("doctor: want exactly one mirror URL, got %d", len(rest))
+	}
+	if *token == "" {
+		*token = getenv("PULLTHROUGH_DOCTOR_TOKEN")
+	}
+	if *user == "" {
+		*user = getenv("PULLTHROUGH_DOCTOR_USER")
 	}
 	opts := Options{Mirror: rest[0], Image: *image, Namespaces: namespaces, Token: *token, Timeout: *timeout}
 	if *user != "" {
@@ -63,11 +73,11 @@ func Command(ctx context.Context, args []string, getenv func(string) string, out
 	return nil
 }
 
-type list []string
+type repeated []string
 
-func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *repeated) String() string { return strings.Join(*l, ",") }
 
-func (l *list) Set(v string) error {
+func (l *repeated) Set(v string) error {
 	*l = append(*l, v)
 	return nil
 }

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,11 +54,11 @@ type answer struct {
 
 // code is the OCI error code of an error answer, if its body has one.
 func (a answer) code() string {
-	if i := strings.Index(string(a.body), `"code":"`); i >= 0 {
-		rest := string(a.body[i+len(`"code":"`):])
-		if j := strings.IndexByte(rest, '"'); j >= 0 {
-			return rest[:j]
-		}
+	var e struct {
+		Errors []struct{ Code string }
+	}
+	if json.Unmarshal(a.body, &e) == nil && len(e.Errors) > 0 {
+		return e.Errors[0].Code
 	}
 	return ""
 }
