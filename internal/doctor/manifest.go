@@ -32,10 +32,16 @@ func (d *doctor) checkManifests(ctx context.Context) manifests {
 
 	const byTag, byDigest = "manifest-get-tag", "manifest-get-digest"
 	got, r := verifyManifest(byTag, m.get, "")
-	if r.Status == Pass {
-		if hd := m.head.header.Get(hDigest); hd != "" && hd != got.String() {
+	// Clients take the HEAD's digest and length as the descriptor they
+	// then fetch and verify by, so both must describe the GET's bytes.
+	if hd := m.head.header.Get(hDigest); r.Status == Pass && hd != "" {
+		switch {
+		case hd != got.String():
 			r = fail(byTag, fmt.Sprintf("HEAD says %s but the GET's bytes hash to %s", hd, got),
 				"the mirror must answer HEAD and GET of a tag from the same record")
+		case m.head.length >= 0 && m.head.length != int64(len(m.get.body)):
+			r = fail(byTag, fmt.Sprintf("HEAD says %d bytes but the manifest has %d: clients fetch it with the wrong size and fail", m.head.length, len(m.get.body)),
+				"a HEAD must carry the length of the GET's body, or no Content-Length at all")
 		}
 	}
 	m.results = append(m.results, r)
