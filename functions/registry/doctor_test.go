@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/pullthrough/pullthrough/internal/doctor"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
@@ -431,6 +433,11 @@ func checkHeadTruthfully(t *testing.T, mirror string) {
 	}
 	if r, _ := statusOf(rs, "head-dockerd"); hasDigest && !hasLength && !strings.Contains(r.Detail, "Content-Length") {
 		t.Errorf("head-dockerd does not name the missing header: %s", r.Detail)
+	}
+	// The real go-containerregistry client agrees with doctor's verdict.
+	_, err = remote.Head(testenv.Ref(t, mirror, "library/alpine:latest"), remote.WithTransport(http.DefaultTransport))
+	if r, _ := statusOf(rs, "head-ggcr"); (err == nil) != (r.Status == doctor.Pass) {
+		t.Errorf("remote.Head says %v, doctor says %s (%s)", err, r.Status, r.Detail)
 	}
 	if t.Failed() {
 		t.Logf("doctor said:\n%s", dump(rs))
