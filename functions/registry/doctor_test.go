@@ -443,3 +443,59 @@ func checkHeadTruthfully(t *testing.T, mirror string) {
 		t.Logf("doctor said:\n%s", dump(rs))
 	}
 }
+
+// doctor's head-dockerd verdict is what dockerd 20.10 does with the same
+// answers: where doctor passes, docker pull goes through the mirror; where
+// it fails (the Content-Length a RESPONSE_STREAM function URL is reported
+// to drop), dockerd logs "Attempting next endpoint" and goes for the real
+// registry (here: into the trap, so the pull fails).
+func TestDoctorsDockerdVerdictIsDockerds(t *testing.T) {
+	c := newClientStack(t)
+	testenv.SeedImage(t, c.reg, doctor.DefaultImage, 16<<10, 1)
+	ctd := testenv.StartContainerd(t)
+	docker := testenv.Tool(t, "docker")
+	for _, tc := range []struct {
+		name, mirror string
+		want         doctor.Status // doctor's verdict: checked, so that both branches are seen
+	}{
+		{"as the mirror answers", c.tap.URL, doctor.Pass},
+		{"with the length remapped", remapsLength.start(t, c.tap.URL), doctor.Fail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := doctor.Run(testenv.Ctx(t), doctor.Options{Mirror: tc.mirror})
+			if err != nil {
+				t.Fatal(err)
+			}
+			verdict, _ := statusOf(rs, "head-dockerd")
+			if verdict.Status != tc.want {
+				t.Fatalf("doctor: got %s (%s), want %s", verdict.Status, verdict.Detail, tc.want)
+			}
+			trapped := c.trap.Count()
+			d := testenv.StartDockerd(t, ctd, map[string]any{"registry-mirrors": []string{tc.mirror}}, c.clientEnv()...)
+			env := append(c.clientEnv(), "DOCKER_CONFIG="+t.TempDir(), "DOCKER_HOST="+d.Host)
+			out, err := testenv.Run(t, clientTimeout, env, docker, "pull", doctor.DefaultImage)
+			log := grepLines(d.Proc.Output(), "Attempting next endpoint")
+			fellBack := c.trap.Count() > trapped || log != ""
+			if viaMirror := err == nil && !fellBack; viaMirror != (verdict.Status == doctor.Pass) {
+				t.Errorf("doctor says %s (%s) but docker pull through the mirror: %v, fell back: %v\n%s\n%s", verdict.Status, verdict.Detail, err, fellBack, out, log)
+			}
+			// Where both fail, they name the same header.
+			if verdict.Status == doctor.Fail && !(strings.Contains(log, "Content-Length") && strings.Contains(verdict.Detail, "Content-Length")) {
+				t.Errorf("dockerd says %q, doctor %q: want both to name Content-Length", log, verdict.Detail)
+			}
+		})
+	}
+}
+
+func grepLines(s string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
