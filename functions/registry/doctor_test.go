@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -444,19 +447,21 @@ func checkHeadTruthfully(t *testing.T, mirror string) {
 	}
 }
 
-// doctor's head-dockerd verdict is what dockerd 20.10 does with the same
-// answers: where doctor passes, docker pull goes through the mirror; where
-// it fails (the Content-Length a RESPONSE_STREAM function URL is reported
-// to drop), dockerd logs "Attempting next endpoint" and goes for the real
-// registry (here: into the trap, so the pull fails).
-func TestDoctorsDockerdVerdictIsDockerds(t *testing.T) {
+// doctor's head-dockerd and head-containerd verdicts are what dockerd
+// 20.10 and containerd do with the same answers: where doctor passes, the
+// pull goes through the mirror; where head-dockerd fails (the
+// Content-Length a RESPONSE_STREAM function URL is reported to drop),
+// dockerd logs "Attempting next endpoint" and goes for the real registry
+// (here: into the trap, so the pull fails), while containerd falls back to
+// a GET of the tag, as doctor says.
+func TestDoctorsVerdictsAreTheClients(t *testing.T) {
 	c := newClientStack(t)
 	testenv.SeedImage(t, c.reg, doctor.DefaultImage, 16<<10, 1)
 	ctd := testenv.StartContainerd(t)
-	docker := testenv.Tool(t, "docker")
+	docker, ctr := testenv.Tool(t, "docker"), testenv.Tool(t, "ctr")
 	for _, tc := range []struct {
 		name, mirror string
-		want         doctor.Status // doctor's verdict: checked, so that both branches are seen
+		want         doctor.Status // doctor's dockerd verdict: checked, so that both branches are seen
 	}{
 		{"as the mirror answers", c.tap.URL, doctor.Pass},
 		{"with the length remapped", remapsLength.start(t, c.tap.URL), doctor.Fail},
@@ -482,6 +487,29 @@ func TestDoctorsDockerdVerdictIsDockerds(t *testing.T) {
 			// Where both fail, they name the same header.
 			if verdict.Status == doctor.Fail && !(strings.Contains(log, "Content-Length") && strings.Contains(verdict.Detail, "Content-Length")) {
 				t.Errorf("dockerd says %q, doctor %q: want both to name Content-Length", log, verdict.Detail)
+			}
+
+			verdict, _ = statusOf(rs, "head-containerd")
+			hosts := t.TempDir()
+			toml := fmt.Sprintf("server = \"https://registry-1.docker.io\"\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", tc.mirror)
+			if err := os.MkdirAll(filepath.Join(hosts, "docker.io"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(hosts, "docker.io", "hosts.toml"), []byte(toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			trapped = c.trap.Count()
+			c.tap.Reset()
+			out, err = testenv.Run(t, clientTimeout, c.clientEnv(), ctr, "--address", ctd.Address, "images", "pull", "--hosts-dir", hosts, "--snapshotter", "native", "docker.io/"+doctor.DefaultImage)
+			if viaMirror := err == nil && c.trap.Count() == trapped; viaMirror != (verdict.Status == doctor.Pass) {
+				t.Errorf("doctor says %s (%s) but ctr pull through the mirror: %v, trapped %v\n%s", verdict.Status, verdict.Detail, err, c.trap.Hosts(), out)
+			}
+			tagGET := false
+			for _, r := range c.tap.requests() {
+				tagGET = tagGET || (r.method == http.MethodGet && strings.HasPrefix(r.uri, "/v2/library/alpine/manifests/latest"))
+			}
+			if says := strings.Contains(verdict.Detail, "falls back to GET"); says != tagGET {
+				t.Errorf("doctor says %q; containerd sent a GET of the tag: %v\n%s", verdict.Detail, tagGET, c.tap)
 			}
 		})
 	}
