@@ -31,7 +31,9 @@ func runDoctor(t *testing.T, env []string, args ...string) ([]doctor.Result, int
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.BuildMirror(t, false), append([]string{"doctor", "--json"}, args...)...)
-	cmd.Env = env
+	// A minimal environment, as testenv.Start gives: the host's settings
+	// (a PULLTHROUGH_DOCTOR_TOKEN, say) never leak in.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
