@@ -1,6 +1,10 @@
 package doctor
 
-import "testing"
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
 
 // A name without a registry goes to the default upstream as dockerd asks;
 // one with a registry host is asked with ?ns= as containerd does.
@@ -32,5 +36,19 @@ func TestImageNames(t *testing.T) {
 				t.Errorf("got %s:%s ns %q base %s, want %s:%s ns %q", d.name, d.tag, d.ns, d.base, tc.name, tc.tag, tc.ns)
 			}
 		})
+	}
+}
+
+// doctor is a client of a mirror: it sees the mirror only through HTTP,
+// as users' clients do, and shares no code with it or with AWS.
+func TestDoctorIsOnlyAClient(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "aws") || strings.HasPrefix(dep, "github.com/pullthrough/pullthrough/") && dep != "github.com/pullthrough/pullthrough/internal/doctor" {
+			t.Errorf("internal/doctor depends on %s", dep)
+		}
 	}
 }
