@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/doctor"
 )
 
 // version is the release version, stamped by `make release` and `make
@@ -32,6 +34,10 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "version" {
 		fmt.Println("pullthrough", version)
 		return nil
+	}
+	// doctor is a client of a mirror: it needs none of the server's setup.
+	if len(os.Args) > 1 && os.Args[1] == "doctor" {
+		return doctor.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout)
 	}
 	cfg, err := parseConfig(os.Getenv)
 	if err != nil {

@@ -18,6 +18,20 @@ output "containerd_hosts_toml" {
   EOT
 }
 
+output "doctor_command" {
+  description = "Command that checks the deployed mirror the way its clients use it (`pullthrough doctor`, a subcommand of the packaged binary; see README \"Check a deployment\"): it tests with a small public image and checks ?ns= routing for every configured upstream. Without docker.io among the upstreams, replace REPOSITORY:TAG with an image of the default upstream. Run it from a client network when client_cidrs is set, and add --token when client credentials are configured."
+  value = join(" ", concat(
+    ["pullthrough", "doctor", "--image"],
+    [
+      local.default_upstream == "docker.io" ? "library/alpine:latest" : (
+        contains(local.upstream_hosts, "docker.io") ? "docker.io/library/alpine:latest" : "${local.default_upstream}/REPOSITORY:TAG"
+      )
+    ],
+    flatten([for host in local.upstream_hosts : ["--ns", host]]),
+    [trimsuffix(aws_lambda_function_url.this.function_url, "/")],
+  ))
+}
+
 output "bucket_name" {
   description = "Name of the cache bucket."
   value       = aws_s3_bucket.this.id

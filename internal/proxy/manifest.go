@@ -499,6 +499,11 @@ func (p *Proxy) writeManifest(w http.ResponseWriter, r *http.Request, m storedMa
 	h.Set(headerDigest, m.Digest.String())
 	h.Set("ETag", etag)
 	h.Set(headerCache, cache)
+	// Only an answer that went upstream in this request knows the
+	// upstream's budget; a hit says nothing rather than something old.
+	if v := statsFrom(r.Context()).rateLimitHeader.Load(); v != nil {
+		h.Set(headerUpstreamRateLimit, *v)
+	}
 	if cache == cacheStale {
 		h.Set("Warning", `110 pullthrough "Response is Stale"`)
 	}

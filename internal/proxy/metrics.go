@@ -17,7 +17,8 @@ type requestStats struct {
 	filledBytes        atomic.Int64
 	upstreamErrors     atomic.Int64
 	upstreamThrottled  atomic.Int64
-	rateLimitRemaining atomic.Int64 // -1: the upstream did not say
+	rateLimitRemaining atomic.Int64           // -1: the upstream did not say
+	rateLimitHeader    atomic.Pointer[string] // the same, as the upstream wrote it
 }
 
 type statsKey struct{}
@@ -56,6 +57,8 @@ func (s *requestStats) noteUpstream(resp *http.Response, err error) {
 		n, _, _ := strings.Cut(v, ";")
 		if r, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64); err == nil && r >= 0 {
 			s.rateLimitRemaining.Store(r)
+			v = truncate(strings.TrimSpace(v))
+			s.rateLimitHeader.Store(&v)
 		}
 	}
 }

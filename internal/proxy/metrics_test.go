@@ -64,3 +64,31 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 		t.Errorf("hit line: got Hits %v BytesFilled %v", hit["Hits"], hit["BytesFilled"])
 	}
 }
+
+// A manifest answer that went upstream carries the upstream's rate-limit
+// budget, so an operator (and `pullthrough doctor`) can see how many pulls
+// the mirror's address has left; a cache hit did not ask and says nothing.
+func TestManifestAnswersPassTheUpstreamRateLimit(t *testing.T) {
+	reg := testenv.InProcessRegistry(t)
+	up := testenv.NewUpstream(t, reg)
+	up.SetHeader("Ratelimit-Remaining", "42;w=21600")
+	m := mirrorFor(t, proxy.Config{ManifestTTL: time.Hour}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+	testenv.SeedImage(t, reg, "library/app:1", 1<<10, 1)
+	const h = "X-Pullthrough-Upstream-Ratelimit-Remaining"
+	for _, tc := range []struct {
+		name, method, cache, want string
+	}{
+		{"miss", http.MethodHead, "miss", "42;w=21600"},
+		{"hit", http.MethodGet, "hit", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := do(t, tc.method, m.URL+"/v2/library/app/manifests/1", nil)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Pullthrough-Cache") != tc.cache {
+				t.Fatalf("got %d cache %q, want 200 %s", resp.StatusCode, resp.Header.Get("X-Pullthrough-Cache"), tc.cache)
+			}
+			if got := resp.Header.Get(h); got != tc.want {
+				t.Errorf("got %s %q, want %q", h, got, tc.want)
+			}
+		})
+	}
+}

@@ -176,6 +176,12 @@ const (
 	apiVersionV2Value = "registry/2.0"
 )
 
+// headerUpstreamRateLimit passes the upstream's "ratelimit-remaining"
+// (Docker Hub: "76;w=21600", pulls left in a window of seconds) on manifest
+// answers that went upstream, so `pullthrough doctor` and operators see the
+// budget the mirror's address has left.
+const headerUpstreamRateLimit = "X-Pullthrough-Upstream-Ratelimit-Remaining"
+
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}

@@ -161,6 +161,10 @@ run "defaults" {
     error_message = "daemon_json must list the mirror"
   }
   assert {
+    condition     = output.doctor_command == "pullthrough doctor --image library/alpine:latest --ns docker.io https://abc123.lambda-url.us-east-1.on.aws"
+    error_message = "doctor_command must check the mirror with the default image: ${output.doctor_command}"
+  }
+  assert {
     condition     = length(aws_secretsmanager_secret.upstream_credentials) == 0 && output.upstream_credentials_secret_arn == null
     error_message = "no secret unless asked for"
   }
@@ -301,6 +305,10 @@ run "several_upstreams_and_tuning" {
   assert {
     condition     = startswith(output.containerd_hosts_toml, "server = \"https://ghcr.io\"\n")
     error_message = "hosts.toml must fall back to the default upstream's URL"
+  }
+  assert {
+    condition     = output.doctor_command == "pullthrough doctor --image docker.io/library/alpine:latest --ns docker.io --ns ghcr.io --ns registry.example:5000 https://abc123.lambda-url.us-east-1.on.aws"
+    error_message = "doctor_command must name Docker Hub's image explicitly when another upstream is the default, and check every upstream's routing: ${output.doctor_command}"
   }
   assert {
     condition     = aws_lambda_function.this.description == "Pull-through cache for docker.io, ghcr.io, registry.example:5000"

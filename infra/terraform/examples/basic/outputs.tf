@@ -13,6 +13,11 @@ output "containerd_hosts_toml" {
   value       = module.pullthrough.containerd_hosts_toml
 }
 
+output "doctor_command" {
+  description = "Command that checks the mirror as its clients use it (pullthrough doctor)."
+  value       = module.pullthrough.doctor_command
+}
+
 output "bucket_name" {
   description = "Name of the cache bucket."
   value       = module.pullthrough.bucket_name
