@@ -51,7 +51,8 @@ type Upstream struct {
 	token              string
 	allow, deny        []*regexp.Regexp
 	client             *http.Client // manifests, blobs: follows safe redirects
-	tokenClient        *http.Client // token realms: no redirects
+	noRedirect         *http.Client // blob locations: the redirect itself is the answer
+	tokenClient        *http.Client // token realms: no redirects, no auth layer
 	tokens             tokenCache
 	dockerHub          bool
 	timeouts           struct{ token, manifest time.Duration }
@@ -106,10 +107,14 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if rt == nil {
 		rt = newTransport()
 	}
-	u.client = &http.Client{Transport: rt, CheckRedirect: u.checkRedirect}
-	u.tokenClient = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
+	// The auth layer sits under the redirect logic, so every hop (the
+	// upstream, or a registry host it redirects to) is authenticated on
+	// its own terms.
+	authed := &authTransport{u: u, next: rt}
+	lastResponse := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	u.client = &http.Client{Transport: authed, CheckRedirect: u.checkRedirect}
+	u.noRedirect = &http.Client{Transport: authed, CheckRedirect: lastResponse}
+	u.tokenClient = &http.Client{Transport: rt, CheckRedirect: lastResponse}
 	return u, nil
 }
 
@@ -209,71 +214,25 @@ func compileGlobs(globs []string) ([]*regexp.Regexp, error) {
 	return out, nil
 }
 
-// do sends an idempotent request for repository name, running the token
-// flow once if the upstream asks for it. The caller closes the body.
+// do sends an idempotent request for repository name. Authentication
+// (bearer tokens, basic auth, per host) happens below, in authTransport.
+// The caller closes the body.
 func (u *Upstream) do(ctx context.Context, method, name, rest string, header http.Header) (*http.Response, error) {
-	repo := name
-	target := u.base.JoinPath("v2", repo, rest)
+	target := u.base.JoinPath("v2", name, rest)
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		target = u.base.JoinPath("v2", repo, rest[:i])
+		target = u.base.JoinPath("v2", name, rest[:i])
 		target.RawQuery = rest[i+1:]
 	}
-	scope := "repository:" + repo + ":pull"
-	send := func(auth string) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		req.Header.Set("User-Agent", "pullthrough")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		return u.sendWithRetry(ctx, req)
-	}
-	auth := ""
-	if tok, ok := u.tokens.get(scope, time.Now()); ok {
-		auth = "Bearer " + tok
-	} else if u.token != "" {
-		auth = "Bearer " + u.token
-	}
-	resp, err := send(auth)
+	ctx = context.WithValue(ctx, scopeKey{}, "repository:"+name+":pull")
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusUnauthorized {
-		return resp, nil
+	for k, v := range header {
+		req.Header[k] = v
 	}
-	ch, ok := parseChallenge(resp.Header.Get("WWW-Authenticate"))
-	if !ok {
-		return resp, nil
-	}
-	switch ch.scheme {
-	case "bearer":
-		tok, err := u.fetchToken(ctx, ch, scope)
-		if err != nil {
-			resp.Body.Close()
-			return nil, err
-		}
-		auth = "Bearer " + tok
-	case "basic":
-		if u.username == "" {
-			return resp, nil
-		}
-		auth = u.basicAuth()
-	default:
-		return resp, nil
-	}
-	resp.Body.Close()
-	return send(auth)
-}
-
-func (u *Upstream) basicAuth() string {
-	req := http.Request{Header: http.Header{}}
-	req.SetBasicAuth(u.username, u.password)
-	return req.Header.Get("Authorization")
+	req.Header.Set("User-Agent", "pullthrough")
+	return u.sendWithRetry(ctx, req)
 }
 
 // upstreamError turns an upstream answer that is not a success into the error
@@ -339,11 +298,12 @@ func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.
 	for i := 1; ; i++ {
 		client := u.client
 		if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
-			client = u.tokenClient // never follows redirects
+			client = u.noRedirect
 		}
 		resp, err := client.Do(req)
 		statsFrom(ctx).noteUpstream(resp, err)
-		transient := err != nil && ctx.Err() == nil
+		var authErr *authError
+		transient := err != nil && ctx.Err() == nil && !errors.As(err, &authErr)
 		if err == nil {
 			switch resp.StatusCode {
 			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
