@@ -346,7 +346,14 @@ func (u *Upstream) blobLocation(ctx context.Context, name string, d fmt.Stringer
 		return "", nil
 	}
 	loc, err := resp.Location()
-	if err != nil || loc.Scheme != "https" || strings.EqualFold(loc.Host, u.base.Host) {
+	plainOK := loc != nil && loc.Scheme == "http" && u.base.Scheme == "http" // no downgrade
+	if err != nil || loc.Scheme != "https" && !plainOK || strings.EqualFold(loc.Host, u.base.Host) {
+		return "", nil
+	}
+	// A redirect to another registry's API (a registry.k8s.io-like
+	// redirector's regional host) is no signed URL: that host wants its own
+	// token, which the client would not have.
+	if strings.HasPrefix(loc.Path, "/v2/") && strings.Contains(loc.Path, "/blobs/") {
 		return "", nil
 	}
 	return loc.String(), nil

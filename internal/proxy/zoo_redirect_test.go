@@ -44,3 +44,25 @@ func TestRedirectToAnotherRegistryHost(t *testing.T) {
 		t.Errorf("the redirect host received the mirror's credentials: %q", foreign)
 	}
 }
+
+// TestRedirectorBlobsAreNotHandedOut: with the redirect-upstream policy the
+// mirror sends clients to an upstream's signed blob URL; a registry.k8s.io-
+// like redirect to another registry's API is no such URL (that host wants
+// a token the client does not have), so the mirror fills and serves it.
+func TestRedirectorBlobsAreNotHandedOut(t *testing.T) {
+	z := testenv.ZooK8sRegistry(t)
+	img := testenv.SeedImage(t, z.Backing, "pause:3.10", 8<<10, 1)
+	up := testenv.NewUpstream(t, z.Front)
+	m := mirrorFor(t, proxy.Config{LargeBlobPolicy: proxy.PolicyUpstream}, proxy.UpstreamConfig{Host: "registry.k8s.example"}, up)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	req, _ := http.NewRequest(http.MethodGet, m.URL+"/v2/registry.k8s.example/pause/blobs/"+ld.String(), nil)
+	resp, err := testenv.NoRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("got %d to %q, want 200 from the mirror", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
