@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,65 @@ func TestRedirectorBlobsAreNotHandedOut(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("got %d to %q, want 200 from the mirror", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestCredentialsOnlyWhereConfigured: a registry that redirects to another
+// host (as registry.k8s.io does) has that host authenticated on its own
+// terms: configured credentials go to it and its realm only when it is an
+// AuthHost; otherwise only an anonymous token from a realm on that very
+// host is fetched, and a realm elsewhere is never contacted.
+func TestCredentialsOnlyWhereConfigured(t *testing.T) {
+	const user, pass = "robot", "redirect-secret-pw"
+	for _, tc := range []struct {
+		name       string
+		realmUser  string // the redirect host's token endpoint demands these
+		thirdRealm bool   // the redirect host's realm is on a third host
+		authHost   bool   // the redirect host is configured in AuthHosts
+		wantPull   bool
+		wantCreds  bool // the realm received the configured credentials
+	}{
+		{"anonymous realm on the redirect host", "", false, false, true, false},
+		{"redirect host wants credentials, not configured", user, false, false, false, false},
+		{"redirect host wants credentials, configured", user, false, true, true, true},
+		{"realm on a third host", "", true, false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := testenv.InProcessRegistry(t)
+			testenv.SeedImage(t, reg, "org/app:1", 1<<10, 1)
+			target := testenv.NewUpstream(t, reg)
+			third := testenv.NewUpstream(t, testenv.InProcessRegistry(t))
+			realm := ""
+			if tc.thirdRealm {
+				realm = third.URL.String() + "/token"
+			}
+			target.RequireToken(realm, tc.realmUser, pass)
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL.String()+r.URL.Path, http.StatusTemporaryRedirect)
+			}))
+			t.Cleanup(front.Close)
+			cfg := proxy.UpstreamConfig{Host: "redirecting.example", URL: front.URL, Username: user, Password: pass}
+			if tc.authHost {
+				cfg.AuthHosts = []string{target.URL.Host}
+			}
+			m := multiMirror(t, proxy.Config{}, cfg)
+			_, err := testenv.Pull(m.URL, "redirecting.example/org/app:1")
+			if (err == nil) != tc.wantPull {
+				t.Errorf("pull: got error %v, want success %v", err, tc.wantPull)
+			}
+			sawCreds := false
+			for _, a := range target.TokenLog() {
+				sawCreds = sawCreds || a == "Basic "+basic(user, pass)
+				if a != "" && a != "Basic "+basic(user, pass) {
+					t.Errorf("the realm got Authorization %q", a)
+				}
+			}
+			if sawCreds != tc.wantCreds {
+				t.Errorf("the redirect host's realm got the credentials: %v, want %v", sawCreds, tc.wantCreds)
+			}
+			if n := third.Total(); n != 0 {
+				t.Errorf("a realm on a third host got %d requests, want 0", n)
+			}
+		})
 	}
 }
