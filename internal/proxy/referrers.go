@@ -95,9 +95,12 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 
 // fetchReferrers asks the upstream's referrers API and falls back to the
 // tag schema (<alg>-<hex> tag) for any answer that is not a valid image
-// index. The OCI distribution spec ("Listing Referrers", fallback) names a
-// 404; registries without the API answer otherwise too: Artifactory answers
-// 406 (google/go-containerregistry#1962), some answer 400 or a 200 HTML page.
+// index. The OCI distribution spec (spec.md, "Listing Referrers") says: "If
+// the referrers API returns a 404, the client MUST fallback to pulling the
+// referrers tag schema", and if that "does not return a valid image index,
+// the client SHOULD assume there are no referrers". Registries without the
+// API answer more than 404: Artifactory answers 406
+// (google/go-containerregistry#1962), some a 400 or a 200 HTML page.
 // Only auth, rate-limit and server failures are errors: they say nothing
 // about the API, and a cached answer is served instead.
 func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, error) {
