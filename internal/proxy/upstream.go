@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -107,10 +105,11 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if rt == nil {
 		rt = newTransport()
 	}
-	// The auth layer sits under the redirect logic, so every hop (the
-	// upstream, or a registry host it redirects to) is authenticated on
-	// its own terms.
-	authed := &authTransport{u: u, next: rt}
+	// Layers, per hop of a request (the upstream, or a host it redirects
+	// to): auth on that host's own terms, then retries of transient
+	// failures, then statistics of every attempt. Redirects are followed
+	// above them all, by the client.
+	authed := &authTransport{u: u, next: retryTransport{next: statsTransport{next: rt}}}
 	lastResponse := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	u.client = &http.Client{Transport: authed, CheckRedirect: u.checkRedirect}
 	u.noRedirect = &http.Client{Transport: authed, CheckRedirect: lastResponse}
@@ -232,7 +231,10 @@ func (u *Upstream) do(ctx context.Context, method, name, rest string, header htt
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "pullthrough")
-	return u.sendWithRetry(ctx, req)
+	if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
+		return u.noRedirect.Do(req)
+	}
+	return u.client.Do(req)
 }
 
 // upstreamError turns an upstream answer that is not a success into the error
@@ -287,45 +289,6 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// sendWithRetry sends an idempotent request (the mirror only sends GET and
-// HEAD), retrying connection failures and 502/503/504 a bounded number of
-// times with jittered back-off. 429 is not retried: it is honoured instead.
-func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.Response, error) {
-	const attempts = 3
-	backoff := 200 * time.Millisecond
-	for i := 1; ; i++ {
-		client := u.client
-		if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
-			client = u.noRedirect
-		}
-		resp, err := client.Do(req)
-		statsFrom(ctx).noteUpstream(resp, err)
-		var authErr *authError
-		transient := err != nil && ctx.Err() == nil && !errors.As(err, &authErr)
-		if err == nil {
-			switch resp.StatusCode {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-				transient = resp.Header.Get("Retry-After") == ""
-			}
-		}
-		if !transient || i == attempts {
-			return resp, err
-		}
-		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-		}
-		sleep := backoff/2 + rand.N(backoff)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(sleep):
-		}
-		backoff *= 2
-		req = req.Clone(ctx)
-	}
 }
 
 type noRedirectKey struct{}

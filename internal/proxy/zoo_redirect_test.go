@@ -107,9 +107,9 @@ func TestCredentialsOnlyWhereConfigured(t *testing.T) {
 				cfg.AuthHosts = []string{target.URL.Host}
 			}
 			m := multiMirror(t, proxy.Config{}, cfg)
-			_, err := testenv.Pull(m.URL, "redirecting.example/org/app:1")
-			if (err == nil) != tc.wantPull {
-				t.Errorf("pull: got error %v, want success %v", err, tc.wantPull)
+			resp := do(t, http.MethodGet, m.URL+"/v2/redirecting.example/org/app/manifests/1", nil)
+			if (resp.StatusCode == http.StatusOK) != tc.wantPull {
+				t.Errorf("manifest: got %d, want success %v", resp.StatusCode, tc.wantPull)
 			}
 			sawCreds := false
 			for _, a := range target.TokenLog() {
