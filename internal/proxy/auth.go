@@ -134,13 +134,6 @@ func (c *tokenCache) put(scope, value string, expires time.Time) {
 // ("repository:<name>:pull") to the auth layer.
 type scopeKey struct{}
 
-// authError is a failure of the auth flow itself (a realm the mirror will
-// not use, a token endpoint refusing): retrying the request cannot help.
-type authError struct{ err error }
-
-func (e *authError) Error() string { return e.err.Error() }
-func (e *authError) Unwrap() error { return e.err }
-
 // authTransport authenticates each hop of an upstream request on its own
 // terms: the upstream itself, or a registry host it redirects to (such as a
 // redirector sending every request to a regional registry that wants its own
@@ -180,7 +173,7 @@ func (a *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tok, err := u.fetchToken(req.Context(), req.URL, ch, scope, trusted)
 		if err != nil {
 			drain(resp)
-			return nil, &authError{err}
+			return nil, fmt.Errorf("upstream auth for %s: %w", req.URL.Host, err)
 		}
 		u.tokens.put(key, tok.value, tok.expires)
 		auth = "Bearer " + tok.value
