@@ -249,15 +249,12 @@ func (u *Upstream) fetchToken(ctx context.Context, target *url.URL, ch challenge
 		return token{}, fmt.Errorf("token request: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody+1))
-	if err != nil {
-		return token{}, fmt.Errorf("token response: %w", err)
-	}
 	if resp.StatusCode != http.StatusOK {
 		return token{}, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
 	}
-	if len(body) > maxTokenBody {
-		return token{}, fmt.Errorf("token response larger than %d bytes", maxTokenBody)
+	body, err := readBounded(resp.Body, maxTokenBody)
+	if err != nil {
+		return token{}, fmt.Errorf("token response: %w", err)
 	}
 	var tr struct {
 		Token       string `json:"token"`

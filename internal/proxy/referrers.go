@@ -144,12 +144,9 @@ func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.He
 		rt.up.noteFailure(resp, p.now())
 		return nil, upstreamError(resp, ErrManifestUnknown)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxManifestSize+1))
+	body, err := readBounded(resp.Body, p.cfg.MaxManifestSize)
 	if err != nil {
-		return nil, ErrUnavailable.With("upstream referrers download failed", err)
-	}
-	if int64(len(body)) > p.cfg.MaxManifestSize {
-		return nil, ErrUnavailable.With(fmt.Sprintf("upstream %s larger than %d bytes", rest, p.cfg.MaxManifestSize), nil)
+		return nil, ErrUnavailable.With("upstream referrers download failed", fmt.Errorf("%s: %w", rest, err))
 	}
 	var idx struct {
 		SchemaVersion int               `json:"schemaVersion"`

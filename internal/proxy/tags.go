@@ -128,12 +128,9 @@ func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) 
 		up.noteFailure(resp, p.now())
 		return nil, nil, upstreamError(resp, ErrNameUnknown)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListBody+1))
+	body, err := readBounded(resp.Body, maxTagListBody)
 	if err != nil {
 		return nil, nil, ErrUnavailable.With("upstream tag list download failed", err)
-	}
-	if len(body) > maxTagListBody {
-		return nil, nil, ErrUnavailable.With(fmt.Sprintf("upstream tag list larger than %d bytes", maxTagListBody), nil)
 	}
 	sent := up.base.JoinPath("v2", name, "tags", "list")
 	return body, nextPage(resp, sent), nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -292,6 +293,19 @@ func retryAfter(v string, now time.Time) time.Duration {
 }
 
 type noRedirectKey struct{}
+
+// readBounded reads all of r if it is at most limit bytes; a longer body is
+// an error, found without reading more than limit+1 bytes.
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("body larger than %d bytes", limit)
+	}
+	return b, nil
+}
 
 // blobLocation asks the upstream for a blob without following its redirect
 // and returns the redirect target if it is a URL on another host that needs
