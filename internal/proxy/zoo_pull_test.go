@@ -16,12 +16,13 @@ func TestZooPull(t *testing.T) {
 	for _, tc := range []struct {
 		name, host, repo string
 		start            func(testing.TB) *testenv.StandIn
+		tokens           bool // the member hands out anonymous tokens
 	}{
-		{"Quay-like paging", "quay.example", "org/app", testenv.ZooQuayPaging},
-		{"registry.k8s.io-like redirect", "registry.k8s.example", "pause", testenv.ZooK8sRegistry},
-		{"GHCR-like", "ghcr.example", "org/app", testenv.ZooGHCR},
-		{"ECR Public-like", "ecr.example", "docker/library/alpine", testenv.ZooECRPublic},
-		{"Artifactory-like referrers", "artifactory.example", "org/app", testenv.ZooArtifactoryReferrers},
+		{"Quay-like paging", "quay.example", "org/app", testenv.ZooQuayPaging, false},
+		{"registry.k8s.io-like redirect", "registry.k8s.example", "pause", testenv.ZooK8sRegistry, true},
+		{"GHCR-like", "ghcr.example", "org/app", testenv.ZooGHCR, true},
+		{"ECR Public-like", "ecr.example", "docker/library/alpine", testenv.ZooECRPublic, true},
+		{"Artifactory-like referrers", "artifactory.example", "org/app", testenv.ZooArtifactoryReferrers, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			z := tc.start(t)
@@ -60,6 +61,9 @@ func TestZooPull(t *testing.T) {
 			up.SetFault(testenv.FaultDown, "")
 			if got := testenv.PullImage(t, m.URL, ref); got != wantMoved {
 				t.Errorf("upstream down: got %s, want %s from cache", got, wantMoved)
+			}
+			if got := z.Issued() > 0; got != tc.tokens {
+				t.Errorf("the member issued %d tokens, want any: %v", z.Issued(), tc.tokens)
 			}
 			if foreign := z.ForeignAuth(); len(foreign) != 0 {
 				t.Errorf("the member received credentials it did not issue: %q", foreign)

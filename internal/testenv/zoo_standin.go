@@ -39,6 +39,18 @@ func (s *StandIn) ForeignAuth() []string {
 	return out
 }
 
+// Issued is how many tokens the member's token endpoints handed out: zero
+// for a member without tokens, or when nothing asked for one.
+func (s *StandIn) Issued() int {
+	n := 0
+	for _, g := range s.gates {
+		g.mu.Lock()
+		n += len(g.tokens)
+		g.mu.Unlock()
+	}
+	return n
+}
+
 // serveHandler starts h on 127.0.0.1 for the test's lifetime.
 func serveHandler(t testing.TB, h http.Handler) *url.URL {
 	t.Helper()
