@@ -130,16 +130,100 @@ func (c *tokenCache) put(scope, value string, expires time.Time) {
 	c.tokens[scope] = token{value: value, expires: expires}
 }
 
-// fetchToken runs the bearer-token flow against the realm of ch. The realm
-// must be on a host this upstream is configured to trust: credentials, and
-// even an anonymous request, never go anywhere else.
-func (u *Upstream) fetchToken(ctx context.Context, ch challenge, scope string) (string, error) {
-	realm, err := url.Parse(ch.params["realm"])
-	if err != nil || realm.Host == "" || (realm.Scheme != "https" && realm.Scheme != "http") {
-		return "", fmt.Errorf("upstream %s: unusable token realm", u.host)
+// scopeKey carries the token scope of an upstream request
+// ("repository:<name>:pull") to the auth layer.
+type scopeKey struct{}
+
+// authTransport authenticates each hop of an upstream request on its own
+// terms: the upstream itself, or a registry host it redirects to (such as a
+// redirector sending every request to a regional registry that wants its own
+// anonymous token). Configured credentials (username/password, static
+// token) go only to trusted hosts: the upstream's own host and AuthHosts. A
+// host reached by redirect may still get an anonymous token from a realm on
+// that same host. Tokens are cached per host and scope.
+type authTransport struct {
+	u    *Upstream
+	next http.RoundTripper
+}
+
+func (a *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	scope, _ := req.Context().Value(scopeKey{}).(string)
+	if scope == "" || req.Body != nil && req.Body != http.NoBody {
+		return a.next.RoundTrip(req)
 	}
-	if !u.authHostAllowed(realm) {
-		return "", fmt.Errorf("upstream %s: token realm host %q is not allowed (configure it as an auth host)", u.host, realm.Host)
+	u := a.u
+	trusted := u.authHostAllowed(req.URL) // the upstream itself or an AuthHost
+	key := strings.ToLower(req.URL.Host) + " " + scope
+	auth := ""
+	if tok, ok := u.tokens.get(key, time.Now()); ok {
+		auth = "Bearer " + tok
+	} else if trusted && u.token != "" {
+		auth = "Bearer " + u.token
+	}
+	resp, err := a.send(req, auth)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	ch, ok := parseChallenge(resp.Header.Get("WWW-Authenticate"))
+	if !ok {
+		return resp, nil
+	}
+	switch {
+	case ch.scheme == "bearer":
+		tok, err := u.fetchToken(req.Context(), req.URL, ch, scope, trusted)
+		if err != nil {
+			drain(resp)
+			return nil, fmt.Errorf("upstream auth for %s: %w", req.URL.Host, err)
+		}
+		u.tokens.put(key, tok.value, tok.expires)
+		auth = "Bearer " + tok.value
+	case ch.scheme == "basic" && trusted && u.username != "":
+		auth = u.basicAuth()
+	default:
+		return resp, nil
+	}
+	drain(resp)
+	return a.send(req, auth)
+}
+
+// send passes a copy of req with auth (if any) to the next round tripper:
+// a RoundTripper must not change the request it was given.
+func (a *authTransport) send(req *http.Request, auth string) (*http.Response, error) {
+	if auth == "" {
+		return a.next.RoundTrip(req)
+	}
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", auth)
+	return a.next.RoundTrip(r)
+}
+
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+func (u *Upstream) basicAuth() string {
+	req := http.Request{Header: http.Header{}}
+	req.SetBasicAuth(u.username, u.password)
+	return req.Header.Get("Authorization")
+}
+
+// fetchToken runs the bearer-token flow for a request to target against
+// the realm of ch. For a trusted target the realm must be on a trusted
+// host, and gets the configured credentials; for any other target (a host
+// the upstream redirected to) only a realm on that very host is used, and
+// anonymously. Credentials, and even an anonymous request, never go
+// anywhere else.
+func (u *Upstream) fetchToken(ctx context.Context, target *url.URL, ch challenge, scope string, trusted bool) (token, error) {
+	realm, err := url.Parse(ch.params["realm"])
+	if err != nil || realm.Host == "" || (realm.Scheme != "https" && realm.Scheme != "http") || realm.User != nil {
+		return token{}, fmt.Errorf("upstream %s: unusable token realm", u.host)
+	}
+	switch {
+	case trusted && !u.authHostAllowed(realm):
+		return token{}, fmt.Errorf("upstream %s: token realm host %q is not allowed (configure it as an auth host)", u.host, realm.Host)
+	case !trusted && (!strings.EqualFold(realm.Host, target.Host) || realm.Scheme != "https" && realm.Scheme != target.Scheme):
+		return token{}, fmt.Errorf("upstream %s: redirect host %q names a token realm on another host %q", u.host, target.Host, realm.Host)
 	}
 	if s := ch.params["scope"]; s != "" {
 		scope = s
@@ -155,25 +239,22 @@ func (u *Upstream) fetchToken(ctx context.Context, ch challenge, scope string) (
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
 	if err != nil {
-		return "", err
+		return token{}, err
 	}
-	if u.username != "" {
+	if trusted && u.username != "" {
 		req.SetBasicAuth(u.username, u.password)
 	}
 	resp, err := u.tokenClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("token request: %w", err)
+		return token{}, fmt.Errorf("token request: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody+1))
-	if err != nil {
-		return "", fmt.Errorf("token response: %w", err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+		return token{}, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
 	}
-	if len(body) > maxTokenBody {
-		return "", fmt.Errorf("token response larger than %d bytes", maxTokenBody)
+	body, err := readBounded(resp.Body, maxTokenBody)
+	if err != nil {
+		return token{}, fmt.Errorf("token response: %w", err)
 	}
 	var tr struct {
 		Token       string `json:"token"`
@@ -181,24 +262,26 @@ func (u *Upstream) fetchToken(ctx context.Context, ch challenge, scope string) (
 		ExpiresIn   int    `json:"expires_in"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return "", fmt.Errorf("token response: %w", err)
+		return token{}, fmt.Errorf("token response: %w", err)
 	}
 	tok := tr.Token
 	if tok == "" {
 		tok = tr.AccessToken
 	}
 	if tok == "" {
-		return "", fmt.Errorf("token response has no token")
+		return token{}, fmt.Errorf("token response has no token")
 	}
 	ttl := time.Duration(tr.ExpiresIn) * time.Second
 	if ttl < 60*time.Second {
 		ttl = 60 * time.Second // the spec's default lifetime
 	}
 	// Renew a little early so a token never expires between check and use.
-	u.tokens.put(scope, tok, time.Now().Add(ttl-10*time.Second))
-	return tok, nil
+	return token{value: tok, expires: time.Now().Add(ttl - 10*time.Second)}, nil
 }
 
+// authHostAllowed reports whether a host may receive the configured
+// credentials: the upstream's own host and the configured AuthHosts, over
+// https (or plain http when the upstream itself is plain http).
 func (u *Upstream) authHostAllowed(realm *url.URL) bool {
 	if strings.EqualFold(realm.Host, u.base.Host) {
 		return true

@@ -93,7 +93,9 @@ func blobHeaders(h http.Header, d digest.Digest, size int64, cache string) {
 }
 
 // headUpstreamBlob learns a blob's size without downloading it. Some
-// registries refuse HEAD on blobs; a one-byte ranged GET tells the size too.
+// registries refuse HEAD on blobs (ECR Public answers 401 even with a
+// token, aws/containers-roadmap#2671; GHCR's blob storage answers 403); a
+// one-byte ranged GET tells the size too (206 with Content-Range).
 func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	if rt.up.backingOff(p.now()) {
 		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)

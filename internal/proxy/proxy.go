@@ -258,15 +258,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ?ns=<host>, a host as the first path component (/v2/ghcr.io/org/app/...),
 // the default upstream. A registry that is not configured is refused before
 // any outbound request, as is a repository the upstream's lists deny.
+//
+// Both can come together: containerd with a hosts.toml mirror whose URL has
+// a path (`[host."https://mirror/v2/docker.io"]`, override_path = true)
+// sends /v2/docker.io/library/alpine/manifests/3.20?ns=docker.io (see
+// containerd docs/hosts.md, "override_path"). A prefix naming the same
+// registry as ns (or an alias of it) is dropped; one naming another
+// configured registry is refused, so a request never lands on a registry
+// that neither the prefix nor ns alone would have picked.
 func (p *Proxy) resolve(r *http.Request, rt *route) error {
 	up := p.def
+	first, rest, prefixed := strings.Cut(rt.name, "/")
+	prefixed = prefixed && looksLikeHost(first)
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		u, ok := p.lookup(ns)
 		if !ok {
 			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(ns)), nil)
 		}
 		up = u
-	} else if first, rest, ok := strings.Cut(rt.name, "/"); ok && looksLikeHost(first) {
+		if prefixed {
+			switch pu, ok := p.lookup(first); {
+			case ok && pu == u:
+				rt.name = rest
+			case ok:
+				return ErrNameInvalid.With(fmt.Sprintf("path prefix %q and ns=%q name different registries", truncate(first), truncate(ns)), nil)
+			}
+		}
+	} else if prefixed {
 		u, ok := p.lookup(first)
 		if !ok {
 			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(first)), nil)

@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -91,6 +93,16 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 	return nil
 }
 
+// fetchReferrers asks the upstream's referrers API and falls back to the
+// tag schema (<alg>-<hex> tag) for any answer that is not a valid image
+// index. The OCI distribution spec (spec.md, "Listing Referrers") says: "If
+// the referrers API returns a 404, the client MUST fallback to pulling the
+// referrers tag schema", and if that "does not return a valid image index,
+// the client SHOULD assume there are no referrers". Registries without the
+// API answer more than 404: Artifactory answers 406
+// (google/go-containerregistry#1962), some a 400 or a 200 HTML page.
+// Only auth, rate-limit and server failures are errors: they say nothing
+// about the API, and a cached answer is served instead.
 func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, error) {
 	if rt.up.backingOff(p.now()) {
 		return nil, ErrTooManyRequests.With("upstream asked the mirror to back off", nil)
@@ -98,46 +110,58 @@ func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, 
 	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
 	defer cancel()
 	hdr := http.Header{"Accept": {mediaOCIIndex}}
-	body, status, err := p.getIndex(ctx, rt, "referrers/"+rt.digest.String(), hdr)
-	if err != nil {
-		return nil, err
+	body, err := p.getIndex(ctx, rt, "referrers/"+rt.digest.String(), hdr)
+	if !errors.Is(err, errNotAnIndex) {
+		return body, err
 	}
-	if status == http.StatusOK {
-		return body, nil
-	}
-	// No referrers API: the tag schema keeps them under <alg>-<hex>.
 	tag := rt.digest.Algorithm().String() + "-" + rt.digest.Encoded()
-	body, status, err = p.getIndex(ctx, rt, "manifests/"+tag, hdr)
-	if err != nil {
-		return nil, err
+	body, err = p.getIndex(ctx, rt, "manifests/"+tag, hdr)
+	if errors.Is(err, errNotAnIndex) {
+		// The spec: no valid index under the tag means no referrers.
+		return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + mediaOCIIndex + `","manifests":[]}`), nil
 	}
-	if status == http.StatusOK {
-		return body, nil
-	}
-	return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + mediaOCIIndex + `","manifests":[]}`), nil
+	return body, err
 }
 
-// getIndex GETs a small JSON index; 404 is reported as a status, not an error.
-func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.Header) (json.RawMessage, int, error) {
+// errNotAnIndex is an upstream answer that is not an image index and not a
+// failure either: the thing asked for is absent or unsupported.
+var errNotAnIndex = errors.New("upstream answer is not an image index")
+
+// getIndex GETs a small image index. A client error other than auth and
+// rate limiting, or a 200 that is not an OCI image index, is errNotAnIndex.
+func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.Header) (json.RawMessage, error) {
 	resp, err := rt.up.do(ctx, http.MethodGet, rt.name, rest, hdr)
 	if err != nil {
-		return nil, 0, ErrUnavailable.With("upstream registry unreachable", err)
+		return nil, ErrUnavailable.With("upstream registry unreachable", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+	switch s := resp.StatusCode; {
+	case s == http.StatusOK:
+	case s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden && s != http.StatusTooManyRequests:
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, resp.StatusCode, nil
-	}
-	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: upstream answered %d: %w", rest, s, errNotAnIndex)
+	default:
 		rt.up.noteFailure(resp, p.now())
-		return nil, resp.StatusCode, upstreamError(resp, ErrManifestUnknown)
+		return nil, upstreamError(resp, ErrManifestUnknown)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxManifestSize+1))
+	body, err := readBounded(resp.Body, p.cfg.MaxManifestSize)
 	if err != nil {
-		return nil, 0, ErrUnavailable.With("upstream referrers download failed", err)
+		return nil, ErrUnavailable.With("upstream referrers download failed", fmt.Errorf("%s: %w", rest, err))
 	}
-	if int64(len(body)) > p.cfg.MaxManifestSize || !json.Valid(body) {
-		return nil, 0, ErrUnavailable.With(fmt.Sprintf("upstream %s is not a JSON index", rest), nil)
+	var idx struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     []json.RawMessage `json:"manifests"`
 	}
-	return body, http.StatusOK, nil
+	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
+		!(idx.MediaType == mediaOCIIndex || idx.MediaType == "" && mediaTypeOf(resp.Header) == mediaOCIIndex) {
+		return nil, fmt.Errorf("%s: %w", rest, errNotAnIndex)
+	}
+	return body, nil
+}
+
+// mediaTypeOf is a Content-Type without parameters.
+func mediaTypeOf(h http.Header) string {
+	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return strings.TrimSpace(mt)
 }

@@ -6,35 +6,43 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 )
 
-const maxTagListBody = 16 << 20
+const (
+	maxTagListBody = 16 << 20
+	// maxPageQuery bounds the pagination query passed to an upstream, and
+	// maxPageParams the number of its parameters.
+	maxPageQuery  = 1024
+	maxPageParams = 8
+)
+
+// pageParamName is a pagination parameter's name: n, last, next_page...
+var pageParamName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // serveTags passes tag listing through to the upstream, keeping the last
 // good unpaginated answer to serve when the upstream fails.
+//
+// Pagination is the upstream's business: the distribution spec pages with
+// n and last and a relative Link, Quay with an opaque next_page token in an
+// absolute Link (quay endpoints/v2/__init__.py, paginate). The client's
+// parameters (but ns) go upstream as they are, and the upstream's next link
+// is rewritten onto the route the client used, so following it stays on
+// the same registry.
 func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
-	q := url.Values{}
-	if n := r.URL.Query().Get("n"); n != "" {
-		v, err := strconv.Atoi(n)
-		if err != nil || v < 0 || v > 10000 {
-			return &Error{Code: "PAGINATION_NUMBER_INVALID", Status: http.StatusBadRequest, Message: "n must be an integer from 0 to 10000"}
-		}
-		q.Set("n", n)
-	}
-	if last := r.URL.Query().Get("last"); last != "" {
-		if !anchoredTag(last) {
-			return ErrManifestInvalid.With("invalid tag in last", nil)
-		}
-		q.Set("last", last)
+	q, err := pageQuery(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	cacheKey := "tags/" + rt.up.Host() + "/" + rt.name + "/_list"
 	rest := "tags/list"
-	if len(q) > 0 {
-		rest += "?" + q.Encode()
+	if q != "" {
+		rest += "?" + q
 		cacheKey = ""
 	}
-	body, link, err := p.fetchTags(ctx, rt.up, rt.name, rest)
+	body, next, err := p.fetchTags(ctx, rt.up, rt.name, rest)
 	cache := cachePassthrough
 	if err != nil {
 		if cacheKey == "" {
@@ -58,8 +66,11 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set(headerCache, cache)
-	if link != "" {
-		h.Set("Link", link)
+	if next != nil {
+		if ns := r.URL.Query().Get("ns"); ns != "" {
+			next.Set("ns", ns)
+		}
+		h.Set("Link", "<"+r.URL.EscapedPath()+"?"+next.Encode()+`>; rel="next"`)
 	}
 	setLength(h, int64(len(body)))
 	w.WriteHeader(http.StatusOK)
@@ -69,29 +80,124 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return nil
 }
 
-func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) ([]byte, string, error) {
+// pageQuery is the query to send upstream for a tag list: the client's (or
+// a next link's) parameters without ns, bounded in number and length and
+// re-encoded, so nothing but these parameters reaches the upstream URL.
+func pageQuery(v url.Values) (string, error) {
+	v = cloneValues(v)
+	v.Del("ns")
+	if len(v) > maxPageParams {
+		return "", ErrPaginationInvalid.With(fmt.Sprintf("at most %d query parameters", maxPageParams), nil)
+	}
+	for k := range v {
+		if !pageParamName.MatchString(k) {
+			return "", ErrPaginationInvalid.With(fmt.Sprintf("unexpected query parameter %q", truncate(k)), nil)
+		}
+	}
+	if n := v.Get("n"); v.Has("n") {
+		if x, err := strconv.Atoi(n); err != nil || x < 0 || x > 10000 {
+			return "", ErrPaginationInvalid.With("n must be an integer from 0 to 10000", nil)
+		}
+	}
+	q := v.Encode()
+	if len(q) > maxPageQuery {
+		return "", ErrPaginationInvalid.With(fmt.Sprintf("pagination query longer than %d bytes", maxPageQuery), nil)
+	}
+	return q, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// fetchTags GETs a tag list and returns its body and the query of its next
+// page, if the upstream links one on the same tag list.
+func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) ([]byte, url.Values, error) {
 	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
 	defer cancel()
 	resp, err := up.do(ctx, http.MethodGet, name, rest, nil)
 	if err != nil {
-		return nil, "", ErrUnavailable.With("upstream registry unreachable", err)
+		return nil, nil, ErrUnavailable.With("upstream registry unreachable", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
-		return nil, "", upstreamError(resp, ErrNameUnknown)
+		return nil, nil, upstreamError(resp, ErrNameUnknown)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListBody+1))
+	body, err := readBounded(resp.Body, maxTagListBody)
 	if err != nil {
-		return nil, "", ErrUnavailable.With("upstream tag list download failed", err)
+		return nil, nil, ErrUnavailable.With("upstream tag list download failed", err)
 	}
-	if len(body) > maxTagListBody {
-		return nil, "", ErrUnavailable.With(fmt.Sprintf("upstream tag list larger than %d bytes", maxTagListBody), nil)
+	sent := up.base.JoinPath("v2", name, "tags", "list")
+	return body, nextPage(resp, sent), nil
+}
+
+// nextPage reads the rel="next" target of a response's Link header and
+// returns its query when it pages the same tag list on the host that was
+// asked (sent) or the one that answered (after redirects). A link to any
+// other place, or with a query the mirror would not send, is dropped.
+func nextPage(resp *http.Response, sent *url.URL) url.Values {
+	target := nextLink(strings.Join(resp.Header.Values("Link"), ","))
+	if target == "" {
+		return nil
 	}
-	// Only a relative next-page link makes sense to pass on.
-	link := resp.Header.Get("Link")
-	if len(link) < 5 || link[:5] != "</v2/" {
-		link = ""
+	ref, err := url.Parse(target)
+	if err != nil {
+		return nil
 	}
-	return body, link, nil
+	base := sent
+	if resp.Request != nil && resp.Request.URL != nil {
+		base = resp.Request.URL
+	}
+	u := base.ResolveReference(ref)
+	if u.Scheme != "http" && u.Scheme != "https" || u.User != nil {
+		return nil
+	}
+	same := func(a *url.URL) bool { return strings.EqualFold(u.Host, a.Host) && u.Path == a.Path }
+	if !same(sent) && !same(base) {
+		return nil
+	}
+	q, err := pageQuery(u.Query())
+	if err != nil || q == "" {
+		return nil
+	}
+	v, _ := url.ParseQuery(q)
+	return v
+}
+
+// nextLink finds the target of the rel="next" link in a Link header value
+// (RFC 8288): `<url>; rel="next"`, possibly among other links.
+func nextLink(h string) string {
+	for h != "" {
+		start := strings.IndexByte(h, '<')
+		if start < 0 {
+			return ""
+		}
+		end := strings.IndexByte(h[start:], '>')
+		if end < 0 {
+			return ""
+		}
+		target := h[start+1 : start+end]
+		h = h[start+end+1:]
+		params := h
+		if i := strings.IndexByte(h, '<'); i >= 0 {
+			params = h[:i]
+		}
+		for _, p := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(strings.TrimSpace(k), "rel") {
+				v = strings.Trim(strings.TrimRight(strings.TrimSpace(v), ", "), `"`)
+				for _, rel := range strings.Fields(v) {
+					if strings.EqualFold(rel, "next") {
+						return target
+					}
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,7 +50,8 @@ type Upstream struct {
 	token              string
 	allow, deny        []*regexp.Regexp
 	client             *http.Client // manifests, blobs: follows safe redirects
-	tokenClient        *http.Client // token realms: no redirects
+	noRedirect         *http.Client // blob locations: the redirect itself is the answer
+	tokenClient        *http.Client // token realms: no redirects, no auth layer
 	tokens             tokenCache
 	dockerHub          bool
 	timeouts           struct{ token, manifest time.Duration }
@@ -106,10 +106,15 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if rt == nil {
 		rt = newTransport()
 	}
-	u.client = &http.Client{Transport: rt, CheckRedirect: u.checkRedirect}
-	u.tokenClient = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
+	// Layers, per hop of a request (the upstream, or a host it redirects
+	// to): auth on that host's own terms, then retries of transient
+	// failures, then statistics of every attempt. Redirects are followed
+	// above them all, by the client.
+	authed := &authTransport{u: u, next: retryTransport{next: statsTransport{next: rt}}}
+	lastResponse := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	u.client = &http.Client{Transport: authed, CheckRedirect: u.checkRedirect}
+	u.noRedirect = &http.Client{Transport: authed, CheckRedirect: lastResponse}
+	u.tokenClient = &http.Client{Transport: rt, CheckRedirect: lastResponse}
 	return u, nil
 }
 
@@ -209,71 +214,28 @@ func compileGlobs(globs []string) ([]*regexp.Regexp, error) {
 	return out, nil
 }
 
-// do sends an idempotent request for repository name, running the token
-// flow once if the upstream asks for it. The caller closes the body.
+// do sends an idempotent request for repository name. Authentication
+// (bearer tokens, basic auth, per host) happens below, in authTransport.
+// The caller closes the body.
 func (u *Upstream) do(ctx context.Context, method, name, rest string, header http.Header) (*http.Response, error) {
-	repo := name
-	target := u.base.JoinPath("v2", repo, rest)
+	target := u.base.JoinPath("v2", name, rest)
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		target = u.base.JoinPath("v2", repo, rest[:i])
+		target = u.base.JoinPath("v2", name, rest[:i])
 		target.RawQuery = rest[i+1:]
 	}
-	scope := "repository:" + repo + ":pull"
-	send := func(auth string) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		req.Header.Set("User-Agent", "pullthrough")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		return u.sendWithRetry(ctx, req)
-	}
-	auth := ""
-	if tok, ok := u.tokens.get(scope, time.Now()); ok {
-		auth = "Bearer " + tok
-	} else if u.token != "" {
-		auth = "Bearer " + u.token
-	}
-	resp, err := send(auth)
+	ctx = context.WithValue(ctx, scopeKey{}, "repository:"+name+":pull")
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusUnauthorized {
-		return resp, nil
+	for k, v := range header {
+		req.Header[k] = v
 	}
-	ch, ok := parseChallenge(resp.Header.Get("WWW-Authenticate"))
-	if !ok {
-		return resp, nil
+	req.Header.Set("User-Agent", "pullthrough")
+	if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
+		return u.noRedirect.Do(req)
 	}
-	switch ch.scheme {
-	case "bearer":
-		tok, err := u.fetchToken(ctx, ch, scope)
-		if err != nil {
-			resp.Body.Close()
-			return nil, err
-		}
-		auth = "Bearer " + tok
-	case "basic":
-		if u.username == "" {
-			return resp, nil
-		}
-		auth = u.basicAuth()
-	default:
-		return resp, nil
-	}
-	resp.Body.Close()
-	return send(auth)
-}
-
-func (u *Upstream) basicAuth() string {
-	req := http.Request{Header: http.Header{}}
-	req.SetBasicAuth(u.username, u.password)
-	return req.Header.Get("Authorization")
+	return u.client.Do(req)
 }
 
 // upstreamError turns an upstream answer that is not a success into the error
@@ -330,45 +292,20 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// sendWithRetry sends an idempotent request (the mirror only sends GET and
-// HEAD), retrying connection failures and 502/503/504 a bounded number of
-// times with jittered back-off. 429 is not retried: it is honoured instead.
-func (u *Upstream) sendWithRetry(ctx context.Context, req *http.Request) (*http.Response, error) {
-	const attempts = 3
-	backoff := 200 * time.Millisecond
-	for i := 1; ; i++ {
-		client := u.client
-		if _, ok := ctx.Value(noRedirectKey{}).(bool); ok {
-			client = u.tokenClient // never follows redirects
-		}
-		resp, err := client.Do(req)
-		statsFrom(ctx).noteUpstream(resp, err)
-		transient := err != nil && ctx.Err() == nil
-		if err == nil {
-			switch resp.StatusCode {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-				transient = resp.Header.Get("Retry-After") == ""
-			}
-		}
-		if !transient || i == attempts {
-			return resp, err
-		}
-		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-		}
-		sleep := backoff/2 + rand.N(backoff)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(sleep):
-		}
-		backoff *= 2
-		req = req.Clone(ctx)
-	}
-}
-
 type noRedirectKey struct{}
+
+// readBounded reads all of r if it is at most limit bytes; a longer body is
+// an error, found without reading more than limit+1 bytes.
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("body larger than %d bytes", limit)
+	}
+	return b, nil
+}
 
 // blobLocation asks the upstream for a blob without following its redirect
 // and returns the redirect target if it is a URL on another host that needs
@@ -386,7 +323,14 @@ func (u *Upstream) blobLocation(ctx context.Context, name string, d fmt.Stringer
 		return "", nil
 	}
 	loc, err := resp.Location()
-	if err != nil || loc.Scheme != "https" || strings.EqualFold(loc.Host, u.base.Host) {
+	plainOK := loc != nil && loc.Scheme == "http" && u.base.Scheme == "http" // no downgrade
+	if err != nil || loc.Scheme != "https" && !plainOK || strings.EqualFold(loc.Host, u.base.Host) {
+		return "", nil
+	}
+	// A redirect to another registry's API (a registry.k8s.io-like
+	// redirector's regional host) is no signed URL: that host wants its own
+	// token, which the client would not have.
+	if strings.HasPrefix(loc.Path, "/v2/") && strings.Contains(loc.Path, "/blobs/") {
 		return "", nil
 	}
 	return loc.String(), nil

@@ -88,10 +88,10 @@ func seedDockerList(t *testing.T, reg *url.URL, repoTag string) (list, amd64 v1.
 	return d, child
 }
 
-// TestZooPull pulls through the mirror from each zoo member: cold, warm,
+// TestZooPullManifestQuirks pulls through the mirror from each zoo member: cold, warm,
 // after the tag moved, when nothing changed after the TTL, and with the
 // upstream down.
-func TestZooPull(t *testing.T) {
+func TestZooPullManifestQuirks(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		start func(testing.TB) *testenv.ZooMember

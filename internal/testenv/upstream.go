@@ -3,8 +3,6 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
@@ -365,14 +363,7 @@ func (a *tokenAuth) allow(w http.ResponseWriter, r *http.Request, self *url.URL)
 			http.Error(w, `{"details":"no scope"}`, http.StatusBadRequest)
 			return false
 		}
-		b := make([]byte, 16)
-		rand.Read(b)
-		tok := hex.EncodeToString(b)
-		a.mu.Lock()
-		a.tokens[tok] = true
-		a.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"token":%q,"expires_in":300}`, tok)
+		issueToken(w, &a.mu, a.tokens)
 		return false
 	}
 	if r.URL.Path == "/v2/" || r.URL.Path == "/v2" {

@@ -1,0 +1,97 @@
+package proxy_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
+	"github.com/pullthrough/pullthrough/internal/testenv"
+)
+
+// TestReferrersWithoutTheAPI: an upstream whose referrers endpoint answers
+// anything but an image index (Artifactory's 406, a 400, a 200 HTML page,
+// a JSON document that is no index) gets the tag-schema fallback, as the
+// OCI distribution spec's "Listing Referrers" fallback and go-containerregistry
+// do; auth and server failures do not.
+func TestReferrersWithoutTheAPI(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+		want   int // referrers, or -1 for an error status
+	}{
+		{"406 like Artifactory", nil, 2},
+		{"400", func(w http.ResponseWriter) { http.Error(w, "bad request", http.StatusBadRequest) }, 2},
+		{"200 HTML", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<html>login</html>"))
+		}, 2},
+		{"200 JSON not an index", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"repositories":[]}`))
+		}, 2},
+		{"500", func(w http.ResponseWriter) { http.Error(w, "boom", http.StatusInternalServerError) }, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			z := testenv.ZooArtifactoryReferrers(t)
+			up := testenv.NewUpstream(t, z.Front)
+			if tc.answer != nil {
+				up.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+					if testenv.Kind(r.URL.Path) != "referrers" {
+						return false
+					}
+					tc.answer(w)
+					return true
+				})
+			}
+			m := mirrorFor(t, proxy.Config{ManifestTTL: time.Hour}, proxy.UpstreamConfig{}, up)
+			subject := seedReferrers(t, z.Backing, "org/app:1", 2)
+			resp := do(t, http.MethodGet, m.URL+"/v2/org/app/referrers/"+subject.String(), nil)
+			if tc.want < 0 {
+				if resp.StatusCode < 500 {
+					t.Fatalf("got %d, want a 5xx", resp.StatusCode)
+				}
+				return
+			}
+			if got := referrersOf(t, resp); len(got) != tc.want {
+				t.Errorf("got %d referrers, want %d", len(got), tc.want)
+			}
+			if n := up.Count(http.MethodGet, "manifest"); n != 1 {
+				t.Errorf("got %d tag-schema manifest GETs, want 1", n)
+			}
+		})
+	}
+}
+
+// seedReferrers pushes an image and n artifacts whose subject it is
+// straight to a registry without the referrers API (go-containerregistry
+// then maintains the <alg>-<hex> fallback tag) and returns the subject.
+func seedReferrers(t *testing.T, reg *url.URL, ref string, n int) v1.Hash {
+	t.Helper()
+	img := testenv.SeedImage(t, reg, ref, 1<<10, 1)
+	subject := describe(t, img)
+	for i := 0; i < n; i++ {
+		art, _ := random.Image(64, 1)
+		art = mutate.MediaType(art, "application/vnd.oci.image.manifest.v1+json")
+		art = mutate.ConfigMediaType(art, typesMediaType("application/vnd.example.sig"))
+		art = mutate.Subject(art, subject).(v1.Image)
+		d, _ := art.Digest()
+		repo, _, _ := strings.Cut(ref, ":")
+		r, err := name.ParseReference(reg.Host+"/"+repo+"@"+d.String(), name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(r, art); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return subject.Digest
+}
