@@ -283,11 +283,14 @@ func (u *Upstream) fetchToken(ctx context.Context, target *url.URL, ch challenge
 // credentials: the upstream's own host and the configured AuthHosts, over
 // https (or plain http when the upstream itself is plain http).
 func (u *Upstream) authHostAllowed(realm *url.URL) bool {
+	// Never downgrade credentials to plain http, not even on the
+	// upstream's own host: an https upstream whose challenge names
+	// http://<same host>/token would get the password in cleartext.
+	if realm.Scheme != "https" && !strings.EqualFold(u.base.Scheme, "http") {
+		return false
+	}
 	if strings.EqualFold(realm.Host, u.base.Host) {
 		return true
-	}
-	if realm.Scheme != "https" && !strings.EqualFold(u.base.Scheme, "http") {
-		return false // never downgrade credentials to plain http
 	}
 	for _, h := range u.authHosts {
 		if strings.EqualFold(realm.Host, h) {
