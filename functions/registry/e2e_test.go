@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/pullthrough/pullthrough/internal/lambdaharness"
@@ -34,15 +35,22 @@ func newStack(t *testing.T) *stack {
 }
 
 // startBootstrap runs the real Lambda bootstrap on this stack under the
-// function-URL harness.
+// function-URL harness, which treats responses as AWS does (Faithful).
 func (s *stack) startBootstrap(t *testing.T) *lambdaharness.Harness {
 	t.Helper()
-	h, err := lambdaharness.New(lambdaharness.Options{})
+	return s.startLambda(t, lambdaharness.Faithful)
+}
+
+// startLambda runs the real Lambda bootstrap under the function-URL harness
+// in the given mode, with extra environment.
+func (s *stack) startLambda(t *testing.T, mode lambdaharness.Mode, extra ...string) *lambdaharness.Harness {
+	t.Helper()
+	h, err := lambdaharness.New(lambdaharness.Options{Mode: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	testenv.Start(t, append(s.env(), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+	testenv.Start(t, append(s.env(extra...), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
 	return h
 }
 
@@ -204,6 +212,27 @@ func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
 	}
 	if h.Invocations() == 0 {
 		t.Errorf("the harness saw no invocations")
+	}
+
+	// The function URL drops Content-Length, so a blob HEAD on a hit is a
+	// redirect to a presigned S3 HEAD, whose answer has it: a client that
+	// sizes a layer with HEAD (go-containerregistry's remote.Layer) gets
+	// the size, not -1.
+	resp = mustDo(t, testenv.NoRedirect, http.MethodHead, h.URL()+"/v2/library/alpine/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), s.s3.Endpoint) {
+		t.Errorf("blob HEAD through the function URL: got %d %q, want 307 to S3", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	ref, err := name.NewDigest(strings.TrimPrefix(h.URL(), "http://")+"/library/alpine@"+ld.String(), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := remote.Layer(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := layer.Size()
+	if want, _ := layers[1].Size(); err != nil || size != want {
+		t.Errorf("remote.Layer(...).Size(): got %d, %v; want %d", size, err, want)
 	}
 }
 

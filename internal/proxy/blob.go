@@ -52,12 +52,21 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		p.known.put(rt.digest, size, p.now())
 	}
 	blobHeaders(w.Header(), rt.digest, size, cache)
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
+	var sign signFunc
 	if ps, ok := p.store.(Presigner); ok {
-		u, err := p.presign(ctx, ps, key)
+		sign = ps.PresignGet
+	}
+	if r.Method == http.MethodHead {
+		hp, ok := p.store.(HeadPresigner)
+		if !p.cfg.NoContentLength || !ok {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		// The length would not reach the client: S3's answer carries it.
+		sign = hp.PresignHead
+	}
+	if sign != nil {
+		u, err := p.presign(ctx, r.Method+" "+key, key, sign)
 		if err != nil {
 			return ErrUnavailable.With("cache storage unavailable", err)
 		}
@@ -436,18 +445,21 @@ func (i *idleReader) stop() { i.timer.Stop() }
 // rule are noticed.
 const knownBlobsTTL = 10 * time.Minute
 
+// signFunc presigns one request for an object in the store.
+type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, error)
+
 // presign reuses a presigned URL for the first half of its life: signing
 // costs more than the rest of a hit, and a URL is as good for one client as
-// for the next.
-func (p *Proxy) presign(ctx context.Context, ps Presigner, key string) (string, error) {
+// for the next. memoKey names the request (method and key).
+func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
 	reuse := p.cfg.PresignTTL / 2
-	if u, ok := p.presigned.get(key, p.now(), reuse); ok {
+	if u, ok := p.presigned.get(memoKey, p.now(), reuse); ok {
 		return u, nil
 	}
-	u, err := ps.PresignGet(ctx, key, p.cfg.PresignTTL)
+	u, err := sign(ctx, key, p.cfg.PresignTTL)
 	if err != nil {
 		return "", err
 	}
-	p.presigned.put(key, u, p.now())
+	p.presigned.put(memoKey, u, p.now())
 	return u, nil
 }
