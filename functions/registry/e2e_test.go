@@ -336,12 +336,12 @@ func TestWarmCommandFillsTheStore(t *testing.T) {
 	}
 }
 
-// In Lambda a fill that may outlast the request runs in an asynchronous
-// invocation of the function itself: the client is told to retry instead of
-// waiting silently, and the retry is a hit.
-func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
-	s := newStack(t)
-	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 12<<20, 1)
+// startSelfInvokingLambda runs two bootstraps under a harness with two
+// execution environments and the Invoke API, so that fills of blobs of 1 MiB
+// or more run in invocations of their own while requests wait up to
+// fillWait for them.
+func (s *stack) startSelfInvokingLambda(t *testing.T, fillWait time.Duration) (*lambdaharness.Harness, []*testenv.Process) {
+	t.Helper()
 	h, err := lambdaharness.New(lambdaharness.Options{Concurrency: 2, FunctionName: "pullthrough"})
 	if err != nil {
 		t.Fatal(err)
@@ -353,11 +353,19 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 		"AWS_ENDPOINT_URL_LAMBDA="+h.InvokeEndpoint(),
 		"PULLTHROUGH_LARGE_BLOB_POLICY=wait",
 		"PULLTHROUGH_LARGE_BLOB_SIZE=1MiB",
-		"PULLTHROUGH_FILL_WAIT=1s",
+		"PULLTHROUGH_FILL_WAIT="+fillWait.String(),
 	)
 	bin := testenv.BuildMirror(t, true)
-	testenv.Start(t, env, bin)
-	testenv.Start(t, env, bin)
+	return h, []*testenv.Process{testenv.Start(t, env, bin), testenv.Start(t, env, bin)}
+}
+
+// In Lambda a fill that may outlast the request runs in an asynchronous
+// invocation of the function itself: the client is told to retry instead of
+// waiting silently, and the retry is a hit.
+func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 12<<20, 1)
+	h, _ := s.startSelfInvokingLambda(t, time.Second)
 
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -389,5 +397,42 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 	}
 	if n := s.up.Count(http.MethodHead, "blob"); n != 0 {
 		t.Errorf("got %d upstream blob HEADs, want 0", n)
+	}
+}
+
+// A fill that fails in its own invocation is seen: the function logs it
+// with the FillFailures metric, and the request waiting for the blob stops
+// waiting at once instead of polling for PULLTHROUGH_FILL_WAIT.
+func TestLambdaFailedFillIsSeenAndEndsTheWait(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/broken:1", 3<<20, 1)
+	const fillWait = 60 * time.Second
+	h, procs := s.startSelfInvokingLambda(t, fillWait)
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	s.up.SetFault(testenv.FaultCorrupt, "blob")
+	start := time.Now()
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/broken/blobs/"+ld.String())
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if took > fillWait/3 {
+		t.Errorf("the request waited %v for a fill that had failed (fill wait %v)", took, fillWait)
+	}
+	results, err := h.WaitAsync(1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Err == nil {
+		t.Errorf("the fill invocation succeeded, want a function error")
+	}
+	var logs string
+	for _, p := range procs {
+		logs += p.Output()
+	}
+	if !strings.Contains(logs, `"msg":"background fill failed"`) || !strings.Contains(logs, `{"Name":"FillFailures","Unit":"Count"}`) {
+		t.Errorf("no log line with the FillFailures metric for the failed fill:\n%s", logs)
 	}
 }

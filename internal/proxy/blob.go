@@ -184,8 +184,9 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (s
 	size, err = p.fill(ctx, rt)
 	if errors.Is(err, errFillElsewhere) {
 		// Lambda: a fill that may outlast this invocation runs in its own.
+		since := p.now()
 		p.startFill(ctx, rt)
-		size, err = p.waitForBlob(ctx, rt)
+		size, err = p.waitForBlob(ctx, rt, since)
 	}
 	return size, false, err
 }
@@ -213,12 +214,16 @@ func (p *Proxy) startFill(ctx context.Context, rt route) {
 
 // waitForBlob polls the store for a blob another invocation is filling,
 // for at most FillWait.
-func (p *Proxy) waitForBlob(ctx context.Context, rt route) (int64, error) {
+// It stops early if the fill is known to have failed.
+func (p *Proxy) waitForBlob(ctx context.Context, rt route, since time.Time) (int64, error) {
 	deadline := p.now().Add(p.cfg.LeaseWait)
 	backoff := 100 * time.Millisecond
 	for {
 		if size, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
 			return size, nil
+		}
+		if p.fillFailedSince(ctx, rt.digest, since) {
+			return 0, errFillFailed()
 		}
 		if err := p.pause(ctx, deadline, &backoff); err != nil {
 			return 0, err
@@ -241,8 +246,10 @@ func (p *Proxy) pause(ctx context.Context, deadline time.Time, backoff *time.Dur
 	return nil
 }
 
+const fillPendingMessage = "the blob is still being fetched from upstream; retry shortly"
+
 func errFillPending() *Error {
-	e := ErrUnavailable.With("the blob is still being fetched from upstream; retry shortly", nil)
+	e := ErrUnavailable.With(fillPendingMessage, nil)
 	e.Detail = map[string]string{"retryAfter": "5"}
 	return e
 }
@@ -268,6 +275,9 @@ func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
 		return nil // filled meanwhile
 	}
 	_, err := p.fillNow(context.WithValue(ctx, backgroundKey{}, true), rt)
+	if err != nil {
+		p.noteFillFailure(ctx, rt, err)
+	}
 	return err
 }
 
