@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/pullthrough/pullthrough/internal/lambdaharness"
@@ -34,15 +35,22 @@ func newStack(t *testing.T) *stack {
 }
 
 // startBootstrap runs the real Lambda bootstrap on this stack under the
-// function-URL harness.
+// function-URL harness, which treats responses as AWS does (Faithful).
 func (s *stack) startBootstrap(t *testing.T) *lambdaharness.Harness {
 	t.Helper()
-	h, err := lambdaharness.New(lambdaharness.Options{})
+	return s.startLambda(t, lambdaharness.Faithful)
+}
+
+// startLambda runs the real Lambda bootstrap under the function-URL harness
+// in the given mode, with extra environment.
+func (s *stack) startLambda(t *testing.T, mode lambdaharness.Mode, extra ...string) *lambdaharness.Harness {
+	t.Helper()
+	h, err := lambdaharness.New(lambdaharness.Options{Mode: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	testenv.Start(t, append(s.env(), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+	testenv.Start(t, append(s.env(extra...), "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
 	return h
 }
 
@@ -205,6 +213,27 @@ func TestLambdaBootstrapUnderFunctionURLHarness(t *testing.T) {
 	if h.Invocations() == 0 {
 		t.Errorf("the harness saw no invocations")
 	}
+
+	// The function URL drops Content-Length, so a blob HEAD on a hit is a
+	// redirect to a presigned S3 HEAD, whose answer has it: a client that
+	// sizes a layer with HEAD (go-containerregistry's remote.Layer) gets
+	// the size, not -1.
+	resp = mustDo(t, testenv.NoRedirect, http.MethodHead, h.URL()+"/v2/library/alpine/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), s.s3.Endpoint) {
+		t.Errorf("blob HEAD through the function URL: got %d %q, want 307 to S3", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	ref, err := name.NewDigest(strings.TrimPrefix(h.URL(), "http://")+"/library/alpine@"+ld.String(), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := remote.Layer(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := layer.Size()
+	if want, _ := layers[1].Size(); err != nil || size != want {
+		t.Errorf("remote.Layer(...).Size(): got %d, %v; want %d", size, err, want)
+	}
 }
 
 // In AWS, S3 is HTTPS: the SDK then signs no payloads and sends part
@@ -307,12 +336,12 @@ func TestWarmCommandFillsTheStore(t *testing.T) {
 	}
 }
 
-// In Lambda a fill that may outlast the request runs in an asynchronous
-// invocation of the function itself: the client is told to retry instead of
-// waiting silently, and the retry is a hit.
-func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
-	s := newStack(t)
-	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 12<<20, 1)
+// startSelfInvokingLambda runs two bootstraps under a harness with two
+// execution environments and the Invoke API, so that fills of blobs of 1 MiB
+// or more run in invocations of their own while requests wait up to
+// fillWait for them.
+func (s *stack) startSelfInvokingLambda(t *testing.T, fillWait time.Duration) (*lambdaharness.Harness, []*testenv.Process) {
+	t.Helper()
 	h, err := lambdaharness.New(lambdaharness.Options{Concurrency: 2, FunctionName: "pullthrough"})
 	if err != nil {
 		t.Fatal(err)
@@ -324,11 +353,19 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 		"AWS_ENDPOINT_URL_LAMBDA="+h.InvokeEndpoint(),
 		"PULLTHROUGH_LARGE_BLOB_POLICY=wait",
 		"PULLTHROUGH_LARGE_BLOB_SIZE=1MiB",
-		"PULLTHROUGH_FILL_WAIT=1s",
+		"PULLTHROUGH_FILL_WAIT="+fillWait.String(),
 	)
 	bin := testenv.BuildMirror(t, true)
-	testenv.Start(t, env, bin)
-	testenv.Start(t, env, bin)
+	return h, []*testenv.Process{testenv.Start(t, env, bin), testenv.Start(t, env, bin)}
+}
+
+// In Lambda a fill that may outlast the request runs in an asynchronous
+// invocation of the function itself: the client is told to retry instead of
+// waiting silently, and the retry is a hit.
+func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 12<<20, 1)
+	h, _ := s.startSelfInvokingLambda(t, time.Second)
 
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -360,5 +397,42 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 	}
 	if n := s.up.Count(http.MethodHead, "blob"); n != 0 {
 		t.Errorf("got %d upstream blob HEADs, want 0", n)
+	}
+}
+
+// A fill that fails in its own invocation is seen: the function logs it
+// with the FillFailures metric, and the request waiting for the blob stops
+// waiting at once instead of polling for PULLTHROUGH_FILL_WAIT.
+func TestLambdaFailedFillIsSeenAndEndsTheWait(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/broken:1", 3<<20, 1)
+	const fillWait = 60 * time.Second
+	h, procs := s.startSelfInvokingLambda(t, fillWait)
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	s.up.SetFault(testenv.FaultCorrupt, "blob")
+	start := time.Now()
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/broken/blobs/"+ld.String())
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if took > fillWait/3 {
+		t.Errorf("the request waited %v for a fill that had failed (fill wait %v)", took, fillWait)
+	}
+	results, err := h.WaitAsync(1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Err == nil {
+		t.Errorf("the fill invocation succeeded, want a function error")
+	}
+	var logs string
+	for _, p := range procs {
+		logs += p.Output()
+	}
+	if !strings.Contains(logs, `"msg":"background fill failed"`) || !strings.Contains(logs, `{"Name":"FillFailures","Unit":"Count"}`) {
+		t.Errorf("no log line with the FillFailures metric for the failed fill:\n%s", logs)
 	}
 }

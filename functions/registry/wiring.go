@@ -35,6 +35,8 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 		ups = append(ups, up)
 	}
 	cfg.Proxy.EmbeddedMetrics = cfg.Lambda
+	// A RESPONSE_STREAM function URL drops Content-Length on the way out.
+	cfg.Proxy.NoContentLength = cfg.Lambda
 	cfg.Proxy.MetricsFunction = cfg.FunctionName
 	if cfg.Lambda && cfg.FunctionName != "" {
 		if cfg.Proxy.BackgroundFill, err = selfInvoker(ctx, cfg.FunctionName); err != nil {

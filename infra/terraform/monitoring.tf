@@ -83,3 +83,32 @@ resource "aws_cloudwatch_metric_alarm" "upstream_throttled" {
 
   tags = var.tags
 }
+
+# A blob fill that ran in its own invocation and failed (the upstream sent a
+# corrupt or cut blob, or errors): the function logs FillFailures. Waiting
+# clients got 503 and retry, which starts a new fill; repeated failures mean
+# the upstream keeps failing for some blob.
+resource "aws_cloudwatch_metric_alarm" "fill_failed" {
+  for_each = var.create_alarms ? toset(local.upstream_hosts) : toset([])
+
+  alarm_name        = "${var.name}-fill-failed-${each.key}"
+  alarm_description = "A background fill of a large blob from ${each.key} into the ${var.name} pull-through cache failed in the last 5 minutes. Clients were told to retry. Search the function's logs for \"background fill failed\" to see the blob and the cause."
+
+  namespace   = local.metric_namespace
+  metric_name = "FillFailures"
+  dimensions = {
+    Function = var.name
+    Upstream = each.key
+  }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = var.alarm_actions
+  ok_actions    = var.alarm_actions
+
+  tags = var.tags
+}

@@ -391,7 +391,7 @@ variable "create_dashboard" {
 }
 
 variable "create_alarms" {
-  description = "Create one CloudWatch alarm per upstream host that fires when the upstream throttled the cache (answered 429) at least once in 5 minutes."
+  description = "Create two CloudWatch alarms per upstream host: one fires when the upstream throttled the cache (answered 429), one when a background fill from it failed, at least once in 5 minutes."
   type        = bool
   default     = true
   nullable    = false

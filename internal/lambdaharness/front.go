@@ -16,7 +16,9 @@ import (
 )
 
 const (
-	// maxRequestPayload is Lambda's limit on a synchronous invocation payload;
+	// maxRequestPayload is Lambda's limit on a synchronous invocation payload
+	// ("Invocation payload (request and response): 6 MB each for
+	// synchronous", https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
 	// larger request bodies are refused with 413, as a function URL does.
 	maxRequestPayload = 6 << 20
 
@@ -130,26 +132,43 @@ func (h *Harness) writeResult(w http.ResponseWriter, r *http.Request, inv *invoc
 	for _, c := range res.cookies {
 		hdr.Add("Set-Cookie", c)
 	}
+	faithful := h.faithful(res)
+	if faithful {
+		remapContentLength(hdr)
+	}
 	if lb, ok := res.body.(interface{ Len() int }); ok && res.consumed == nil && hdr.Get("Content-Length") == "" {
 		// A buffered (complete) body: its length is known, as on AWS.
 		hdr.Set("Content-Length", strconv.Itoa(lb.Len()))
 	}
 	w.WriteHeader(res.status)
+	if faithful {
+		// Commit the headers now, without a length: net/http would
+		// otherwise compute one for a short body, which AWS does not.
+		rc.Flush()
+	}
 
-	var readErr, writeErr error
+	var cp copyResult
 	if res.body != nil {
-		readErr, writeErr = copyFlushing(w, rc, res.body, r.Method == http.MethodHead)
+		limit := int64(-1)
+		if faithful {
+			limit = h.maxResponse
+		}
+		cp = copyFlushing(w, rc, res.body, r.Method == http.MethodHead, h.newPacer(res), limit)
 	}
 	calls := h.nextCallsNow()
 	if res.consumed != nil {
 		close(res.consumed) // lets the Runtime API acknowledge the response
 	}
-	if readErr != nil {
-		h.log.Warn("lambdaharness: response stream failed; aborting client response", "id", inv.id, "err", readErr)
+	switch {
+	case cp.readErr != nil:
+		h.log.Warn("lambdaharness: response stream failed; aborting client response", "id", inv.id, "err", cp.readErr)
 		panic(http.ErrAbortHandler)
-	}
-	if writeErr != nil {
-		h.log.Debug("lambdaharness: client stopped reading the response", "id", inv.id, "err", writeErr)
+	case cp.capped:
+		h.log.Warn("lambdaharness: streamed response exceeds the maximum response size; cutting the client off",
+			"id", inv.id, "max", h.maxResponse)
+		panic(http.ErrAbortHandler)
+	case cp.writeErr != nil:
+		h.log.Debug("lambdaharness: client stopped reading the response", "id", inv.id, "err", cp.writeErr)
 		return
 	}
 	if res.consumed != nil && !h.awaitRuntime(inv, res.conn, calls) {
@@ -158,26 +177,43 @@ func (h *Harness) writeResult(w http.ResponseWriter, r *http.Request, inv *invoc
 	}
 }
 
+// copyResult is how copyFlushing ended.
+type copyResult struct {
+	readErr  error // the function's stream failed
+	writeErr error // the client went away
+	capped   bool  // the body went past the size limit
+}
+
 // copyFlushing copies body to w, flushing after every chunk so the client sees
-// the stream as the function produces it. After a write error (the client went
-// away) or with discard set (HEAD), body is still read to the end so that the
-// runtime's response completes.
-func copyFlushing(w io.Writer, rc *http.ResponseController, body io.Reader, discard bool) (readErr, writeErr error) {
+// the stream as the function produces it, at the pace p allows, and stops
+// writing after limit bytes (a negative limit is none). After a write error
+// (the client went away), past the limit, or with discard set (HEAD), body is
+// still read to the end so that the runtime's response completes.
+func copyFlushing(w io.Writer, rc *http.ResponseController, body io.Reader, discard bool, p *pacer, limit int64) copyResult {
+	var cr copyResult
 	buf := make([]byte, 64<<10)
+	var n64 int64
 	for {
 		n, err := body.Read(buf)
-		if n > 0 && !discard && writeErr == nil {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				writeErr = werr
-			} else if ferr := rc.Flush(); ferr != nil {
-				writeErr = ferr
+		if n > 0 && !discard && cr.writeErr == nil && !cr.capped {
+			chunk := buf[:n]
+			if limit >= 0 && n64+int64(n) > limit {
+				chunk, cr.capped = chunk[:limit-n64], true
 			}
+			if _, werr := w.Write(chunk); werr != nil {
+				cr.writeErr = werr
+			} else if ferr := rc.Flush(); ferr != nil {
+				cr.writeErr = ferr
+			}
+			n64 += int64(len(chunk))
+			p.wrote(len(chunk))
 		}
 		if err == io.EOF {
-			return nil, writeErr
+			return cr
 		}
 		if err != nil {
-			return err, writeErr
+			cr.readErr = err
+			return cr
 		}
 	}
 }
@@ -243,6 +279,10 @@ func buildEvent(r *http.Request, body []byte, inv *invocation, now time.Time) an
 			}
 			continue
 		}
+		// "Any headers with multiple values are combined into a single
+		// comma-separated value" (payload format 2.0,
+		// https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html),
+		// and lambdaurl hands the function that one value.
 		headers[lk] = strings.Join(vv, ",")
 	}
 	sourceIP, _, err := net.SplitHostPort(r.RemoteAddr)

@@ -37,6 +37,15 @@
 // closing the harness makes each runtime's next call to the Runtime API fail,
 // and aws-lambda-go then exits the process.
 //
+// By default (Options.Mode Faithful) the function URL treats streamed
+// responses as AWS does, warts included: the function's Content-Length
+// reaches the client as X-Amzn-Remapped-Content-Length and the body is
+// chunked (so a HEAD answer has no length), a body is throttled to 2 MB/s
+// after its first 6 MB, and cut off past 200 MB. Permissive mode passes
+// lengths through and streams anything at full speed. In both, request
+// bodies over 6 MB get 413 and multi-value request headers reach the
+// function joined with commas, as on AWS.
+//
 // Deliberate departures from AWS: the front end speaks plain HTTP, so the
 // event's x-forwarded-proto and x-forwarded-port headers describe the harness
 // (http and its port), not https/443; there is no authentication (SigV4
@@ -63,7 +72,9 @@ import (
 )
 
 // DefaultTimeout is the invocation timeout used when Options.Timeout is zero.
-// It matches the longest timeout AWS Lambda allows.
+// It matches the longest timeout AWS Lambda allows ("Function timeout: 900
+// seconds (15 minutes)",
+// https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 const DefaultTimeout = 15 * time.Minute
 
 // Options configures a Harness.
@@ -92,6 +103,20 @@ type Options struct {
 	// ResourceNotFoundException), and it replaces "lambdaharness" in the
 	// function ARN announced to the runtime. Empty accepts any name.
 	FunctionName string
+
+	// Mode is Faithful (the default) or Permissive; see Mode.
+	Mode Mode
+
+	// StreamSpeedup multiplies the 2 MB/s rate at which Faithful mode
+	// streams a response body past its first 6 MB, so that tests stay fast
+	// while a design that streams large bodies through the function still
+	// shows up as slow. Zero means 1, AWS's rate.
+	StreamSpeedup float64
+
+	// MaxResponseSize caps a streamed response body in Faithful mode; the
+	// client's connection is cut after that many bytes. Zero means
+	// DefaultMaxResponseSize.
+	MaxResponseSize int64
 }
 
 // Harness is a local stand-in for the Lambda Runtime API and a function URL in
@@ -101,6 +126,9 @@ type Harness struct {
 	log          *slog.Logger
 	functionName string // Options.FunctionName
 	functionARN  string
+	mode         Mode
+	speedup      float64 // Options.StreamSpeedup
+	maxResponse  int64   // Options.MaxResponseSize
 
 	runtimeLn  net.Listener
 	frontLn    net.Listener
@@ -149,7 +177,22 @@ func New(opts Options) (*Harness, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Mode != Faithful && opts.Mode != Permissive {
+		return nil, fmt.Errorf("lambdaharness: unknown mode %v", opts.Mode)
+	}
+	if opts.StreamSpeedup < 0 || opts.MaxResponseSize < 0 {
+		return nil, fmt.Errorf("lambdaharness: negative stream speedup %v or response size %d", opts.StreamSpeedup, opts.MaxResponseSize)
+	}
+	if opts.StreamSpeedup == 0 {
+		opts.StreamSpeedup = 1
+	}
+	if opts.MaxResponseSize == 0 {
+		opts.MaxResponseSize = DefaultMaxResponseSize
+	}
 	h := &Harness{
+		mode:         opts.Mode,
+		speedup:      opts.StreamSpeedup,
+		maxResponse:  opts.MaxResponseSize,
 		timeout:      opts.Timeout,
 		log:          opts.Logger,
 		functionName: opts.FunctionName,

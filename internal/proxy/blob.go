@@ -52,12 +52,21 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		p.known.put(rt.digest, size, p.now())
 	}
 	blobHeaders(w.Header(), rt.digest, size, cache)
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
+	var sign signFunc
 	if ps, ok := p.store.(Presigner); ok {
-		u, err := p.presign(ctx, ps, key)
+		sign = ps.PresignGet
+	}
+	if r.Method == http.MethodHead {
+		hp, ok := p.store.(HeadPresigner)
+		if !p.cfg.NoContentLength || !ok {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		// The length would not reach the client: S3's answer carries it.
+		sign = hp.PresignHead
+	}
+	if sign != nil {
+		u, err := p.presign(ctx, r.Method+" "+key, key, sign)
 		if err != nil {
 			return ErrUnavailable.With("cache storage unavailable", err)
 		}
@@ -177,8 +186,9 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (s
 	size, err = p.fill(ctx, rt)
 	if errors.Is(err, errFillElsewhere) {
 		// Lambda: a fill that may outlast this invocation runs in its own.
+		since := p.now()
 		p.startFill(ctx, rt)
-		size, err = p.waitForBlob(ctx, rt)
+		size, err = p.waitForBlob(ctx, rt, since)
 	}
 	return size, false, err
 }
@@ -206,12 +216,16 @@ func (p *Proxy) startFill(ctx context.Context, rt route) {
 
 // waitForBlob polls the store for a blob another invocation is filling,
 // for at most FillWait.
-func (p *Proxy) waitForBlob(ctx context.Context, rt route) (int64, error) {
+// It stops early if the fill is known to have failed.
+func (p *Proxy) waitForBlob(ctx context.Context, rt route, since time.Time) (int64, error) {
 	deadline := p.now().Add(p.cfg.LeaseWait)
 	backoff := 100 * time.Millisecond
 	for {
 		if size, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {
 			return size, nil
+		}
+		if p.fillFailedSince(ctx, rt.digest, since) {
+			return 0, errFillFailed()
 		}
 		if err := p.pause(ctx, deadline, &backoff); err != nil {
 			return 0, err
@@ -234,8 +248,10 @@ func (p *Proxy) pause(ctx context.Context, deadline time.Time, backoff *time.Dur
 	return nil
 }
 
+const fillPendingMessage = "the blob is still being fetched from upstream; retry shortly"
+
 func errFillPending() *Error {
-	e := ErrUnavailable.With("the blob is still being fetched from upstream; retry shortly", nil)
+	e := ErrUnavailable.With(fillPendingMessage, nil)
 	e.Detail = map[string]string{"retryAfter": "5"}
 	return e
 }
@@ -261,6 +277,9 @@ func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
 		return nil // filled meanwhile
 	}
 	_, err := p.fillNow(context.WithValue(ctx, backgroundKey{}, true), rt)
+	if err != nil {
+		p.noteFillFailure(ctx, rt, err)
+	}
 	return err
 }
 
@@ -438,18 +457,21 @@ func (i *idleReader) stop() { i.timer.Stop() }
 // rule are noticed.
 const knownBlobsTTL = 10 * time.Minute
 
+// signFunc presigns one request for an object in the store.
+type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, error)
+
 // presign reuses a presigned URL for the first half of its life: signing
 // costs more than the rest of a hit, and a URL is as good for one client as
-// for the next.
-func (p *Proxy) presign(ctx context.Context, ps Presigner, key string) (string, error) {
+// for the next. memoKey names the request (method and key).
+func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
 	reuse := p.cfg.PresignTTL / 2
-	if u, ok := p.presigned.get(key, p.now(), reuse); ok {
+	if u, ok := p.presigned.get(memoKey, p.now(), reuse); ok {
 		return u, nil
 	}
-	u, err := ps.PresignGet(ctx, key, p.cfg.PresignTTL)
+	u, err := sign(ctx, key, p.cfg.PresignTTL)
 	if err != nil {
 		return "", err
 	}
-	p.presigned.put(key, u, p.now())
+	p.presigned.put(memoKey, u, p.now())
 	return u, nil
 }

@@ -51,7 +51,7 @@ func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return err
 	}
-	return p.writeManifest(w, r, m, cache)
+	return p.writeManifest(w, r, m, cache, rt.tag != "" && p.cfg.NoContentLength)
 }
 
 // manifest answers a manifest request from the cache or the upstream,
@@ -492,11 +492,17 @@ func (p *Proxy) saveJSON(ctx context.Context, key string, v any) error {
 	return nil
 }
 
-func (p *Proxy) writeManifest(w http.ResponseWriter, r *http.Request, m storedManifest, cache string) error {
+// writeManifest answers with m. With hideDigest (a tag behind a front end
+// that drops Content-Length, see Config.NoContentLength) the answer has no
+// Docker-Content-Digest: clients then hash the body instead of trusting a
+// digest that comes without the length they also require.
+func (p *Proxy) writeManifest(w http.ResponseWriter, r *http.Request, m storedManifest, cache string, hideDigest bool) error {
 	h := w.Header()
 	etag := `"` + m.Digest.String() + `"`
 	h.Set("Content-Type", m.MediaType)
-	h.Set(headerDigest, m.Digest.String())
+	if !hideDigest {
+		h.Set(headerDigest, m.Digest.String())
+	}
 	h.Set("ETag", etag)
 	h.Set(headerCache, cache)
 	// Only an answer that went upstream in this request knows the

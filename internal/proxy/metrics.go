@@ -85,15 +85,11 @@ func (s *requestStats) logAttrs(cache, upstream, function string, emf bool, now 
 		}
 		return 0
 	}
-	if upstream == "" {
-		upstream = "none"
-	}
 	metrics := []emfMetric{
 		{"Hits", "Count"}, {"Misses", "Count"}, {"StaleServes", "Count"},
 		{"BytesFilled", "Bytes"}, {"UpstreamErrors", "Count"}, {"UpstreamThrottled", "Count"},
 	}
 	attrs = append(attrs,
-		"Upstream", upstream,
 		"Hits", one(cache == cacheHit || cache == cacheRevalidated),
 		"Misses", one(cache == cacheMiss),
 		"StaleServes", one(cache == cacheStale),
@@ -105,6 +101,17 @@ func (s *requestStats) logAttrs(cache, upstream, function string, emf bool, now 
 		metrics = append(metrics, emfMetric{"UpstreamRateLimitRemaining", "Count"})
 		attrs = append(attrs, "UpstreamRateLimitRemaining", remaining)
 	}
+	return emfAttrs(attrs, upstream, function, metrics, now)
+}
+
+// emfAttrs ends a log line whose attrs carry the values of metrics with the
+// CloudWatch Embedded Metric Format envelope (namespace "pullthrough",
+// dimensions Function, when known, and Upstream).
+func emfAttrs(attrs []any, upstream, function string, metrics []emfMetric, now time.Time) []any {
+	if upstream == "" {
+		upstream = "none"
+	}
+	attrs = append(attrs, "Upstream", upstream)
 	dims := []string{"Upstream"}
 	if function != "" {
 		// Deployments in one account and region must not share metrics.

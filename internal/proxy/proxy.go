@@ -60,6 +60,18 @@ type Config struct {
 	// Access restricts who may use the mirror. The zero value lets
 	// everyone in.
 	Access AccessConfig
+	// NoContentLength says that Content-Length never reaches clients: a
+	// Lambda function URL in RESPONSE_STREAM mode renames it to
+	// x-amzn-Remapped-Content-Length and sends every body chunked
+	// (cargo-lambda/cargo-lambda#862, aws/aws-lambda-go#577). Manifest
+	// answers for tags then carry no Docker-Content-Digest, so clients
+	// compute the digest from the body: Docker's registry client
+	// (distribution's descriptorFromResponse, dockerd 20.10's tag
+	// resolution) rejects a digest without a length, and dockerd then pulls
+	// from the upstream itself instead of the mirror. Without the digest it
+	// falls back from HEAD to GET and hashes the body, as containerd,
+	// go-containerregistry and containers/image do.
+	NoContentLength bool
 }
 
 // Defaults for zero Config fields.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/store"
@@ -448,3 +449,45 @@ func TestDockerHubOfficialImageNames(t *testing.T) {
 type statusError struct{ code int }
 
 func (e *statusError) Error() string { return http.StatusText(e.code) }
+
+// Behind a front end that drops Content-Length (a Lambda function URL),
+// answers for tags carry no Docker-Content-Digest, so that Docker's client
+// falls back from HEAD to GET and hashes the body instead of failing on a
+// digest without a length; answers by digest keep it.
+func TestNoContentLengthHidesTagDigests(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		noContentLength bool
+	}{
+		{"length reaches clients", false},
+		{"length dropped", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, reg := newMirror(t, proxy.Config{ManifestTTL: time.Hour, NoContentLength: tc.noContentLength}, proxy.UpstreamConfig{})
+			img := testenv.SeedImage(t, reg, "org/img:v1", 4<<10, 1)
+			want, _ := img.Digest()
+			byTag := m.URL + "/v2/org/img/manifests/v1"
+			byDigest := m.URL + "/v2/org/img/manifests/" + want.String()
+			for _, rc := range []struct {
+				method, url string
+				wantDigest  bool
+			}{
+				{http.MethodHead, byTag, !tc.noContentLength},
+				{http.MethodGet, byTag, !tc.noContentLength},
+				{http.MethodHead, byDigest, true},
+				{http.MethodGet, byDigest, true},
+			} {
+				resp := do(t, rc.method, rc.url, nil)
+				got := resp.Header.Get("Docker-Content-Digest")
+				if resp.StatusCode != http.StatusOK || (got != "") != rc.wantDigest || (got != "" && got != want.String()) {
+					t.Errorf("%s %s: got %d Docker-Content-Digest %q, want 200 with a digest: %v", rc.method, rc.url, resp.StatusCode, got, rc.wantDigest)
+				}
+				if rc.method == http.MethodGet {
+					if d := digest.FromBytes(resp.body); d.String() != want.String() {
+						t.Errorf("GET %s: body digest %s, want %s", rc.url, d, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -43,3 +43,11 @@ type Upload = interface {
 type Presigner interface {
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
 }
+
+// HeadPresigner is implemented by stores that can also presign a HEAD of
+// an object (S3). Behind a front end that drops Content-Length (see
+// Config.NoContentLength) a blob HEAD on a hit is then a redirect to it, so
+// that the client learns the size from the store.
+type HeadPresigner interface {
+	PresignHead(ctx context.Context, key string, ttl time.Duration) (string, error)
+}

@@ -34,6 +34,7 @@ type s3API interface {
 
 type presignAPI interface {
 	PresignGetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
+	PresignHeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
 }
 
 // DefaultPartSize is the multipart part size: above S3's 5 MiB minimum, and
@@ -193,16 +194,31 @@ func (s *S3) putVersioned(ctx context.Context, key string, data []byte, in *s3.P
 // PresignGet returns a URL that GETs the object at key until ttl passes
 // (or the signing credentials expire, whichever is first).
 func (s *S3) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.presignFor(ctx, http.MethodGet, key, func(k *string) (*v4.PresignedHTTPRequest, error) {
+		return s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k}, s3.WithPresignExpires(ttl))
+	})
+}
+
+// PresignHead returns a URL that HEADs the object at key until ttl passes:
+// a SigV4 signature covers the method, so a GET URL does not serve HEAD.
+// S3 answers it with the object's Content-Length.
+func (s *S3) PresignHead(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.presignFor(ctx, http.MethodHead, key, func(k *string) (*v4.PresignedHTTPRequest, error) {
+		return s.presign.PresignHeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: k}, s3.WithPresignExpires(ttl))
+	})
+}
+
+func (s *S3) presignFor(ctx context.Context, method, key string, sign func(k *string) (*v4.PresignedHTTPRequest, error)) (string, error) {
 	k, err := s.key(key)
 	if err != nil {
 		return "", err
 	}
-	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k}, s3.WithPresignExpires(ttl))
+	req, err := sign(k)
 	if err != nil {
 		return "", err
 	}
-	if req.Method != http.MethodGet {
-		return "", fmt.Errorf("store: presigned %s, want GET", req.Method)
+	if req.Method != method {
+		return "", fmt.Errorf("store: presigned %s, want %s", req.Method, method)
 	}
 	return req.URL, nil
 }

@@ -303,6 +303,29 @@ func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S
 			if got := httpGet(t, u); got.status != 200 || got.body != "presigned bytes" {
 				t.Errorf("got %d %q", got.status, got.body)
 			}
+			// A HEAD needs its own signature, and its answer has the length.
+			hu, err := st.PresignHead(ctx, "blobs/sha256/p", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				signedFor, url string
+				wantStatus     int
+				wantLength     int64
+			}{
+				{"HEAD", hu, http.StatusOK, int64(len("presigned bytes"))},
+				{"GET", u, http.StatusForbidden, -1},
+			} {
+				resp, err := http.Head(tc.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.wantStatus || (tc.wantLength >= 0 && resp.ContentLength != tc.wantLength) {
+					t.Errorf("HEAD of a URL presigned for %s: got %d length %d, want %d length %d",
+						tc.signedFor, resp.StatusCode, resp.ContentLength, tc.wantStatus, tc.wantLength)
+				}
+			}
 			time.Sleep(3 * time.Second)
 			if got := httpGet(t, u); got.status != http.StatusForbidden {
 				t.Errorf("expired URL: got %d, want 403", got.status)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -26,28 +28,68 @@ type Containerd struct {
 // to the minimal environment, as with Start.
 func StartContainerd(t testing.TB, env ...string) *Containerd {
 	t.Helper()
-	bin := Tool(t, "containerd")
+	return startContainerd(t, Tool(t, "containerd"), 2, []string{"io.containerd.snapshotter.v1.aufs"}, "", env...)
+}
+
+// StartContainerd2 starts a private containerd 2.x (built by
+// scripts/tools.sh under bin/containerd-v2), configured like StartContainerd
+// in its configuration version 3.
+func StartContainerd2(t testing.TB, env ...string) *Containerd {
+	t.Helper()
+	return startContainerd(t, Tool(t, "containerd-v2/containerd"), 3, []string{
+		"io.containerd.cri.v1.images",
+		"io.containerd.cri.v1.runtime",
+		"io.containerd.podsandbox.controller.v1.podsandbox",
+		"io.containerd.sandbox.controller.v1.shim",
+		"io.containerd.snapshotter.v1.erofs",
+		"io.containerd.nri.v1.nri",
+	}, // Pulls go through the transfer service, which unpacks only for
+		// the platforms and snapshotters listed here (ctr's --snapshotter
+		// alone fails with "no unpack platforms defined").
+		fmt.Sprintf(`[plugins."io.containerd.transfer.v1.local"]
+  [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+    platform = "linux/%s"
+    snapshotter = "native"
+`, runtime.GOARCH), env...)
+}
+
+// disabledPlugins are turned off in every containerd: CRI, tracing and
+// the snapshotters that need special kernels or disks.
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+	"io.containerd.tracing.processor.v1.otlp",
+	"io.containerd.internal.v1.tracing",
+}
+
+// startContainerd runs bin with a configuration of the given version that
+// disables disabledPlugins and more, and puts every path under a temporary
+// directory.
+func startContainerd(t testing.TB, bin string, version int, more []string, extra string, env ...string) *Containerd {
+	t.Helper()
 	dir := shortTempDir(t, "ptctd")
 	c := &Containerd{Address: filepath.Join(dir, "containerd.sock")}
-	cfg := fmt.Sprintf(`version = 2
+	disabled, err := json.Marshal(append(slices.Clone(disabledPlugins), more...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`version = %d
+disabled_plugins = %s
 root = %q
 state = %q
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
 
 [grpc]
   address = %q
 
+[ttrpc]
+  address = %q
+
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Address, filepath.Join(dir, "opt"))
+
+%s`, version, disabled, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Address, c.Address+".ttrpc", filepath.Join(dir, "opt"), extra)
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -105,6 +105,15 @@ run "defaults" {
     error_message = "the alarm must fire on one throttled request (Sum of UpstreamThrottled >= 1) in 5 minutes"
   }
   assert {
+    condition = alltrue([
+      keys(aws_cloudwatch_metric_alarm.fill_failed) == ["docker.io"],
+      aws_cloudwatch_metric_alarm.fill_failed["docker.io"].metric_name == "FillFailures",
+      aws_cloudwatch_metric_alarm.fill_failed["docker.io"].dimensions == tomap({ Function = var.name, Upstream = "docker.io" }),
+      aws_cloudwatch_metric_alarm.fill_failed["docker.io"].threshold == 1,
+    ])
+    error_message = "one failed background fill (Sum of FillFailures >= 1) in 5 minutes must raise an alarm per upstream"
+  }
+  assert {
     condition = toset(flatten([
       for w in jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets : [for m in w.properties.metrics : "${m[0]}/${m[1]}/${m[2]}=${m[3]}/${m[4]}=${m[5]}"]
       ])) == toset([
