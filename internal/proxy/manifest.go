@@ -116,18 +116,23 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 	m, err := p.loadManifest(ctx, d)
 	switch {
 	case err == nil:
+		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
+			return storedManifest{}, "", err
+		}
 		return m, cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 	var led bool
-	_, err = p.fills.do(ctx, "manifest "+manifestKey(d), false, 0, func() (int64, error) {
+	// Keyed by repository too: a fetch for one repository vouches for
+	// nothing in another (see links.go).
+	_, err = p.fills.do(ctx, "manifest "+up.Host()+"/"+name+" "+manifestKey(d), false, 0, func() (int64, error) {
 		led = true
 		m, _, err = p.fetchManifest(context.WithoutCancel(ctx), up, name, d.String())
 		if err != nil {
 			return 0, err
 		}
-		return 0, p.saveManifest(ctx, m)
+		return 0, p.storeManifest(ctx, up, name, m)
 	})
 	if err != nil {
 		return storedManifest{}, "", err
@@ -202,7 +207,7 @@ func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedMan
 	if err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
 	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
@@ -264,7 +269,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		p.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
 	}
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
 	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
@@ -458,6 +463,16 @@ func (p *Proxy) loadJSON(ctx context.Context, key string, v any) error {
 
 func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 	return p.saveJSON(ctx, manifestKey(m.Digest), m)
+}
+
+// storeManifest saves a manifest the upstream served for a repository and
+// links it and its references to that repository.
+func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
+	if err := p.saveManifest(ctx, m); err != nil {
+		return err
+	}
+	p.linkManifest(ctx, up, name, m)
+	return nil
 }
 
 // touchTag records that the upstream confirmed a tag just now. A failure

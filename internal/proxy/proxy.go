@@ -87,6 +87,7 @@ type Proxy struct {
 	manifests *memo[digest.Digest, storedManifest]
 	tags      *memo[string, tagRecord] // by store key
 	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
+	links     *memo[string, struct{}]  // repository links known to exist, by store key
 	now       func() time.Time
 }
 
@@ -123,6 +124,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.ManifestTTL < 0 {
 		cfg.ManifestTTL = 0
 	}
+
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,6 +139,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),
 		headless:  newMemo[string, struct{}](256),
+		links:     newMemo[string, struct{}](100000),
 	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())
