@@ -191,6 +191,12 @@ var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
 func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
 
+// deniedGrace reports whether a tag the upstream now denies may still be
+// served stale: only within Config.DeniedGrace of its last confirmation.
+func (p *Proxy) deniedGrace(tr tagRecord) bool {
+	return p.now().Sub(tr.Checked) < p.cfg.DeniedGrace
+}
+
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
@@ -226,8 +232,9 @@ const headlessFor = 6 * time.Hour
 // Docker Hub) where the upstream supports one, else with a conditional GET
 // (If-None-Match with the stored ETag): some registries answer manifest
 // HEAD with 405, 403 or 404 while GET works. Only a GET's 404 says the tag
-// is gone; any other upstream trouble serves the cached copy, marked
-// stale.
+// is gone, and only a GET's 401/403 (after the token flow) that it is
+// revoked (DENIED, unless within Config.DeniedGrace); any other upstream
+// trouble serves the cached copy, marked stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
 	if rt.up.backingOff(p.now()) {
 		return cached, cacheStale, nil
@@ -256,6 +263,13 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		var oe *Error
 		if errors.As(err, &oe) && oe.Code == ErrManifestUnknown.Code {
 			return storedManifest{}, "", err // GET confirms: the tag is gone
+		}
+		if errors.As(err, &oe) && oe.Code == ErrDenied.Code && !p.deniedGrace(tr) {
+			// 401/403 after the token flow: deleted, taken down or made
+			// private upstream. Serving it stale would outlive the
+			// revocation forever.
+			p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
+			return storedManifest{}, "", err
 		}
 		return stale("cause", err.Error())
 	}

@@ -60,6 +60,11 @@ type Config struct {
 	// Access restricts who may use the mirror. The zero value lets
 	// everyone in.
 	Access AccessConfig
+	// DeniedGrace is how long after the upstream last confirmed a tag the
+	// cached copy is still served (stale) once the upstream denies access
+	// to it (401/403 after the token flow: deleted, taken down, made
+	// private). Zero, the default, answers DENIED at once.
+	DeniedGrace time.Duration
 }
 
 // Defaults for zero Config fields.
@@ -124,7 +129,9 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.ManifestTTL < 0 {
 		cfg.ManifestTTL = 0
 	}
-
+	if cfg.DeniedGrace < 0 {
+		cfg.DeniedGrace = 0
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
