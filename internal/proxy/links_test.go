@@ -105,14 +105,50 @@ func TestCachedContentServedOnlyUnderLinkedRepositories(t *testing.T) {
 		t.Errorf("second pull of a confirmed repository: got %d upstream requests, want 0", n)
 	}
 
+	// A blob asked for on its own is confirmed with one blob HEAD.
+	ref, _ = name.ParseReference(reg.Host+"/copies/miner:v1", name.Insecure)
+	if err := remote.Write(ref, evil); err != nil {
+		t.Fatal(err)
+	}
+	up.Reset()
+	resp := do(t, http.MethodGet, mirror+"/v2/copies/miner/blobs/"+layer.String(), nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Pullthrough-Cache") != "hit" {
+		t.Errorf("blob of a confirmed repository: got %d (cache %q), want 200 hit", resp.StatusCode, resp.Header.Get("X-Pullthrough-Cache"))
+	}
+	if h, g := up.Count(http.MethodHead, "blob"), up.Count(http.MethodGet, "blob"); h != 1 || g != 0 {
+		t.Errorf("blob of a confirmed repository: got %d blob HEADs and %d GETs upstream, want 1 and 0", h, g)
+	}
+
 	// Nobody can confirm while the upstream is down: not served.
 	up.SetFault(testenv.FaultDown, "")
-	resp := do(t, http.MethodGet, mirror+"/v2/other/app/manifests/"+d.String(), nil)
+	resp = do(t, http.MethodGet, mirror+"/v2/other/app/manifests/"+d.String(), nil)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("unlinked, upstream down: got %d, want 503", resp.StatusCode)
 	}
 	assertOCIError(t, resp, "UNAVAILABLE")
 	if got := testenv.PullImage(t, mirror, "mirrors/miner@"+d.String()); got != d {
 		t.Errorf("linked, upstream down: got %s, want %s from the cache", got, d)
+	}
+}
+
+// TestIndexCachedForOneRepositoryPulledFromAnother: a multi-platform index
+// fetched for a second repository links its children and, since they are
+// cached, their blobs: the pull costs the tag's manifest GET and nothing
+// else upstream.
+func TestIndexCachedForOneRepositoryPulledFromAnother(t *testing.T) {
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: time.Hour}, proxy.UpstreamConfig{})
+	idx := testenv.SeedIndex(t, reg, "org/multi:v1", 4<<10, 2, 3)
+	want, _ := idx.Digest()
+	testenv.PullIndex(t, m.URL, "org/multi:v1")
+	ref, _ := name.ParseReference(reg.Host+"/org/copy:v1", name.Insecure)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	m.Up.Reset()
+	if got := testenv.PullIndex(t, m.URL, "org/copy:v1"); got != want {
+		t.Fatalf("got index %s, want %s", got, want)
+	}
+	if g, n := m.Up.Count(http.MethodGet, "manifest"), m.Up.Total(); g != 1 || n != 1 {
+		t.Errorf("got %d upstream requests (%d manifest GETs), want 1 (the tag's GET)", n, g)
 	}
 }
