@@ -92,6 +92,7 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		FillTimeout: duration("PULLTHROUGH_FILL_TIMEOUT", proxy.DefaultFillTimeout),
 		LeaseTTL:    duration("PULLTHROUGH_FILL_LEASE_TTL", proxy.DefaultLeaseTTL),
 		LeaseWait:   duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultLeaseWait),
+		DeniedGrace: duration("PULLTHROUGH_DENIED_GRACE", 0),
 	}
 	c.Proxy.LargeBlobPolicy = get("PULLTHROUGH_LARGE_BLOB_POLICY", proxy.PolicyAuto)
 	switch c.Proxy.LargeBlobPolicy {

@@ -34,10 +34,10 @@ func TestParseConfig(t *testing.T) {
 				"PULLTHROUGH_ADDR": "0.0.0.0:8080", "PULLTHROUGH_STORE": "s3://my-bucket/cache/", "PULLTHROUGH_S3_PATH_STYLE": "true",
 				"PULLTHROUGH_UPSTREAM": "https://registry.example:5000", "PULLTHROUGH_UPSTREAM_USERNAME": "u", "PULLTHROUGH_UPSTREAM_PASSWORD": "p",
 				"PULLTHROUGH_MANIFEST_TTL": "0s", "PULLTHROUGH_PRESIGN_TTL": "5m", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
-				"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example, token.example",
+				"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example, token.example", "PULLTHROUGH_DENIED_GRACE": "2h",
 			},
 			check: func(t *testing.T, c Config) {
-				if c.Store != "s3://my-bucket/cache/" || !c.S3PathStyle || c.Proxy.ManifestTTL != 0 || c.Proxy.PresignTTL != 5*time.Minute || !c.Lambda {
+				if c.Store != "s3://my-bucket/cache/" || !c.S3PathStyle || c.Proxy.ManifestTTL != 0 || c.Proxy.PresignTTL != 5*time.Minute || !c.Lambda || c.Proxy.DeniedGrace != 2*time.Hour {
 					t.Errorf("got %+v", c)
 				}
 				if u := c.Upstreams[0]; u.Host != "registry.example:5000" || u.Username != "u" || len(u.AuthHosts) != 2 || u.AuthHosts[1] != "token.example" {

@@ -29,6 +29,9 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	switch {
 	case err == nil:
+		if err := p.checkLinkedBlob(ctx, rt); err != nil {
+			return err
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return ErrUnavailable.With("cache storage unavailable", err)
 	case r.Method == http.MethodHead:
@@ -45,6 +48,10 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		var redirected bool
 		size, redirected, err = p.missing(ctx, w, rt)
 		if err != nil || redirected {
+			return err
+		}
+		// The fill may have been another repository's (links.go).
+		if err := p.checkLinkedBlob(ctx, rt); err != nil {
 			return err
 		}
 	}
@@ -362,6 +369,7 @@ func (p *Proxy) fillBlob(ctx context.Context, rt route) (int64, error) {
 		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("publish %s: %w", rt.digest, err))
 	}
 	statsFrom(ctx).filledBytes.Add(n)
+	p.link(ctx, rt.up, rt.name, rt.digest)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
 	return n, nil
 }

@@ -116,18 +116,23 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 	m, err := p.loadManifest(ctx, d)
 	switch {
 	case err == nil:
+		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
+			return storedManifest{}, "", err
+		}
 		return m, cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 	var led bool
-	_, err = p.fills.do(ctx, "manifest "+manifestKey(d), false, 0, func() (int64, error) {
+	// Keyed by repository too: a fetch for one repository vouches for
+	// nothing in another (see links.go).
+	_, err = p.fills.do(ctx, "manifest "+up.Host()+"/"+name+" "+manifestKey(d), false, 0, func() (int64, error) {
 		led = true
 		m, _, err = p.fetchManifest(context.WithoutCancel(ctx), up, name, d.String())
 		if err != nil {
 			return 0, err
 		}
-		return 0, p.saveManifest(ctx, m)
+		return 0, p.storeManifest(ctx, up, name, m)
 	})
 	if err != nil {
 		return storedManifest{}, "", err
@@ -186,6 +191,12 @@ var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
 func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
 
+// deniedGrace reports whether a tag the upstream now denies may still be
+// served stale: only within Config.DeniedGrace of its last confirmation.
+func (p *Proxy) deniedGrace(tr tagRecord) bool {
+	return p.now().Sub(tr.Checked) < p.cfg.DeniedGrace
+}
+
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
@@ -202,7 +213,7 @@ func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedMan
 	if err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
 	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
@@ -221,8 +232,9 @@ const headlessFor = 6 * time.Hour
 // Docker Hub) where the upstream supports one, else with a conditional GET
 // (If-None-Match with the stored ETag): some registries answer manifest
 // HEAD with 405, 403 or 404 while GET works. Only a GET's 404 says the tag
-// is gone; any other upstream trouble serves the cached copy, marked
-// stale.
+// is gone, and only a GET's 401/403 (after the token flow) that it is
+// revoked (DENIED, unless within Config.DeniedGrace); any other upstream
+// trouble serves the cached copy, marked stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
 	if rt.up.backingOff(p.now()) {
 		return cached, cacheStale, nil
@@ -252,6 +264,13 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		if errors.As(err, &oe) && oe.Code == ErrManifestUnknown.Code {
 			return storedManifest{}, "", err // GET confirms: the tag is gone
 		}
+		if errors.As(err, &oe) && oe.Code == ErrDenied.Code && !p.deniedGrace(tr) {
+			// 401/403 after the token flow: deleted, taken down or made
+			// private upstream. Serving it stale would outlive the
+			// revocation forever.
+			p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
+			return storedManifest{}, "", err
+		}
 		return stale("cause", err.Error())
 	}
 	if headUnusable != 0 {
@@ -264,7 +283,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		p.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
 	}
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
 	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
@@ -458,6 +477,16 @@ func (p *Proxy) loadJSON(ctx context.Context, key string, v any) error {
 
 func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 	return p.saveJSON(ctx, manifestKey(m.Digest), m)
+}
+
+// storeManifest saves a manifest the upstream served for a repository and
+// links it and its references to that repository.
+func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
+	if err := p.saveManifest(ctx, m); err != nil {
+		return err
+	}
+	p.linkManifest(ctx, up, name, m)
+	return nil
 }
 
 // touchTag records that the upstream confirmed a tag just now. A failure

@@ -72,6 +72,11 @@ type Config struct {
 	// falls back from HEAD to GET and hashes the body, as containerd,
 	// go-containerregistry and containers/image do.
 	NoContentLength bool
+	// DeniedGrace is how long after the upstream last confirmed a tag the
+	// cached copy is still served (stale) once the upstream denies access
+	// to it (401/403 after the token flow: deleted, taken down, made
+	// private). Zero, the default, answers DENIED at once.
+	DeniedGrace time.Duration
 }
 
 // Defaults for zero Config fields.
@@ -99,6 +104,7 @@ type Proxy struct {
 	manifests *memo[digest.Digest, storedManifest]
 	tags      *memo[string, tagRecord] // by store key
 	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
+	links     *memo[string, struct{}]  // repository links known to exist, by store key
 	now       func() time.Time
 }
 
@@ -135,6 +141,9 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.ManifestTTL < 0 {
 		cfg.ManifestTTL = 0
 	}
+	if cfg.DeniedGrace < 0 {
+		cfg.DeniedGrace = 0
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +158,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),
 		headless:  newMemo[string, struct{}](256),
+		links:     newMemo[string, struct{}](100000),
 	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())

@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Repository links. The cache holds manifests and blobs by digest alone, so
+// without a check a digest fetched for one repository would be served under
+// any other the mirror allows: a denied repository's image by digest under
+// an allowed name, or an upstream repository that never had it. A link
+// records that the upstream served (or confirmed) a digest for one
+// repository of one upstream; content is served under a repository only
+// through a link. This is what distribution's storage does with its
+// per-repository _layers and _manifests link files
+// (registry/storage/linkedblobstore.go), which are why a registry answers
+// BLOB_UNKNOWN for a blob pushed only to another repository.
+//
+// A link is created when a manifest is fetched from the upstream for a
+// repository, for the manifest and everything it references (config,
+// layers, an index's children and, if they are cached, their references):
+// the upstream only accepts a manifest whose references exist in that
+// repository, so a warm pull costs no upstream request. A blob filled for
+// a repository is linked to it. Content that is cached but not linked
+// (fetched for another repository, or cached before links existed) is
+// confirmed with one HEAD on the upstream for the requested repository
+// (free of Docker Hub's pull count), then linked; a 401/403 there is DENIED,
+// a 404 is unknown, and an unreachable upstream is UNAVAILABLE: the mirror
+// does not serve what it cannot vouch for.
+//
+// Cost: at most one small PUT per (upstream, repository, digest) per
+// process (the memo), one Stat per link per process lifetime on hits.
+
+// linkKey is the store key of a link. "_digest" cannot be a repository path
+// component, so no repository's links collide with another's.
+func linkKey(host, name string, d digest.Digest) string {
+	return "links/" + host + "/" + name + "/_digest/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// linkRecord is the content of a link object; the time is for operators.
+type linkRecord struct {
+	Linked time.Time `json:"linked"`
+}
+
+// linkedFor is how long a link stays in the memo. Links are never removed
+// by the mirror; the memo only bounds how long a bucket lifecycle rule
+// that removed one goes unnoticed by a running process.
+const linkedFor = 24 * time.Hour
+
+// linked reports whether d is linked to the route's repository.
+func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.Digest) (bool, error) {
+	key := linkKey(up.Host(), name, d)
+	if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+		return true, nil
+	}
+	_, err := p.store.Stat(ctx, key)
+	switch {
+	case err == nil:
+		p.links.put(key, struct{}{}, p.now())
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, ErrUnavailable.With("cache storage unavailable", err)
+	}
+}
+
+// link records that d belongs to the repository. It is idempotent and
+// costs nothing when this process already knows the link. A failure is
+// logged, not returned: the content was verified, and a missing link only
+// costs one upstream HEAD later.
+func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...digest.Digest) {
+	for _, d := range ds {
+		key := linkKey(up.Host(), name, d)
+		if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+			continue
+		}
+		if err := p.saveJSON(ctx, key, linkRecord{Linked: p.now().UTC()}); err != nil {
+			p.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
+			continue
+		}
+		p.links.put(key, struct{}{}, p.now())
+	}
+}
+
+// linkManifest links a manifest fetched (or confirmed) for a repository
+// and everything it references. For an index, cached children's references
+// are linked too, so a child cached for another repository does not cost
+// an upstream HEAD per layer.
+func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m storedManifest) {
+	refs := manifestRefs(m.Data)
+	p.link(ctx, up, name, append([]digest.Digest{m.Digest}, refs...)...)
+	if !isIndex(m.MediaType) {
+		return
+	}
+	for _, c := range refs {
+		if cm, err := p.loadManifest(ctx, c); err == nil {
+			p.link(ctx, up, name, manifestRefs(cm.Data)...)
+		}
+	}
+}
+
+func isIndex(mediaType string) bool {
+	return mediaType == mediaOCIIndex || mediaType == mediaDockerList
+}
+
+// manifestRefs lists the digests a manifest references: an image's config
+// and layers, an index's manifests, a schema 1 manifest's fsLayers. A
+// subject is not included: the upstream does not require it to exist.
+// Invalid digests are skipped.
+func manifestRefs(data []byte) []digest.Digest {
+	type desc struct {
+		Digest digest.Digest `json:"digest"`
+	}
+	var m struct {
+		Config    desc   `json:"config"`
+		Layers    []desc `json:"layers"`
+		Manifests []desc `json:"manifests"`
+		FSLayers  []struct {
+			BlobSum digest.Digest `json:"blobSum"`
+		} `json:"fsLayers"`
+	}
+	if json.Unmarshal(data, &m) != nil {
+		return nil
+	}
+	all := append(append([]desc{m.Config}, m.Layers...), m.Manifests...)
+	for _, l := range m.FSLayers {
+		all = append(all, desc{l.BlobSum})
+	}
+	var out []digest.Digest
+	for _, d := range all {
+		if d.Digest.Validate() == nil {
+			out = append(out, d.Digest)
+		}
+	}
+	return out
+}
+
+// checkLinkedManifest lets a cached manifest be served under the route's
+// repository: linked already, or confirmed upstream now (HEAD; a GET by
+// digest where the upstream has no usable manifest HEAD) and then linked.
+func (p *Proxy) checkLinkedManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
+	ok, err := p.linked(ctx, up, name, m.Digest)
+	if err != nil || ok {
+		return err
+	}
+	if err := p.confirmManifest(ctx, up, name, m.Digest); err != nil {
+		return err
+	}
+	p.linkManifest(ctx, up, name, m)
+	return nil
+}
+
+func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, d digest.Digest) error {
+	if up.backingOff(p.now()) {
+		return errUnconfirmed(name, "upstream asked the mirror to back off", nil)
+	}
+	if _, headless := p.headless.get(up.Host(), p.now(), headlessFor); !headless {
+		status, got, err := p.headManifest(ctx, route{up: up, name: name, tag: d.String()})
+		switch {
+		case err != nil:
+			return errUnconfirmed(name, "upstream registry unreachable", err)
+		case status == http.StatusOK && (got == d || got == ""):
+			return nil
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			// Might be a registry refusing HEAD only: a GET decides.
+		case status == http.StatusTooManyRequests || status >= 500:
+			return errUnconfirmed(name, "upstream registry unavailable", fmt.Errorf("upstream answered %d", status))
+		}
+	}
+	// The GET verifies the bytes against d; its result is not stored (the
+	// cache has them already).
+	_, _, err := p.fetchManifest(ctx, up, name, d.String())
+	if err != nil {
+		var oe *Error
+		if errors.As(err, &oe) && (oe.Code == ErrDenied.Code || oe.Code == ErrManifestUnknown.Code) {
+			return err
+		}
+		return errUnconfirmed(name, "upstream registry unavailable", err)
+	}
+	return nil
+}
+
+// checkLinkedBlob lets a cached blob be served under the route's
+// repository: linked already, or confirmed with the upstream's blob HEAD
+// (a one-byte ranged GET where HEAD is refused) and then linked.
+func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
+	ok, err := p.linked(ctx, rt.up, rt.name, rt.digest)
+	if err != nil || ok {
+		return err
+	}
+	if _, err := p.headUpstreamBlob(ctx, rt); err != nil {
+		var oe *Error
+		if errors.As(err, &oe) && (oe.Code == ErrDenied.Code || oe.Code == ErrBlobUnknown.Code) {
+			return err
+		}
+		return errUnconfirmed(rt.name, "upstream registry unavailable", err)
+	}
+	p.link(ctx, rt.up, rt.name, rt.digest)
+	return nil
+}
+
+// errUnconfirmed: the content is cached, but for another repository, and
+// the upstream could not be asked whether this one has it.
+func errUnconfirmed(name, why string, cause error) *Error {
+	e := ErrUnavailable.With(fmt.Sprintf("cached content was not fetched for repository %s and the upstream could not confirm it: %s", name, why), cause)
+	e.Detail = map[string]string{"retryAfter": "10"}
+	return e
+}
