@@ -135,9 +135,23 @@ func clientResults(head, get answer) []Result {
 	return []Result{
 		judge("head-dockerd", dOK, dWhy, "dockerd pulls from the upstream instead and logs \"Attempting next endpoint\""+fix),
 		judge("head-containerd", cOK, cWhy, "containerd tries the next host in hosts.toml (usually the upstream)"+fix),
-		judge("head-ggcr", gOK, gWhy, "crane digest and tools built on go-containerregistry's remote.Head fail"+fix),
+		ggcrResult(head, get, gOK, gWhy, fix),
 		remappedResult(head, get),
 	}
+}
+
+// ggcrResult is a warning, not a failure, for a HEAD that leaves the digest
+// out on purpose (a mirror behind a front end that drops Content-Length):
+// crane digest (pkg/crane/digest.go) and remote.Get-based pulls fall back to
+// GET and work; only tools that call remote.Head alone fail.
+func ggcrResult(head, get answer, ok bool, why, fix string) Result {
+	const check = "head-ggcr"
+	if !ok && head.err == nil && head.status == http.StatusOK && head.header.Get(hDigest) == "" &&
+		get.err == nil && get.status == http.StatusOK && json.Valid(get.body) {
+		return warn(check, why+"; crane digest and crane pull fall back to GET and work",
+			"tools that call go-containerregistry's remote.Head alone fail on this mirror; expected behind a Lambda function URL")
+	}
+	return judge(check, ok, why, "crane digest and tools built on go-containerregistry's remote.Head fail"+fix)
 }
 
 func judge(check string, ok bool, detail, hint string) Result {
