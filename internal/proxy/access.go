@@ -30,8 +30,6 @@ type AccessConfig struct {
 	Hosts []string
 }
 
-// ErrUnauthorized asks the client for credentials.
-var ErrUnauthorized = &Error{Code: "UNAUTHORIZED", Status: http.StatusUnauthorized, Message: "authentication required"}
 
 type access struct {
 	tokens   [][32]byte // sha256 of each token: compared in constant time

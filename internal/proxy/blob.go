@@ -258,9 +258,7 @@ func (p *Proxy) pause(ctx context.Context, deadline time.Time, backoff *time.Dur
 const fillPendingMessage = "the blob is still being fetched from upstream; retry shortly"
 
 func errFillPending() *Error {
-	e := ErrUnavailable.With(fillPendingMessage, nil)
-	e.Detail = map[string]string{"retryAfter": "5"}
-	return e
+	return ErrUnavailable.With(fillPendingMessage, nil).After(5 * time.Second)
 }
 
 // RunFill runs a FillJob (the Lambda handler calls it for the function's

@@ -5,16 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
-// Error is the one OCI error type. Handlers return it (possibly wrapped) and
-// writeError renders it as {"errors":[{"code":...,"message":...}]}.
+// Error is the one OCI error type (distribution spec, "Error Codes").
+// Handlers return it (possibly wrapped) and writeError renders it as
+// {"errors":[{"code":...,"message":...}]} with its own headers.
 type Error struct {
 	Code    string // OCI error code, e.g. BLOB_UNKNOWN
 	Status  int    // HTTP status
 	Message string // safe to show to clients
 	Detail  any    // optional, safe to show to clients
 	Err     error  // cause, logged only
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
+	// rounded up; RFC 9110 section 10.2.3).
+	RetryAfter time.Duration
+	// Challenge, when set, is sent as WWW-Authenticate (RFC 9110 section
+	// 11.6.1); a 401 needs one.
+	Challenge string
+
+	kind *Error // the catalogue entry this error was made from
 }
 
 func (e *Error) Error() string {
@@ -26,20 +37,38 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is matches on the code, so errors.Is(err, ErrBlobUnknown) works for any
-// message or cause.
+// Is matches errors made from the same catalogue entry, so
+// errors.Is(err, ErrBlobUnknown) works for any message or cause, and two
+// entries sharing a code (ErrUpstreamBadBytes and ErrUnavailable) stay
+// apart.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && t.origin() == e.origin()
+}
+
+func (e *Error) origin() *Error {
+	if e.kind != nil {
+		return e.kind
+	}
+	return e
 }
 
 // With returns a copy of e with a client-facing message and a logged cause.
 func (e *Error) With(msg string, cause error) *Error {
 	c := *e
+	c.kind = e.origin()
 	if msg != "" {
 		c.Message = msg
 	}
 	c.Err = cause
+	return &c
+}
+
+// After returns a copy of e that asks the client to retry after d.
+func (e *Error) After(d time.Duration) *Error {
+	c := *e
+	c.kind = e.origin()
+	c.RetryAfter = d
 	return &c
 }
 
@@ -54,11 +83,14 @@ var (
 	ErrNameUnknown       = &Error{Code: "NAME_UNKNOWN", Status: http.StatusNotFound, Message: "repository name not known to registry"}
 	ErrUnsupported       = &Error{Code: "UNSUPPORTED", Status: http.StatusMethodNotAllowed, Message: "the operation is unsupported: this is a read-only mirror"}
 	ErrNotFound          = &Error{Code: "NOT_FOUND", Status: http.StatusNotFound, Message: "not found"}
+	ErrUnauthorized      = &Error{Code: "UNAUTHORIZED", Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="pullthrough"`}
 	ErrDenied            = &Error{Code: "DENIED", Status: http.StatusForbidden, Message: "requested access to the resource is denied"}
 	ErrTooManyRequests   = &Error{Code: "TOOMANYREQUESTS", Status: http.StatusTooManyRequests, Message: "too many requests"}
 	ErrUnavailable       = &Error{Code: "UNAVAILABLE", Status: http.StatusServiceUnavailable, Message: "service unavailable"}
 	ErrPaginationInvalid = &Error{Code: "PAGINATION_NUMBER_INVALID", Status: http.StatusBadRequest, Message: "invalid pagination parameters"}
 	ErrUpstreamBadBytes  = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
+	ErrQueryInvalid      = &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "invalid request parameters"}
+	ErrUnknown           = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
 )
 
 // asOCI maps any error to the OCI error that is shown to the client.
@@ -68,7 +100,7 @@ func asOCI(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error", Err: err}
+	return ErrUnknown.With("", err)
 }
 
 type errorBody struct {
@@ -89,8 +121,11 @@ func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	h.Del("Docker-Content-Digest")
 	h.Del("ETag")
-	if d, ok := e.Detail.(map[string]string); ok && d["retryAfter"] != "" {
-		h.Set("Retry-After", d["retryAfter"])
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	if e.Challenge != "" {
+		h.Set("WWW-Authenticate", e.Challenge)
 	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {

@@ -51,7 +51,5 @@ func (p *Proxy) fillFailedSince(ctx context.Context, d digest.Digest, since time
 }
 
 func errFillFailed() *Error {
-	e := ErrUnavailable.With("fetching the blob from upstream failed; retry", nil)
-	e.Detail = map[string]string{"retryAfter": "5"}
-	return e
+	return ErrUnavailable.With("fetching the blob from upstream failed; retry", nil).After(5 * time.Second)
 }

@@ -179,8 +179,7 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 	// cache has them already).
 	_, _, err := p.fetchManifest(ctx, up, name, d.String())
 	if err != nil {
-		var oe *Error
-		if errors.As(err, &oe) && (oe.Code == ErrDenied.Code || oe.Code == ErrManifestUnknown.Code) {
+		if errors.Is(err, ErrDenied) || errors.Is(err, ErrManifestUnknown) {
 			return err
 		}
 		return errUnconfirmed(name, "upstream registry unavailable", err)
@@ -197,8 +196,7 @@ func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
 		return err
 	}
 	if _, err := p.headUpstreamBlob(ctx, rt); err != nil {
-		var oe *Error
-		if errors.As(err, &oe) && (oe.Code == ErrDenied.Code || oe.Code == ErrBlobUnknown.Code) {
+		if errors.Is(err, ErrDenied) || errors.Is(err, ErrBlobUnknown) {
 			return err
 		}
 		return errUnconfirmed(rt.name, "upstream registry unavailable", err)
@@ -210,7 +208,5 @@ func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
 // errUnconfirmed: the content is cached, but for another repository, and
 // the upstream could not be asked whether this one has it.
 func errUnconfirmed(name, why string, cause error) *Error {
-	e := ErrUnavailable.With(fmt.Sprintf("cached content was not fetched for repository %s and the upstream could not confirm it: %s", name, why), cause)
-	e.Detail = map[string]string{"retryAfter": "10"}
-	return e
+	return ErrUnavailable.With(fmt.Sprintf("cached content was not fetched for repository %s and the upstream could not confirm it: %s", name, why), cause).After(10 * time.Second)
 }

@@ -261,10 +261,10 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
 	if err != nil {
 		var oe *Error
-		if errors.As(err, &oe) && oe.Code == ErrManifestUnknown.Code {
+		if errors.Is(err, ErrManifestUnknown) {
 			return storedManifest{}, "", err // GET confirms: the tag is gone
 		}
-		if errors.As(err, &oe) && oe.Code == ErrDenied.Code && !p.deniedGrace(tr) {
+		if errors.As(err, &oe) && errors.Is(err, ErrDenied) && !p.deniedGrace(tr) {
 			// 401/403 after the token flow: deleted, taken down or made
 			// private upstream. Serving it stale would outlive the
 			// revocation forever.

@@ -221,7 +221,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					panic(v)
 				}
 				p.log.Error("panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				err = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
+				err = ErrUnknown
 			}
 		}()
 		if err := p.access.check(r); err != nil {
@@ -253,9 +253,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e := asOCI(err)
 		if e.Status >= 500 || e.Err != nil {
 			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
-		}
-		if e.Status == http.StatusUnauthorized {
-			rec.Header().Set("WWW-Authenticate", `Basic realm="pullthrough"`)
 		}
 		if !rec.wrote {
 			writeError(rec, r, e)

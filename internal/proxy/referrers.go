@@ -35,7 +35,7 @@ func referrersKey(host, name string, rt route) string {
 func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	artifactType := r.URL.Query().Get("artifactType")
 	if len(artifactType) > 255 {
-		return &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "artifactType too long"}
+		return ErrQueryInvalid.With("artifactType too long", nil)
 	}
 	key := referrersKey(rt.up.Host(), rt.name, rt)
 	var cached referrersRecord

@@ -249,11 +249,8 @@ func upstreamError(resp *http.Response, notFound *Error) *Error {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return ErrDenied.With("upstream denied access: the repository does not exist or needs credentials the mirror does not have", cause)
 	case resp.StatusCode == http.StatusTooManyRequests:
-		e := ErrTooManyRequests.With("upstream rate limit reached and the mirror has no cached copy", cause)
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			e.Detail = map[string]string{"retryAfter": ra}
-		}
-		return e
+		return ErrTooManyRequests.With("upstream rate limit reached and the mirror has no cached copy", cause).
+			After(retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	default:
 		return ErrUnavailable.With("upstream registry unavailable", cause)
 	}

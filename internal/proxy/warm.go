@@ -35,7 +35,7 @@ func (p *Proxy) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req warmRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Image == "" {
-		return &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "want a JSON body {\"image\": \"...\", \"platforms\": [...]}"}
+		return ErrQueryInvalid.With("want a JSON body {\"image\": \"...\", \"platforms\": [...]}", nil)
 	}
 	// Validate before answering 200, so bad input gets a real status.
 	if _, err := p.warmRoute(req.Image); err != nil {
