@@ -30,7 +30,6 @@ type AccessConfig struct {
 	Hosts []string
 }
 
-
 type access struct {
 	tokens   [][32]byte // sha256 of each token: compared in constant time
 	users    map[string][32]byte
