@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullthrough/pullthrough/internal/dockerhub"
 	"github.com/pullthrough/pullthrough/internal/proxy"
 )
 
@@ -205,21 +206,19 @@ func parseUpstreams(get func(string, string) string, bad func(string, string, ..
 			host = strings.ToLower(strings.TrimSpace(host))
 			if raw == "" {
 				raw = "https://" + host
-				if host == proxy.DockerHubHost {
-					raw = proxy.DockerHubURL
+				if host == dockerhub.Host {
+					raw = dockerhub.URL
 				}
 			}
 			entries = append(entries, entry{host, strings.TrimSpace(raw)})
 		}
 	} else {
-		raw := get("PULLTHROUGH_UPSTREAM", proxy.DockerHubURL)
+		raw := get("PULLTHROUGH_UPSTREAM", dockerhub.URL)
 		host := ""
 		if u, err := url.Parse(raw); err == nil {
 			host = strings.ToLower(u.Host)
 		}
-		if host == "registry-1.docker.io" {
-			host = proxy.DockerHubHost
-		}
+		host = dockerhub.Canonical(host)
 		entries = append(entries, entry{host, raw})
 	}
 	var out []proxy.UpstreamConfig

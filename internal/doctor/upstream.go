@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/dockerhub"
 )
 
 // Headers pullthrough sets on answers (internal/proxy).
@@ -43,7 +45,7 @@ func (d *doctor) checkNamespaces(ctx context.Context, m manifests) []Result {
 		switch {
 		case a.err != nil:
 			rs = append(rs, fail(check, "HEAD failed: "+a.err.Error(), ""))
-		case strings.EqualFold(got, ns) || (got == "docker.io" && isDockerHubAlias(ns)):
+		case strings.EqualFold(got, ns) || (got == dockerhub.Host && dockerhub.Is(ns)):
 			rs = append(rs, pass(check, fmt.Sprintf("?ns=%s is routed to %s (HEAD answered %d)", ns, got, a.status)))
 		case got != "":
 			rs = append(rs, fail(check, fmt.Sprintf("?ns=%s is routed to %s", ns, got),
@@ -65,14 +67,6 @@ func (d *doctor) checkNamespaces(ctx context.Context, m manifests) []Result {
 			"a containerd host mirroring several registries through this URL gets the default upstream's image for every one of them"))
 	}
 	return rs
-}
-
-func isDockerHubAlias(ns string) bool {
-	switch strings.ToLower(ns) {
-	case "docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return true
-	}
-	return false
 }
 
 // checkUpstream reads what the tag HEAD made the mirror do upstream

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullthrough/pullthrough/internal/dockerhub"
 )
 
 // Config is the cache policy.
@@ -325,12 +327,7 @@ func bind(rt *route, up *Upstream) error {
 }
 
 func (p *Proxy) lookup(host string) (*Upstream, bool) {
-	host = strings.ToLower(host)
-	switch host {
-	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		host = DockerHubHost
-	}
-	u, ok := p.upstreams[host]
+	u, ok := p.upstreams[dockerhub.Canonical(host)]
 	return u, ok
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/dockerhub"
 )
 
 // UpstreamConfig describes one registry the mirror pulls from.
@@ -59,10 +61,11 @@ type Upstream struct {
 	redirectsBlobs     atomic.Bool  // blob GETs were seen to redirect to another host (a CDN)
 }
 
-// DockerHubHost and DockerHubURL name the default upstream.
+// DockerHubHost and DockerHubURL name the default upstream (see package
+// dockerhub, which owns Docker Hub's names).
 const (
-	DockerHubHost = "docker.io"
-	DockerHubURL  = "https://registry-1.docker.io"
+	DockerHubHost = dockerhub.Host
+	DockerHubURL  = dockerhub.URL
 )
 
 // NewUpstream validates cfg and builds the client.
@@ -95,12 +98,12 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		token:     cfg.Token,
 		allow:     allow,
 		deny:      deny,
-		dockerHub: strings.EqualFold(base.Host, "registry-1.docker.io") || host == DockerHubHost,
+		dockerHub: dockerhub.Is(base.Host) || dockerhub.Is(host),
 	}
 	u.timeouts.token = 30 * time.Second
 	u.timeouts.manifest = 60 * time.Second
 	if u.dockerHub && len(u.authHosts) == 0 {
-		u.authHosts = []string{"auth.docker.io"}
+		u.authHosts = []string{dockerhub.AuthHost}
 	}
 	rt := cfg.Transport
 	if rt == nil {
