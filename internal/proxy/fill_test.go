@@ -220,12 +220,7 @@ func TestFillCapRefusesBeyondMaxFills(t *testing.T) {
 	// The fills that did start finish for their clients' retries.
 	close(release)
 	d, body := layerOf(t, img, 0)
-	var last response
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if last = do(t, http.MethodGet, m.URL+"/v2/org/many/blobs/"+d.String(), nil); last.StatusCode == 200 {
-			break
-		}
-	}
+	last := retryUntilOK(t, m.URL+"/v2/org/many/blobs/"+d.String())
 	if last.StatusCode != 200 || string(last.body) != string(body) {
 		t.Errorf("retry of one layer: got %d, want the layer", last.StatusCode)
 	}
@@ -282,4 +277,18 @@ func TestMissingBlobIsAskedUpstreamOnce(t *testing.T) {
 	if n := leasePuts.Load(); n > 1 {
 		t.Errorf("got %d lease writes, want at most 1", n)
 	}
+}
+
+// retryUntilOK GETs u every 200 ms until it answers 200, for at most 30 s,
+// as a client honouring 503 and Retry-After does (faster), and returns the
+// last answer.
+func retryUntilOK(t *testing.T, u string) response {
+	t.Helper()
+	var last response
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if last = do(t, http.MethodGet, u, nil); last.StatusCode == 200 {
+			break
+		}
+	}
+	return last
 }
