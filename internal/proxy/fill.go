@@ -45,8 +45,10 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (s
 	for {
 		switch planFill(p.limits, f) {
 		case planAskSize:
-			if f.size, err = p.headUpstreamBlob(ctx, rt); err != nil {
-				f.size, f.redirectable = -1, false
+			if n, err := p.headUpstreamBlob(ctx, rt); err == nil {
+				f.size = n
+			} else {
+				f.redirectable = false // fill it here, as if the upstream had no CDN
 			}
 		case planRedirect:
 			loc, err := rt.up.blobLocation(ctx, rt.name, rt.digest)
@@ -102,6 +104,7 @@ func (p *Proxy) fillNow(ctx context.Context, rt route, f fillFacts, owner string
 	defer cancel()
 	done, ok := p.slots.take()
 	if !ok {
+		p.log.Warn("fill refused: the process runs as many fills as it may", "digest", rt.digest.String(), "max_fills", p.cfg.MaxFills)
 		return fillOutcome{}, errFillCapacity()
 	}
 	defer done()
