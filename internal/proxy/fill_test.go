@@ -253,12 +253,19 @@ func TestFillFailureIsNotSharedAcrossUpstreams(t *testing.T) {
 }
 
 // Issue 11 item 10: ten identical GETs of a blob the upstream does not
-// have cost one upstream GET and one lease write, not ten of each.
+// have cost one upstream GET, one lease write and delete, and one store
+// HEAD each, not ten upstream GETs, ten lease writes and deletes and twenty
+// HEADs.
 func TestMissingBlobIsAskedUpstreamOnce(t *testing.T) {
-	var leasePuts atomic.Int32
+	var leasePuts, leaseDeletes, heads atomic.Int32
 	c := newLeaseCluster(t, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/") {
+		switch lease := strings.Contains(r.URL.Path, "/leases/"); {
+		case r.Method == http.MethodPut && lease:
 			leasePuts.Add(1)
+		case r.Method == http.MethodDelete && lease:
+			leaseDeletes.Add(1)
+		case r.Method == http.MethodHead:
+			heads.Add(1)
 		}
 		return false
 	})
@@ -274,8 +281,12 @@ func TestMissingBlobIsAskedUpstreamOnce(t *testing.T) {
 	if n := c.up.Count(http.MethodGet, "blob"); n != 1 {
 		t.Errorf("got %d upstream blob GETs, want 1", n)
 	}
-	if n := leasePuts.Load(); n > 1 {
-		t.Errorf("got %d lease writes, want at most 1", n)
+	if p, d := leasePuts.Load(), leaseDeletes.Load(); p > 1 || d > 1 {
+		t.Errorf("got %d lease writes and %d deletes, want at most 1 of each", p, d)
+	}
+	// One look in the store per request, and one more under the lease.
+	if n := heads.Load(); n > 11 {
+		t.Errorf("got %d store HEADs, want at most 11", n)
 	}
 }
 
