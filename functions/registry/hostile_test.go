@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pullthrough/pullthrough/internal/lambdaharness"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
 
@@ -88,4 +94,90 @@ func peakRSS(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc status")
 	return 0
+}
+
+// Issue 11 item 2 through the real bootstrap: with redirect-upstream, every
+// GET of an uncached blob is sent to the upstream's CDN and used to start
+// another asynchronous fill invocation, even while the first one's fill was
+// running. A loop of ten GETs must start one.
+func TestLambdaRequestLoopStartsOneFillInvocation(t *testing.T) {
+	s := newStack(t)
+	img := testenv.SeedImage(t, s.reg, "library/cuda:1", 1<<20, 1)
+	up, caFile, cdnGets := cdnFront(t, s)
+	h, err := lambdaharness.New(lambdaharness.Options{Concurrency: 2, FunctionName: "pullthrough"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	env := append(s.env(),
+		"PULLTHROUGH_UPSTREAM="+up, // replaces the stack's (exec keeps the last value)
+		"PULLTHROUGH_LARGE_BLOB_POLICY=redirect-upstream",
+		"SSL_CERT_FILE="+caFile, // the CDN's certificate, as the job follows the redirect
+		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(),
+		"AWS_LAMBDA_FUNCTION_NAME=pullthrough",
+		"AWS_ENDPOINT_URL_LAMBDA="+h.InvokeEndpoint(),
+	)
+	bin := testenv.BuildMirror(t, true)
+	testenv.Start(t, env, bin)
+	testenv.Start(t, env, bin)
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	const loop = 10
+	for i := range loop {
+		resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+		if resp.StatusCode != http.StatusTemporaryRedirect {
+			t.Fatalf("GET %d: got %d, want 307", i, resp.StatusCode)
+		}
+	}
+	if _, err := h.WaitAsync(1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // any further invocation would have been accepted by now
+	if n := h.AsyncInvocations(); n != 1 {
+		t.Errorf("%d GETs of one uncached blob started %d fill invocations, want 1", loop, n)
+	}
+	if n := cdnGets.Load(); n != 1 {
+		t.Errorf("the mirror fetched the blob from the CDN %d times, want 1", n)
+	}
+	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), s.s3.Endpoint) {
+		t.Errorf("after the fill: got %d %q, want 307 to S3", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// cdnFront puts a Docker Hub-like front on the stack's upstream: blob GETs
+// answer 307 to a signed URL on another (TLS) host, as Docker Hub's do
+// (FACTS.md). The CDN waits 2 s before each blob, so a fill is in progress
+// while requests keep coming. It returns the front's URL, a file with the
+// CDN's certificate, and the count of GETs the CDN served.
+func cdnFront(t *testing.T, s *stack) (string, string, *atomic.Int64) {
+	t.Helper()
+	var gets atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(s.reg)
+	cdn := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("sig") != "ok" || r.Header.Get("Authorization") != "" {
+			http.Error(w, "bad signature or a forwarded credential", http.StatusForbidden)
+			return
+		}
+		gets.Add(1)
+		time.Sleep(2 * time.Second)
+		r.URL.RawQuery = ""
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(cdn.Close)
+	next := httputil.NewSingleHostReverseProxy(s.up.URL)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && testenv.Kind(r.URL.Path) == "blob" {
+			http.Redirect(w, r, cdn.URL+r.URL.Path+"?sig=ok", http.StatusTemporaryRedirect)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	caFile := filepath.Join(t.TempDir(), "cdn.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cdn.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return front.URL, caFile, &gets
 }
