@@ -125,6 +125,14 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		}
 		c.S3Concurrency = n
 	}
+	c.Proxy.MaxFills = proxy.DefaultMaxFills
+	if v := get("PULLTHROUGH_MAX_FILLS", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			bad("PULLTHROUGH_MAX_FILLS", "want 1 to 1024, got %q", v)
+		}
+		c.Proxy.MaxFills = n
+	}
 	if c.Proxy.LeaseTTL < 3*time.Second {
 		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}

@@ -49,6 +49,29 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "fill cap",
+			env:  map[string]string{"PULLTHROUGH_MAX_FILLS": "3"},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.MaxFills != 3 {
+					t.Errorf("got MaxFills %d, want 3", c.Proxy.MaxFills)
+				}
+			},
+		},
+		{
+			name: "fill cap default",
+			env:  map[string]string{},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.MaxFills != 16 {
+					t.Errorf("got MaxFills %d, want 16", c.Proxy.MaxFills)
+				}
+			},
+		},
+		{
+			name:    "fill cap out of range",
+			env:     map[string]string{"PULLTHROUGH_MAX_FILLS": "0"},
+			wantErr: []string{"PULLTHROUGH_MAX_FILLS"},
+		},
+		{
 			name: "every problem at once",
 			env: map[string]string{
 				"PULLTHROUGH_STORE": "ftp://x", "PULLTHROUGH_MANIFEST_TTL": "soon", "PULLTHROUGH_PRESIGN_TTL": "-1s",

@@ -29,8 +29,7 @@ func fillFailureKey(d digest.Digest) string {
 // the store for waiters. A fill that gave up waiting for another
 // instance's lease has not failed.
 func (p *Proxy) noteFillFailure(ctx context.Context, rt route, err error) {
-	var e *Error
-	if errors.As(err, &e) && e.Message == fillPendingMessage {
+	if errors.Is(err, ErrFillPending) {
 		return
 	}
 	attrs := []any{"digest", rt.digest.String(), "name", rt.name, "cause", errString(err), "FillFailures", 1}
@@ -51,5 +50,5 @@ func (p *Proxy) fillFailedSince(ctx context.Context, d digest.Digest, since time
 }
 
 func errFillFailed() *Error {
-	return ErrUnavailable.With("fetching the blob from upstream failed; retry", nil).After(5 * time.Second)
+	return retryLater("fetching the blob from upstream failed; retry")
 }

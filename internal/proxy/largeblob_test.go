@@ -158,12 +158,7 @@ func TestSlowFillAnswersRetryAfterAndCarriesOn(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("slow fill: got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	var last response
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if last = do(t, http.MethodGet, m.URL+"/v2/org/slow/blobs/"+d.String(), nil); last.StatusCode == 200 {
-			break
-		}
-	}
+	last := retryUntilOK(t, m.URL+"/v2/org/slow/blobs/"+d.String())
 	if last.StatusCode != 200 || string(last.body) != string(body) {
 		t.Fatalf("retries: got %d, want the layer", last.StatusCode)
 	}

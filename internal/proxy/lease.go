@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Leaser is implemented by stores with conditional writes (S3's
@@ -28,141 +31,259 @@ type Leaser interface {
 	DeleteIf(ctx context.Context, key, version string) error
 }
 
-// lease is the content of a fill lease object.
-type lease struct {
+// leaseRecord is the content of a fill lease object.
+type leaseRecord struct {
 	Owner   string    `json:"owner"`
 	Expires time.Time `json:"expires"`
 }
 
-func leaseKey(key string) string { return "leases/" + key }
+// leaseKey is where a blob's fill lease lives: under leases/ (the only
+// prefix the IAM role may delete in, infra/terraform/iam.tf), spread over
+// 256 sub-prefixes by the digest's first two hex characters so that S3
+// request-rate partitions are not all on one prefix.
+func leaseKey(d digest.Digest) string {
+	return "leases/" + d.Encoded()[:2] + "/" + blobKey(d)
+}
 
 // leaseAttempts bounds the tries at taking a lease when the store answers
 // with something other than "taken".
 const leaseAttempts = 4
 
-// fillShared runs fill under a lease in the store. The holder renews the
-// lease while it works; others poll for the blob with back-off. A lease
-// whose holder stopped renewing (a killed process) is taken over with a
-// conditional replace, so of several waiters only one takes it. Waiting is
-// bounded by LeaseWait, after which the client is told to retry.
-func (p *Proxy) fillShared(ctx context.Context, l Leaser, rt route, fill func(context.Context) (int64, error)) (int64, error) {
-	key := blobKey(rt.digest)
-	lkey := leaseKey(key)
-	deadline := p.now().Add(p.cfg.LeaseWait)
-	backoff := 100 * time.Millisecond
-	retry, failures := 50*time.Millisecond, 0
-	// The caller has just seen the blob missing, so try for the lease
-	// first and look again only once the lease is ours, or taken.
-	for {
-		me := newOwner()
-		ver, err := l.PutIfAbsent(ctx, lkey, p.leaseRecord(me))
-		switch {
-		case err == nil:
-			return p.filled(ctx, l, key, lkey, me, ver, fill)
-		case !errors.Is(err, fs.ErrExist):
-			// S3 answers racing conditional writes with 409
-			// (ConditionalRequestConflict): try again a few times. A store
-			// that still cannot lease can be filled without one.
-			if failures++; failures < leaseAttempts {
-				if err := p.pause(ctx, deadline, &retry); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			p.log.Warn("fill lease unavailable, filling without it", "digest", rt.digest.String(), "cause", err.Error())
-			return fill(ctx)
-		}
-		if size, err := p.store.Stat(ctx, key); err == nil {
-			return size, nil
-		}
-		if data, ver, err := l.ReadVersion(ctx, lkey); err == nil && p.leaseExpired(data) {
-			// Otherwise another waiter took it, or its holder let go.
-			if ver, err := l.ReplaceIf(ctx, lkey, p.leaseRecord(me), ver); err == nil {
-				p.log.Warn("took over an expired fill lease", "digest", rt.digest.String())
-				return p.filled(ctx, l, key, lkey, me, ver, fill)
-			}
-		}
-		if err := p.pause(ctx, deadline, &backoff); err != nil {
-			return 0, err
-		}
-	}
+// fillLease is one filler's claim, kept in the store, on fetching one blob
+// from upstream. A lease with no Leaser is a no-op (a store without
+// conditional writes, or one whose leases keep failing): the conditional
+// publish still keeps two fills from both storing the blob.
+type fillLease struct {
+	l     Leaser
+	key   string // the lease object
+	blob  string // the blob's key
+	owner string
+	ttl   time.Duration
+	now   func() time.Time
+	log   *slog.Logger
+
+	mu  sync.Mutex
+	ver string // the version this holder last wrote; "" once lost or released
 }
 
-// filled runs fill under a lease just taken, unless the blob was published
-// meanwhile (by the holder that just let go).
-func (p *Proxy) filled(ctx context.Context, l Leaser, key, lkey, me, ver string, fill func(context.Context) (int64, error)) (int64, error) {
-	if size, err := p.store.Stat(ctx, key); err == nil {
-		p.releaseLease(ctx, l, lkey, ver)
-		return size, nil
-	}
-	return p.holdLease(ctx, l, lkey, me, ver, fill)
+func (p *Proxy) newLease(l Leaser, d digest.Digest, owner string) *fillLease {
+	return &fillLease{l: l, key: leaseKey(d), blob: blobKey(d), owner: owner, ttl: p.cfg.LeaseTTL, now: p.now, log: p.log}
 }
 
-func (p *Proxy) leaseRecord(owner string) []byte {
-	rec, _ := json.Marshal(lease{Owner: owner, Expires: p.now().Add(p.cfg.LeaseTTL)})
+func (fl *fillLease) record() []byte {
+	rec, _ := json.Marshal(leaseRecord{Owner: fl.owner, Expires: fl.now().Add(fl.ttl)})
 	return rec
 }
 
-// leaseExpired reports whether a lease record is past its expiry. A record
+// expired reports whether a lease record is past its expiry. A record
 // that cannot be read counts as expired, or it would block fills forever.
-func (p *Proxy) leaseExpired(data []byte) bool {
-	var cur lease
+func (fl *fillLease) expired(data []byte) bool {
+	var cur leaseRecord
 	if err := json.Unmarshal(data, &cur); err != nil {
 		return true
 	}
-	return p.now().After(cur.Expires)
+	return fl.now().After(cur.Expires)
 }
 
-// holdLease runs fill while a goroutine renews the lease; both end before
-// it returns (nothing may outlive a Lambda invocation). A renewal that finds
-// the lease taken over stops renewing: the fill goes on, and the
-// conditional publish keeps the two fills from both storing the blob.
-func (p *Proxy) holdLease(ctx context.Context, l Leaser, lkey, me, ver string, fill func(context.Context) (int64, error)) (int64, error) {
+// take writes the lease if there is none. It fails with fs.ErrExist when
+// another holder has it.
+func (fl *fillLease) take(ctx context.Context) error {
+	ver, err := fl.l.PutIfAbsent(ctx, fl.key, fl.record())
+	if err == nil {
+		fl.ver = ver
+	}
+	return err
+}
+
+// takeOver replaces a lease whose holder stopped renewing it, conditional
+// on the version read, so that of several waiters only one takes it.
+func (fl *fillLease) takeOver(ctx context.Context) bool {
+	data, ver, err := fl.l.ReadVersion(ctx, fl.key)
+	if err != nil || !fl.expired(data) {
+		return false // another waiter took it, its holder let go, or it is live
+	}
+	nv, err := fl.l.ReplaceIf(ctx, fl.key, fl.record(), ver)
+	if err != nil {
+		return false
+	}
+	fl.ver = nv
+	fl.log.Warn("took over an expired fill lease", "key", fl.key)
+	return true
+}
+
+// renew extends the lease. It fails with fs.ErrExist or fs.ErrNotExist if
+// another holder has taken it over (the lease is then lost for good).
+func (fl *fillLease) renew(ctx context.Context) error {
+	if fl.l == nil {
+		return nil
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.ver == "" {
+		return fs.ErrNotExist
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	nv, err := fl.l.ReplaceIf(rctx, fl.key, fl.record(), fl.ver)
+	switch {
+	case err == nil:
+		fl.ver = nv
+	case errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist):
+		fl.ver = ""
+	}
+	return err
+}
+
+// release deletes the lease if it is still the version this holder wrote:
+// never one another filler has taken over since.
+func (fl *fillLease) release(ctx context.Context) {
+	if fl.l == nil {
+		return
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.ver == "" {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := fl.l.DeleteIf(dctx, fl.key, fl.ver); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) {
+		fl.log.Warn("fill lease release failed", "key", fl.key, "cause", err.Error())
+	}
+	fl.ver = ""
+}
+
+// hold runs fn while a goroutine renews the lease every third of its TTL;
+// both end before it returns (nothing may outlive a Lambda invocation). A
+// renewal that finds the lease taken over stops renewing: fn goes on, and
+// the conditional publish keeps the two fills from both storing the blob.
+func (fl *fillLease) hold(ctx context.Context, fn func(context.Context) (int64, error)) (int64, error) {
+	if fl.l == nil {
+		return fn(ctx)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(p.cfg.LeaseTTL / 3)
+		t := time.NewTicker(max(fl.ttl/3, time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				nv, err := l.ReplaceIf(rctx, lkey, p.leaseRecord(me), ver)
-				cancel()
+				err := fl.renew(ctx)
 				switch {
 				case err == nil:
-					ver = nv
 				case errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist):
-					p.log.Warn("fill lease lost to another filler", "key", lkey)
-					ver = ""
+					fl.log.Warn("fill lease lost to another filler", "key", fl.key)
 					return
 				default:
-					p.log.Warn("fill lease renewal failed", "cause", err.Error())
+					fl.log.Warn("fill lease renewal failed", "key", fl.key, "cause", err.Error())
 				}
 			}
 		}
 	}()
-	size, err := fill(ctx)
+	size, err := fn(ctx)
 	close(stop)
 	wg.Wait()
-	if ver != "" {
-		p.releaseLease(ctx, l, lkey, ver)
-	}
 	return size, err
 }
 
-// releaseLease deletes the lease if it is still the version this filler
-// wrote: never one another filler has taken over since.
-func (p *Proxy) releaseLease(ctx context.Context, l Leaser, lkey, ver string) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := l.DeleteIf(dctx, lkey, ver); err != nil && !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) {
-		p.log.Warn("fill lease release failed", "cause", err.Error())
+// acquireLease takes the fill lease of rt's blob, waiting while another
+// holder has it: it polls with back-off for the blob, and takes over a
+// lease whose holder stopped renewing. It returns a lease to fill under, or
+// no lease and the size of a blob that was published meanwhile. Waiting is
+// bounded by FillWait, after which the client is told to retry.
+func (p *Proxy) acquireLease(ctx context.Context, rt route) (*fillLease, int64, error) {
+	l, ok := p.store.(Leaser)
+	if !ok {
+		return &fillLease{}, 0, nil
 	}
+	key := blobKey(rt.digest)
+	deadline := p.now().Add(p.cfg.LeaseWait)
+	backoff := 100 * time.Millisecond
+	retry, failures := 50*time.Millisecond, 0
+	// The caller has just seen the blob missing, so try for the lease
+	// first and look again only once the lease is ours, or taken.
+	for {
+		fl := p.newLease(l, rt.digest, newOwner())
+		err := fl.take(ctx)
+		switch {
+		case err == nil:
+			return p.stillMissing(ctx, fl)
+		case !errors.Is(err, fs.ErrExist):
+			// S3 answers racing conditional writes with 409
+			// (ConditionalRequestConflict): try again a few times. A store
+			// that still cannot lease can be filled without one.
+			if failures++; failures < leaseAttempts {
+				if err := p.pause(ctx, deadline, &retry); err != nil {
+					return nil, 0, err
+				}
+				continue
+			}
+			p.log.Warn("fill lease unavailable, filling without it", "digest", rt.digest.String(), "cause", err.Error())
+			return &fillLease{}, 0, nil
+		}
+		if size, err := p.store.Stat(ctx, key); err == nil {
+			return nil, size, nil
+		}
+		if fl.takeOver(ctx) {
+			return p.stillMissing(ctx, fl)
+		}
+		if err := p.pause(ctx, deadline, &backoff); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// stillMissing keeps a lease just taken unless the blob was published
+// meanwhile (by the holder that just let go).
+func (p *Proxy) stillMissing(ctx context.Context, fl *fillLease) (*fillLease, int64, error) {
+	if size, err := p.store.Stat(ctx, fl.blob); err == nil {
+		fl.release(ctx)
+		return nil, size, nil
+	}
+	return fl, 0, nil
+}
+
+// leaseForJob takes rt's fill lease for a background fill, without
+// waiting: nil if another holder has a live lease (a fill is in progress,
+// or a job is about to start one), so that of many requests for one blob
+// only one starts a background fill per lease lifetime, across instances.
+func (p *Proxy) leaseForJob(ctx context.Context, rt route) *fillLease {
+	l, ok := p.store.(Leaser)
+	if !ok {
+		return &fillLease{}
+	}
+	fl := p.newLease(l, rt.digest, newOwner())
+	if err := fl.take(ctx); err == nil || fl.takeOver(ctx) {
+		return fl
+	} else if !errors.Is(err, fs.ErrExist) {
+		p.log.Warn("fill lease unavailable, no background fill started", "digest", rt.digest.String(), "cause", err.Error())
+	}
+	return nil
+}
+
+// adoptLease takes up the lease a request took on a background fill's
+// behalf (FillJob.Lease): nil if it is gone or another holder has it.
+func (p *Proxy) adoptLease(ctx context.Context, rt route, owner string) *fillLease {
+	l, ok := p.store.(Leaser)
+	if !ok || owner == "" {
+		return nil
+	}
+	data, ver, err := l.ReadVersion(ctx, leaseKey(rt.digest))
+	var rec leaseRecord
+	if err != nil || json.Unmarshal(data, &rec) != nil || rec.Owner != owner {
+		return nil
+	}
+	fl := p.newLease(l, rt.digest, owner)
+	fl.ver = ver
+	if fl.renew(ctx) != nil {
+		return nil
+	}
+	return fl
 }
 
 func newOwner() string {

@@ -203,7 +203,7 @@ func (c *leaseCluster) get(base string) int {
 }
 
 func (c *leaseCluster) leaseKey() string {
-	return leasePrefix + "/leases/blobs/" + c.blob.Algorithm().String() + "/" + c.blob.Encoded()
+	return leasePrefix + "/leases/" + c.blob.Encoded()[:2] + "/blobs/" + c.blob.Algorithm().String() + "/" + c.blob.Encoded()
 }
 
 func (c *leaseCluster) plantLease(t *testing.T, body string) {

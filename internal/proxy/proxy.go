@@ -54,6 +54,10 @@ type Config struct {
 	// Lambda: the function invoking itself, which then calls RunFill). When
 	// nil, fills that outlive a request run in goroutines of this process.
 	BackgroundFill func(ctx context.Context, job FillJob) error
+	// MaxFills bounds the blob fills this process runs at once (detached
+	// ones included); a fill beyond it gets 503 with Retry-After. Zero
+	// means DefaultMaxFills.
+	MaxFills int
 	// EmbeddedMetrics adds CloudWatch Embedded Metric Format fields to
 	// each request's log line (set in Lambda).
 	EmbeddedMetrics bool
@@ -100,7 +104,11 @@ type Proxy struct {
 	def       *Upstream
 	access    access
 	log       *slog.Logger
-	fills     flightGroup
+	fills     flightGroup[int64]       // manifest and tag exchanges
+	blobFills flightGroup[fillOutcome] // blob fills, by fillKey
+	limits    fillLimits
+	slots     fillSlots
+	absent    *memo[string, struct{}]     // blobs the upstream answered 404 for, by fillKey
 	known     *memo[digest.Digest, int64] // blobs in the store, by digest
 	presigned *memo[string, string]       // presigned URLs, by key
 	manifests *memo[digest.Digest, storedManifest]
@@ -137,6 +145,9 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.LeaseWait <= 0 {
 		cfg.LeaseWait = DefaultLeaseWait
 	}
+	if cfg.MaxFills <= 0 {
+		cfg.MaxFills = DefaultMaxFills
+	}
 	if cfg.MaxManifestSize <= 0 {
 		cfg.MaxManifestSize = DefaultMaxManifestSize
 	}
@@ -161,6 +172,9 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		tags:      newMemo[string, tagRecord](10000),
 		headless:  newMemo[string, struct{}](256),
 		links:     newMemo[string, struct{}](100000),
+		absent:    newMemo[string, struct{}](10000),
+		limits:    newFillLimits(cfg),
+		slots:     make(fillSlots, cfg.MaxFills),
 	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())

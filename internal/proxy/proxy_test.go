@@ -51,6 +51,17 @@ func mirrorFor(t *testing.T, cfg proxy.Config, upCfg proxy.UpstreamConfig, up *t
 // upstreams (URLs set by the caller).
 func multiMirror(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) *mirror {
 	t.Helper()
+	h, m := newProxy(t, cfg, upCfgs...)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	m.URL = srv.URL
+	return m
+}
+
+// newProxy builds a proxy over a fresh filesystem store, logging into the
+// returned mirror's Logs; the caller serves it.
+func newProxy(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) (*proxy.Proxy, *mirror) {
+	t.Helper()
 	st, err := store.NewFilesystem(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -64,14 +75,11 @@ func multiMirror(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig)
 		ups = append(ups, u)
 	}
 	logs := &logBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	h, err := proxy.New(cfg, st, ups, logger)
+	h, err := proxy.New(cfg, st, ups, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &mirror{URL: srv.URL, Store: st, Logs: logs}
+	return h, &mirror{Store: st, Logs: logs}
 }
 
 func TestPullTwiceSecondPullMakesNoBlobRequests(t *testing.T) {

@@ -156,11 +156,18 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return ErrUnavailable.With("cache storage unavailable", err)
 			}
-			size, err := p.fill(ctx, br)
-			if err != nil {
+			if err := p.knownAbsent(br); err != nil {
 				return err
 			}
-			fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, size, time.Since(start).Round(time.Millisecond))
+			out, err := p.fill(ctx, br, fillFacts{size: -1})
+			switch {
+			case err != nil:
+				return err
+			case out.handedOff:
+				fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, out.size)
+			default:
+				fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, time.Since(start).Round(time.Millisecond))
+			}
 		}
 	}
 	return nil
