@@ -163,13 +163,17 @@ func cdnFront(t *testing.T, s *stack) (string, string, *atomic.Int64) {
 		gets.Add(1)
 		time.Sleep(2 * time.Second)
 		r.URL.RawQuery = ""
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/cdn")
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(cdn.Close)
 	next := httputil.NewSingleHostReverseProxy(s.up.URL)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && testenv.Kind(r.URL.Path) == "blob" {
-			http.Redirect(w, r, cdn.URL+r.URL.Path+"?sig=ok", http.StatusTemporaryRedirect)
+			// Like Docker Hub's CDN URLs, the path is not a registry API
+			// path (the mirror does not hand those to clients: they would
+			// need that registry's token).
+			http.Redirect(w, r, cdn.URL+"/cdn"+r.URL.Path+"?sig=ok", http.StatusTemporaryRedirect)
 			return
 		}
 		next.ServeHTTP(w, r)
