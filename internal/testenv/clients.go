@@ -48,14 +48,20 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.Address, filepath.Join(dir, "opt"))
-	path := filepath.Join(dir, "config.toml")
+	c.start(t, bin, filepath.Join(dir, "config.toml"), cfg, env)
+	return c
+}
+
+// start writes cfg to path and runs the daemon bin with it until the test
+// ends, waiting for its socket.
+func (c *Containerd) start(t testing.TB, bin, path, cfg string, env []string) {
+	t.Helper()
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.Proc = Start(t, env, bin, "--config", path, "--log-level", "warn")
 	t.Cleanup(func() { stopGracefully(c.Proc, 15*time.Second) })
 	waitUnix(t, c.Proc, c.Address, "", 30*time.Second)
-	return c
 }
 
 // Dockerd is a private Docker daemon using a Containerd for its runtime:

@@ -2,11 +2,9 @@ package testenv
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 )
 
 // StartContainerd2 starts the current containerd (2.x, from
@@ -34,12 +32,6 @@ func StartContainerd2(t testing.TB, env ...string) *Containerd {
 	}
 	cfg := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\ndisabled_plugins = [%s]\n\n[grpc]\n  address = %q\n\n[ttrpc]\n  address = %q\n\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n\n[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = %q\n  snapshotter = \"native\"\n",
 		filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, c.Address, c.Address+".ttrpc", filepath.Join(dir, "opt"), runtime.GOOS+"/"+runtime.GOARCH)
-	path := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c.Proc = Start(t, env, bin, "--config", path, "--log-level", "warn")
-	t.Cleanup(func() { stopGracefully(c.Proc, 15*time.Second) })
-	waitUnix(t, c.Proc, c.Address, "", 30*time.Second)
+	c.start(t, bin, filepath.Join(dir, "config.toml"), cfg, env)
 	return c
 }
