@@ -146,6 +146,11 @@ func TestPodmanPathPrefixMirrorThroughZoo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// containers-registries.conf(5): the [[registry]] whose prefix matches
+	// the image name is chosen, and a mirror's location replaces that
+	// prefix, so ghcr.example/org/app is asked for at
+	// <mirror>/ghcr.example/org/app first, then at ghcr.example itself.
+	// insecure lets podman fall back from HTTPS to plain HTTP.
 	var conf strings.Builder
 	conf.WriteString("unqualified-search-registries = []\n")
 	for host := range members {
@@ -201,6 +206,9 @@ func TestContainerd2HostsMirrorThroughZoo(t *testing.T) {
 	members := map[string]*testenv.ZooMember{"hub.example": testenv.DockerHubLike(t), "ecr.example": testenv.ECRPublicLike(t)}
 	c := newZooClients(t, members)
 	ctd := testenv.StartContainerd2(t, c.clientEnv()...)
+	// containerd docs/hosts.md: a [host] other than the server gets every
+	// request with ?ns=<registry host>; only when all hosts fail does the
+	// server itself get asked.
 	hosts := t.TempDir()
 	for host := range members {
 		toml := fmt.Sprintf("server = \"https://%s\"\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", host, c.tap.URL)
