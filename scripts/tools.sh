@@ -11,7 +11,7 @@ CRANE_VERSION=v0.22.1
 # (installed under bin/containerd-v2/ so they do not shadow Debian's), oras.
 CONTAINERD2_VERSION=v2.4.2
 ORAS_VERSION=v1.3.6
-DEBIAN_PACKAGES="skopeo containerd docker.io jq"
+DEBIAN_PACKAGES="skopeo containerd docker.io jq podman"
 
 TOOLS="${PULLTHROUGH_TOOLS:-$HOME/.cache/pullthrough/tools}"
 BIN="$TOOLS/bin"
@@ -38,13 +38,14 @@ go_tool containerd "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINE
 go_tool ctr "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" containerd-v2
 go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 
-# Debian packages for the real-client tests (dockerd, containerd, skopeo).
+# Debian packages for the real-client tests (dockerd, containerd, skopeo,
+# podman 4.3 for a registries.conf path-prefix mirror).
 # Never at the cost of what a developer has installed: Debian's docker.io
 # conflicts with docker-ce and containerd with containerd.io, and apt would
 # remove those. A package whose install would remove anything is skipped;
 # the tests then use the developer's own binaries from PATH if there are
 # any, or skip with the reason recorded here in $BIN/.skip-<binary>.
-declare -A PACKAGE_BINARIES=([docker.io]="dockerd docker" [containerd]="containerd ctr" [skopeo]="skopeo" [jq]="jq")
+declare -A PACKAGE_BINARIES=([docker.io]="dockerd docker" [containerd]="containerd ctr" [skopeo]="skopeo" [jq]="jq" [podman]="podman")
 if [[ "${PULLTHROUGH_SKIP_APT:-}" != "1" ]]; then
   missing=()
   for p in $DEBIAN_PACKAGES; do

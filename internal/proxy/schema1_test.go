@@ -19,7 +19,8 @@ import (
 func TestSchema1SignedManifestServedAsUpstream(t *testing.T) {
 	for _, sigs := range []int{1, 2} {
 		t.Run(map[int]string{1: "one signature", 2: "two signatures"}[sigs], func(t *testing.T) {
-			quay, tags := testenv.QuayLike(t)
+			quay := testenv.QuayLike(t)
+			tags := quay.Schema1
 			signed, d := testenv.Schema1Image(t, quay.Reg, "legacy/app", "old", 2, sigs)
 			tags.Set("legacy/app", "old", signed, d)
 			dir := t.TempDir()

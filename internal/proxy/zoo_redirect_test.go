@@ -18,10 +18,10 @@ import (
 // the mirror's configured credentials never reach the regional host or
 // its token realm.
 func TestRedirectToAnotherRegistryHost(t *testing.T) {
-	z := testenv.ZooK8sRegistry(t)
-	img := testenv.SeedImage(t, z.Backing, "pause:3.10", 8<<10, 2)
-	testenv.SeedImage(t, z.Backing, "pause:3.9", 1<<10, 1)
-	up := testenv.NewUpstream(t, z.Front)
+	z := testenv.K8sRegistryLike(t)
+	img := testenv.SeedImage(t, z.Reg, "pause:3.10", 8<<10, 2)
+	testenv.SeedImage(t, z.Reg, "pause:3.9", 1<<10, 1)
+	up := z.Front
 	m := mirrorFor(t, proxy.Config{ManifestTTL: time.Hour},
 		proxy.UpstreamConfig{Host: "registry.k8s.example", Username: "robot", Password: "k8s-secret-pw", Token: "k8s-static-token"}, up)
 
@@ -51,9 +51,9 @@ func TestRedirectToAnotherRegistryHost(t *testing.T) {
 // like redirect to another registry's API is no such URL (that host wants
 // a token the client does not have), so the mirror fills and serves it.
 func TestRedirectorBlobsAreNotHandedOut(t *testing.T) {
-	z := testenv.ZooK8sRegistry(t)
-	img := testenv.SeedImage(t, z.Backing, "pause:3.10", 8<<10, 1)
-	up := testenv.NewUpstream(t, z.Front)
+	z := testenv.K8sRegistryLike(t)
+	img := testenv.SeedImage(t, z.Reg, "pause:3.10", 8<<10, 1)
+	up := z.Front
 	m := mirrorFor(t, proxy.Config{LargeBlobPolicy: proxy.PolicyUpstream}, proxy.UpstreamConfig{Host: "registry.k8s.example"}, up)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()

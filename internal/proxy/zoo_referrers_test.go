@@ -41,8 +41,8 @@ func TestReferrersWithoutTheAPI(t *testing.T) {
 		{"500", func(w http.ResponseWriter) { http.Error(w, "boom", http.StatusInternalServerError) }, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			z := testenv.ZooArtifactoryReferrers(t)
-			up := testenv.NewUpstream(t, z.Front)
+			z := testenv.ArtifactoryLike(t)
+			up := z.Front
 			if tc.answer != nil {
 				up.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
 					if testenv.Kind(r.URL.Path) != "referrers" {
@@ -53,7 +53,7 @@ func TestReferrersWithoutTheAPI(t *testing.T) {
 				})
 			}
 			m := mirrorFor(t, proxy.Config{ManifestTTL: time.Hour}, proxy.UpstreamConfig{}, up)
-			subject := seedReferrers(t, z.Backing, "org/app:1", 2)
+			subject := seedReferrers(t, z.Reg, "org/app:1", 2)
 			resp := do(t, http.MethodGet, m.URL+"/v2/org/app/referrers/"+subject.String(), nil)
 			if tc.want < 0 {
 				if resp.StatusCode < 500 {

@@ -106,14 +106,14 @@ func TestTagPagingStaysOnRoute(t *testing.T) {
 // token in an absolute Link on its own host; the mirror passes the token
 // through and every tag is listed once.
 func TestQuayTagPaging(t *testing.T) {
-	z := testenv.ZooQuayPaging(t)
+	z := testenv.QuayLike(t)
 	var want []string
 	for i := range 5 {
 		tag := fmt.Sprintf("v%d", i)
-		testenv.SeedImage(t, z.Backing, "org/app:"+tag, 256, 1)
+		testenv.SeedImage(t, z.Reg, "org/app:"+tag, 256, 1)
 		want = append(want, tag)
 	}
-	up := testenv.NewUpstream(t, z.Front)
+	up := z.Front
 	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Host: "quay.example"}, up)
 	for _, path := range []string{"/v2/org/app/tags/list?n=2", "/v2/quay.example/org/app/tags/list?n=2", "/v2/org/app/tags/list?n=2&ns=quay.example"} {
 		tags, links := followTags(t, m.URL, path)

@@ -31,9 +31,15 @@ func (c *fakeClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 // zooTTL is the tag TTL of zoo mirrors; tests expire tags with the clock.
 const zooTTL = 10 * time.Minute
 
-// zooMirror serves a proxy in front of one zoo member over a filesystem
-// store in dir ("" for a fresh one), with a fake clock.
+// zooMirror serves a proxy in front of one zoo member, named zoo.test,
+// over a filesystem store in dir ("" for a fresh one), with a fake clock.
 func zooMirror(t *testing.T, member *testenv.ZooMember, dir string) (string, *fakeClock) {
+	t.Helper()
+	return zooMirrorAs(t, "zoo.test", member, dir)
+}
+
+// zooMirrorAs is zooMirror with the member's registry named host.
+func zooMirrorAs(t *testing.T, host string, member *testenv.ZooMember, dir string) (string, *fakeClock) {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -42,7 +48,7 @@ func zooMirror(t *testing.T, member *testenv.ZooMember, dir string) (string, *fa
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := proxy.NewUpstream(proxy.UpstreamConfig{Host: "zoo.test", URL: member.Front.URL.String()})
+	up, err := proxy.NewUpstream(proxy.UpstreamConfig{Host: host, URL: member.Front.URL.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,45 +94,62 @@ func seedDockerList(t *testing.T, reg *url.URL, repoTag string) (list, amd64 v1.
 	return d, child
 }
 
-// TestZooPullManifestQuirks pulls through the mirror from each zoo member: cold, warm,
-// after the tag moved, when nothing changed after the TTL, and with the
-// upstream down.
-func TestZooPullManifestQuirks(t *testing.T) {
+// TestZooPull pulls through the mirror from every zoo member, by the
+// member's host prefix: a blob HEAD on a cold cache (some members refuse
+// blob HEAD), a cold pull of a Docker manifest list, a warm pull that makes
+// no upstream request, a pull after the tag moved upstream, one after the
+// TTL with nothing changed (costing the member's revalidation requests),
+// and one while the upstream is down (served stale). Members with tokens
+// issue them, and none receives credentials it did not issue.
+func TestZooPull(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		start func(testing.TB) *testenv.ZooMember
+		start      func(testing.TB) *testenv.ZooMember
+		host, repo string
 		// manifest requests one revalidation of an unchanged tag costs
+		// upstream, counting those a token challenge refused
 		revalidateHeads, revalidateGets int
+		tokens                          bool // the member hands out anonymous tokens
 	}{
-		{"Docker Hub-like", testenv.DockerHubLike, 1, 0},
-		{"Artifactory-like", testenv.ArtifactoryLike, 0, 1},
-		{"quay-like", func(t testing.TB) *testenv.ZooMember { m, _ := testenv.QuayLike(t); return m }, 1, 0},
+		{testenv.DockerHubLike, "hub.example", "library/app", 1, 0, false},
+		{testenv.ArtifactoryLike, "artifactory.example", "org/app", 0, 1, false},
+		{testenv.QuayLike, "quay.example", "org/app", 1, 0, false},
+		{testenv.GHCRLike, "ghcr.example", "org/app", 1, 0, true},
+		{testenv.ECRPublicLike, "ecr.example", "docker/library/alpine", 1, 0, true},
+		{testenv.K8sRegistryLike, "registry.k8s.example", "pause", 1, 0, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			member := tc.start(t)
-			mirror, clock := zooMirror(t, member, "")
-			_, want := seedDockerList(t, member.Reg, "org/app:1")
+		member := tc.start(t)
+		t.Run(member.Name, func(t *testing.T) {
+			mirror, clock := zooMirrorAs(t, tc.host, member, "")
+			ref := tc.host + "/" + tc.repo + ":1"
+			_, want := seedDockerList(t, member.Reg, tc.repo+":1")
 
-			if got := testenv.PullImage(t, mirror, "org/app:1"); got != want {
+			ld, size := firstLayer(t, member.Reg, tc.repo, want)
+			resp := do(t, http.MethodHead, mirror+"/v2/"+tc.host+"/"+tc.repo+"/blobs/"+ld.String(), nil)
+			if resp.StatusCode != http.StatusOK || resp.ContentLength != size {
+				t.Errorf("cold blob HEAD: got %d with length %d, want 200 with %d", resp.StatusCode, resp.ContentLength, size)
+			}
+			if got := testenv.PullImage(t, mirror, ref); got != want {
 				t.Fatalf("cold: got %s, want the linux/amd64 image %s", got, want)
 			}
+
 			member.Front.Reset()
-			if got := testenv.PullImage(t, mirror, "org/app:1"); got != want {
+			issued := member.Issued()
+			if got := testenv.PullImage(t, mirror, ref); got != want {
 				t.Errorf("warm: got %s, want %s", got, want)
 			}
-			if n := member.Front.Total(); n != 0 {
-				t.Errorf("warm: got %d upstream requests, want 0", n)
+			if n, tokens := member.Front.Total(), member.Issued()-issued; n != 0 || tokens != 0 {
+				t.Errorf("warm: got %d upstream requests and %d new tokens, want 0 and 0", n, tokens)
 			}
 
-			_, moved := seedDockerList(t, member.Reg, "org/app:1")
+			_, moved := seedDockerList(t, member.Reg, tc.repo+":1")
 			clock.advance(zooTTL + time.Second)
-			if got := testenv.PullImage(t, mirror, "org/app:1"); got != moved {
+			if got := testenv.PullImage(t, mirror, ref); got != moved {
 				t.Errorf("tag moved: got %s, want %s", got, moved)
 			}
 
 			clock.advance(zooTTL + time.Second)
 			member.Front.Reset()
-			if got := testenv.PullImage(t, mirror, "org/app:1"); got != moved {
+			if got := testenv.PullImage(t, mirror, ref); got != moved {
 				t.Errorf("unchanged after TTL: got %s, want %s", got, moved)
 			}
 			if h, g := member.Front.Count(http.MethodHead, "manifest"), member.Front.Count(http.MethodGet, "manifest"); h != tc.revalidateHeads || g != tc.revalidateGets {
@@ -135,9 +158,36 @@ func TestZooPullManifestQuirks(t *testing.T) {
 
 			clock.advance(zooTTL + time.Second)
 			member.Front.SetFault(testenv.FaultDown, "")
-			if got := testenv.PullImage(t, mirror, "org/app:1"); got != moved {
+			if got := testenv.PullImage(t, mirror, ref); got != moved {
 				t.Errorf("upstream down: got %s, want %s (stale)", got, moved)
+			}
+			if got := member.Issued() > 0; got != tc.tokens {
+				t.Errorf("the member issued %d tokens, want any: %v", member.Issued(), tc.tokens)
+			}
+			if foreign := member.ForeignAuth(); len(foreign) != 0 {
+				t.Errorf("the member received credentials it did not issue: %q", foreign)
 			}
 		})
 	}
+}
+
+// firstLayer is the digest and size of the first layer of image dgst in
+// repo, read from the registry itself.
+func firstLayer(t *testing.T, reg *url.URL, repo string, dgst v1.Hash) (v1.Hash, int64) {
+	t.Helper()
+	ref, err := name.ParseReference(reg.Host+"/"+repo+"@"+dgst.String(), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) == 0 {
+		t.Fatalf("layers of %s: %d, %v", ref, len(layers), err)
+	}
+	d, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+	return d, size
 }

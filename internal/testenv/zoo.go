@@ -19,12 +19,23 @@ import (
 // configured with). Each quirk cites, beside its code, where the real
 // behaviour is documented or reported.
 //
-// Members are built by one constructor each (DockerHubLike,
-// ArtifactoryLike, QuayLike, ...), in a file named after the member.
+// Every member is built the same way: a constructor named after the
+// registry (DockerHubLike, ArtifactoryLike, QuayLike, GHCRLike,
+// ECRPublicLike, K8sRegistryLike), in a file named after it, that calls
+// NewZooMember with the member's quirks.
 type ZooMember struct {
 	Name  string
 	Front *Upstream
 	Reg   *url.URL
+	// Other is a second host the member sends clients to (a redirect
+	// target, a blob CDN), nil when it has none. It is not behind Front:
+	// requests to it are not counted.
+	Other *url.URL
+	// Schema1 scripts the member's signed schema 1 tags (quay-like only,
+	// else nil).
+	Schema1 *Schema1Tags
+
+	gates []*anonTokens
 }
 
 // A Quirk wraps the handler in front of a member's registry (next reaches
@@ -40,16 +51,82 @@ func NewZooMember(t testing.TB, name string, reg *url.URL, quirks ...Quirk) *Zoo
 	if reg == nil {
 		reg = InProcessRegistry(t)
 	}
-	rp := httputil.NewSingleHostReverseProxy(reg)
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	var h http.Handler = rp
+	var h http.Handler = proxyTo(reg)
 	for i := len(quirks) - 1; i >= 0; i-- {
 		h = quirks[i](h)
 	}
+	return &ZooMember{Name: name, Front: NewUpstream(t, serveHandler(t, h)), Reg: reg}
+}
+
+// ForeignAuth returns every Authorization header the member's token
+// endpoints and token-gated hosts received other than tokens they issued
+// themselves: what a mirror sent of its own credentials.
+func (m *ZooMember) ForeignAuth() []string {
+	var out []string
+	for _, g := range m.gates {
+		g.mu.Lock()
+		out = append(out, g.foreign...)
+		g.mu.Unlock()
+	}
+	return out
+}
+
+// Issued is how many tokens the member's token endpoints handed out: zero
+// for a member without tokens, or when nothing asked for one.
+func (m *ZooMember) Issued() int {
+	n := 0
+	for _, g := range m.gates {
+		g.mu.Lock()
+		n += len(g.tokens)
+		g.mu.Unlock()
+	}
+	return n
+}
+
+// serveHandler starts h on 127.0.0.1 for the test's lifetime.
+func serveHandler(t testing.TB, h http.Handler) *url.URL {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	return &ZooMember{Name: name, Front: NewUpstream(t, u), Reg: reg}
+	return u
+}
+
+// proxyTo is a reverse proxy to a backing registry.
+func proxyTo(target *url.URL) *httputil.ReverseProxy {
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	return rp
+}
+
+// blobsRedirectTo answers every blob GET and HEAD by digest with a 307 to
+// the same path on target plus query (a storage host or CDN in front of
+// the same registry), as registries that keep blobs in object storage do.
+func blobsRedirectTo(target *url.URL, query string) Quirk {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Location", target.String()+r.URL.Path+query)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		})
+	}
+}
+
+// repoOf is the repository in a /v2/<name>/<kind>/... path, or "".
+func repoOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return ""
+	}
+	for _, sep := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
+		if i := strings.LastIndex(rest, sep); i > 0 {
+			return rest[:i]
+		}
+	}
+	return ""
 }
 
 // manifestRef splits /v2/<name>/manifests/<ref> into name and ref.

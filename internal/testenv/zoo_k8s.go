@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -12,8 +13,8 @@ import (
 // redirect host keeps its repositories under.
 const K8sRegistryPrefix = "k8s-artifacts-prod/images"
 
-// ZooK8sRegistry starts a registry.k8s.io-like member: a redirector in
-// front of a regional registry on another host. Modelled on archeio
+// K8sRegistryLike stands in for registry.k8s.io: a redirector in front of
+// a regional registry on another host. Modelled on archeio
 // (kubernetes/registry.k8s.io cmd/archeio/internal/app/handlers.go and
 // docs/request-handling.md):
 //   - only GET and HEAD; /v2/ answers 401 with a Bearer challenge whose
@@ -28,10 +29,10 @@ const K8sRegistryPrefix = "k8s-artifacts-prod/images"
 // service="<loc>-docker.pkg.dev",scope="repository:<repo>:pull"`
 // (docker/setup-buildx-action#79, apple/container#2274, observed headers).
 // Other is the regional host.
-func ZooK8sRegistry(t testing.TB) *StandIn {
+func K8sRegistryLike(t testing.TB) *ZooMember {
 	t.Helper()
-	backing := InProcessRegistry(t)
-	rp := proxyTo(backing)
+	reg := InProcessRegistry(t)
+	rp := proxyTo(reg)
 	gate := &anonTokens{realmPath: "/v2/token", challenge: func(host, repo string) string {
 		return fmt.Sprintf(`Bearer realm="http://%s/v2/token",service=%q,scope="repository:%s:pull"`, host, host, repo)
 	}}
@@ -45,31 +46,40 @@ func ZooK8sRegistry(t testing.TB) *StandIn {
 		r.URL.RawPath = ""
 		rp.ServeHTTP(w, r)
 	})))
-	front := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "Only GET and HEAD are allowed.", http.StatusMethodNotAllowed)
-			return
-		}
-		p := r.URL.Path
-		switch {
-		case p == "/token":
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"token":"0123456789abcdef0123456789abcdef","expires_in":3600}`)
-		case p == "/v2/" || p == "/v2":
-			w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
-			if r.Header.Get("Authorization") != "" {
+	m := NewZooMember(t, "registry.k8s.io-like", reg, archeioRedirects(regional))
+	m.Other, m.gates = regional, []*anonTokens{gate}
+	return m
+}
+
+// archeioRedirects is the redirector described on K8sRegistryLike; it
+// never reaches the registry behind it.
+func archeioRedirects(regional *url.URL) Quirk {
+	return func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				http.Error(w, "Only GET and HEAD are allowed.", http.StatusMethodNotAllowed)
 				return
 			}
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service=%q`, r.Host, r.Host))
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-		case p == "/v2/_catalog":
-			http.Error(w, "_catalog is not supported", http.StatusNotFound)
-		case strings.HasPrefix(p, "/v2/"):
-			target := regional.String() + path.Join("/v2/", K8sRegistryPrefix, strings.TrimPrefix(p, "/v2")) + "?rid=0123456789abcdef0123456789abcdef"
-			http.Redirect(w, r, target, http.StatusTemporaryRedirect)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	return &StandIn{Front: front, Backing: backing, Other: regional, gates: []*anonTokens{gate}}
+			p := r.URL.Path
+			switch {
+			case p == "/token":
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, `{"token":"0123456789abcdef0123456789abcdef","expires_in":3600}`)
+			case p == "/v2/" || p == "/v2":
+				w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+				if r.Header.Get("Authorization") != "" {
+					return
+				}
+				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service=%q`, r.Host, r.Host))
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+			case p == "/v2/_catalog":
+				http.Error(w, "_catalog is not supported", http.StatusNotFound)
+			case strings.HasPrefix(p, "/v2/"):
+				target := regional.String() + path.Join("/v2/", K8sRegistryPrefix, strings.TrimPrefix(p, "/v2")) + "?rid=0123456789abcdef0123456789abcdef"
+				http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+			default:
+				http.NotFound(w, r)
+			}
+		})
+	}
 }

@@ -20,25 +20,31 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// QuayLike stands in for quay: besides current manifests (from the
+// QuayLike stands in for quay: it has the OCI referrers API (quay/quay#1706
+// added it; the registry behind it answers it), tags are listed in pages
+// linked by an opaque token (quayTagPages), and besides current manifests (from the
 // registry behind it), old tags are signed Docker schema 1 manifests,
 // served as quay serves them (quay/quay endpoints/v2/manifest.py,
 // fetch_manifest_by_tagname and fetch_manifest_by_digest): the exact signed
 // bytes, Content-Type application/vnd.docker.distribution.manifest.v1+prettyjws,
 // Docker-Content-Digest the digest of the payload without signatures, no
 // ETag. Schema 1 cannot be pushed to the registries the zoo is built on,
-// so those tags are scripted answers (Schema1Tags.Set); their layers are
+// so those tags are scripted answers (Schema1.Set); their layers are
 // real blobs in the registry.
-func QuayLike(t testing.TB) (*ZooMember, *Schema1Tags) {
+func QuayLike(t testing.TB) *ZooMember {
 	t.Helper()
+	reg := InProcessRegistry(t, registry.WithReferrersSupport(true))
 	s1 := &Schema1Tags{refs: map[string]schema1Tag{}}
-	return NewZooMember(t, "quay-like", nil, s1.serve), s1
+	m := NewZooMember(t, "quay-like", reg, s1.serve, quayTagPages(reg))
+	m.Schema1 = s1
+	return m
 }
 
 // Schema1Tags holds the scripted schema 1 tags of a quay-like member.

@@ -9,12 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 )
 
-// ZooQuayPaging starts a Quay-like member for tag listing. Quay's v2
-// `paginate` decorator (quay/quay endpoints/v2/__init__.py, used by
-// endpoints/v2/tag.py list_all_tags):
+// quayTagPages lists reg's tags as quay's v2 `paginate` decorator does
+// (quay/quay endpoints/v2/__init__.py, used by endpoints/v2/tag.py
+// list_all_tags):
 //   - reads the page size from n, capped at 100 and at least 1;
 //   - reads the position from an opaque, encrypted `next_page` token (or,
 //     failing that, from `last`, which it also decrypts as a token: a plain
@@ -24,44 +23,42 @@ import (
 //
 // The token here is base64url (with padding, so it needs escaping) of the
 // position; a mirror must treat it as opaque.
-func ZooQuayPaging(t testing.TB) *StandIn {
-	t.Helper()
-	backing := InProcessRegistry(t)
-	rp := proxyTo(backing)
-	front := serveHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		repo := repoOf(r.URL.Path)
-		if r.Method != http.MethodGet || repo == "" || !strings.HasSuffix(r.URL.Path, "/tags/list") {
-			rp.ServeHTTP(w, r)
-			return
-		}
-		all, err := listAllTags(backing, repo)
-		if err != nil {
-			http.Error(w, `{"errors":[{"code":"NAME_UNKNOWN","message":"repository not found"}]}`, http.StatusNotFound)
-			return
-		}
-		q := r.URL.Query()
-		limit := 100
-		if n, err := strconv.Atoi(q.Get("n")); err == nil {
-			limit = n
-		} else if q.Has("n") {
-			limit = 0
-		}
-		limit = max(min(limit, 100), 1)
-		token := q.Get("next_page")
-		if token == "" {
-			token = q.Get("last")
-		}
-		start := decodePageToken(token)
-		end := min(start+limit, len(all))
-		start = min(start, end)
-		if end < len(all) {
-			v := url.Values{"n": {strconv.Itoa(limit)}, "next_page": {encodePageToken(end)}}
-			w.Header().Set("Link", fmt.Sprintf(`<http://%s/v2/%s/tags/list?%s>; rel="next"`, r.Host, repo, v.Encode()))
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"name": repo, "tags": all[start:end]})
-	}))
-	return &StandIn{Front: front, Backing: backing}
+func quayTagPages(reg *url.URL) Quirk {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			repo := repoOf(r.URL.Path)
+			if r.Method != http.MethodGet || repo == "" || !strings.HasSuffix(r.URL.Path, "/tags/list") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			all, err := listAllTags(reg, repo)
+			if err != nil {
+				http.Error(w, `{"errors":[{"code":"NAME_UNKNOWN","message":"repository not found"}]}`, http.StatusNotFound)
+				return
+			}
+			q := r.URL.Query()
+			limit := 100
+			if n, err := strconv.Atoi(q.Get("n")); err == nil {
+				limit = n
+			} else if q.Has("n") {
+				limit = 0
+			}
+			limit = max(min(limit, 100), 1)
+			token := q.Get("next_page")
+			if token == "" {
+				token = q.Get("last")
+			}
+			start := decodePageToken(token)
+			end := min(start+limit, len(all))
+			start = min(start, end)
+			if end < len(all) {
+				v := url.Values{"n": {strconv.Itoa(limit)}, "next_page": {encodePageToken(end)}}
+				w.Header().Set("Link", fmt.Sprintf(`<http://%s/v2/%s/tags/list?%s>; rel="next"`, r.Host, repo, v.Encode()))
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"name": repo, "tags": all[start:end]})
+		})
+	}
 }
 
 func encodePageToken(start int) string {
