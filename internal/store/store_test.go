@@ -52,6 +52,7 @@ func TestS3(t *testing.T) {
 // conformance is the one behaviour suite every store passes.
 func conformance(t *testing.T, open func(*testing.T) proxy.Store, srv *testenv.S3Server) {
 	ctx := context.Background()
+	listConformance(t, open)
 
 	t.Run("missing object is ErrNotExist", func(t *testing.T) {
 		st := open(t)
