@@ -20,11 +20,11 @@ func blobKey(d digest.Digest) string {
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	key := blobKey(rt.digest)
 	cache := cacheHit
-	size, known := p.known.get(rt.digest, p.now(), knownBlobsTTL)
-	var err error
-	if !known {
-		size, err = p.store.Stat(ctx, key)
-	}
+	// Every hit asks the store (one HeadObject on S3): a memo of existing
+	// blobs would keep redirecting clients to an object that a sweep, a
+	// bucket lifecycle rule or a person deleted, and the client, not the
+	// mirror, would get the 404. See "Deleted objects" in README.md.
+	size, err := p.store.Stat(ctx, key)
 	switch {
 	case err == nil:
 		if err := p.checkLinkedBlob(ctx, rt); err != nil {
@@ -52,9 +52,6 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if err := p.checkLinkedBlob(ctx, rt); err != nil {
 			return err
 		}
-	}
-	if !known {
-		p.known.put(rt.digest, size, p.now())
 	}
 	blobHeaders(w.Header(), rt.digest, size, cache)
 	var sign signFunc
@@ -148,11 +145,6 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	}
 	return 0, upstreamError(resp, ErrBlobUnknown)
 }
-
-// Blobs are immutable, so knowing one exists saves a store request on
-// every hit. Entries expire so that objects removed by a bucket lifecycle
-// rule are noticed.
-const knownBlobsTTL = 10 * time.Minute
 
 // signFunc presigns one request for an object in the store.
 type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, error)

@@ -24,6 +24,9 @@ type storedManifest struct {
 	MediaType string        `json:"mediaType"`
 	Digest    digest.Digest `json:"digest"`
 	Data      []byte        `json:"data"`
+	// Used is when the record was last written for a pull: the fill, or a
+	// later hit (use.go). Zero in records written before use was recorded.
+	Used time.Time `json:"used,omitzero"`
 }
 
 // tagRecord maps a tag of one upstream repository to a manifest digest:
@@ -33,6 +36,9 @@ type tagRecord struct {
 	MediaType string        `json:"mediaType"`
 	ETag      string        `json:"etag,omitempty"`
 	Checked   time.Time     `json:"checked"`
+	// Used is when a hit was last recorded (use.go); a revalidation
+	// (Checked) is a use too.
+	Used time.Time `json:"used,omitzero"`
 }
 
 func manifestKey(d digest.Digest) string {
@@ -119,7 +125,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
 			return storedManifest{}, "", err
 		}
-		return m, cacheHit, nil
+		return p.noteManifestUse(ctx, m), cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -155,6 +161,7 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 	tr, m, err := p.loadTag(ctx, key)
 	switch {
 	case err == nil && p.fresh(tr):
+		p.noteTagUse(ctx, key, tr)
 		return m, cacheHit, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
@@ -241,6 +248,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 	}
 	stale := func(attrs ...any) (storedManifest, string, error) {
 		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
+		p.noteTagUse(ctx, key, tr)
 		return cached, cacheStale, nil
 	}
 	headUnusable := 0 // the status of a HEAD that did not name a digest
@@ -482,6 +490,7 @@ func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
 // storeManifest saves a manifest the upstream served for a repository and
 // links it and its references to that repository.
 func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
+	m.Used = p.now().UTC() // a fill is a use
 	if err := p.saveManifest(ctx, m); err != nil {
 		return err
 	}

@@ -108,9 +108,8 @@ type Proxy struct {
 	blobFills flightGroup[fillOutcome] // blob fills, by fillKey
 	limits    fillLimits
 	slots     fillSlots
-	absent    *memo[string, struct{}]     // blobs the upstream answered 404 for, by fillKey
-	known     *memo[digest.Digest, int64] // blobs in the store, by digest
-	presigned *memo[string, string]       // presigned URLs, by key
+	absent    *memo[string, struct{}] // blobs the upstream answered 404 for, by fillKey
+	presigned *memo[string, string]   // presigned URLs, by key
 	manifests *memo[digest.Digest, storedManifest]
 	tags      *memo[string, tagRecord] // by store key
 	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
@@ -166,7 +165,6 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	}
 	p := &Proxy{
 		cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now,
-		known:     newMemo[digest.Digest, int64](50000),
 		presigned: newMemo[string, string](10000),
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),

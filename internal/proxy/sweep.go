@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ObjectInfo describes one stored object in a listing. It is an alias of a
+// struct literal, like Upload, so stores return the identical type without
+// importing this package.
+type ObjectInfo = struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// Lister is implemented by stores that can enumerate their objects (S3
+// ListObjectsV2, a directory walk). Only the sweep needs it.
+type Lister interface {
+	// List yields the objects whose keys start with prefix; an error ends
+	// the sequence.
+	List(ctx context.Context, prefix string) iter.Seq2[ObjectInfo, error]
+}
+
+// Deleter is implemented by stores that can remove an object. Deleting a
+// missing object is not an error.
+type Deleter interface {
+	Delete(ctx context.Context, key string) error
+}
+
+// MinRetention is the shortest retention a sweep accepts: use is recorded
+// at most once a day (useEvery), so a pull may look up to a day older than
+// it is, and a retention of a day could delete what was pulled an hour ago.
+const MinRetention = 2 * useEvery
+
+// SweepOptions configure one sweep.
+type SweepOptions struct {
+	// Retention: content not used by any tag or digest pulled within it
+	// is deleted. At least MinRetention.
+	Retention time.Duration
+	// DryRun lists what would be deleted and deletes nothing.
+	DryRun bool
+	// Out, if set, gets one line per object deleted (or that would be).
+	Out io.Writer
+}
+
+// SweepReport says what one sweep did and what it cost in store requests.
+type SweepReport struct {
+	Listed     int   // objects listed (S3: one ListObjectsV2 per 1,000)
+	Read       int   // records read (one GetObject each): tags, manifests, leases
+	Deleted    int   // objects deleted, or that would be in a dry run
+	BytesFreed int64 // their total size
+	Kept       int   // tags, manifests and blobs kept
+}
+
+// Sweep deletes cached content that no tag or digest pulled within the
+// retention uses. What is kept:
+//   - tag records confirmed upstream or hit within the retention, and
+//     manifest records (by digest) filled or hit within it: the roots;
+//   - everything a root references, walking indexes to their manifests and
+//     manifests to their config and layers;
+//   - blobs written within the retention (a fill that just finished, or
+//     one whose manifest is not cached yet) and blobs with a live fill
+//     lease (a fill in progress; its object is not visible before it is
+//     complete anyway).
+//
+// Everything else under tags/, manifests/ and blobs/ is deleted, with the
+// repository links and referrers records of the deleted digests. Records
+// written before use was recorded count from their last write. A pull that
+// starts while the sweep runs may, at worst, be redirected once to a blob
+// deleted under it; its retry finds the blob missing and fills it again
+// (see blob.go: every hit asks the store).
+func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error) {
+	var rep SweepReport
+	l, ok := p.store.(Lister)
+	d, ok2 := p.store.(Deleter)
+	if !ok || !ok2 {
+		return rep, errors.New("sweep: the store cannot list or delete objects")
+	}
+	if opt.Retention < MinRetention {
+		return rep, fmt.Errorf("sweep: retention %s is shorter than the minimum %s", opt.Retention, MinRetention)
+	}
+	now := p.now()
+	s := &sweep{p: p, l: l, rep: &rep, cutoff: now.Add(-opt.Retention), now: now,
+		manifests: map[digest.Digest]sweptManifest{}, live: map[digest.Digest]bool{}, leased: map[string]bool{}}
+	plan, err := s.plan(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, o := range plan {
+		verb := "deleted"
+		if opt.DryRun {
+			verb = "would delete"
+		} else if err := d.Delete(ctx, o.Key); err != nil {
+			return rep, fmt.Errorf("sweep: delete %s: %w", o.Key, err)
+		}
+		p.forget(o.Key)
+		rep.Deleted++
+		rep.BytesFreed += o.Size
+		if opt.Out != nil {
+			fmt.Fprintf(opt.Out, "%s %s (%d bytes)\n", verb, o.Key, o.Size)
+		}
+	}
+	p.log.Info("sweep", "dry_run", opt.DryRun, "retention", opt.Retention.String(), "listed", rep.Listed,
+		"read", rep.Read, "deleted", rep.Deleted, "bytes_freed", rep.BytesFreed, "kept", rep.Kept)
+	return rep, nil
+}
+
+// sweep is the state of one Sweep.
+type sweep struct {
+	p           *Proxy
+	l           Lister
+	rep         *SweepReport
+	now, cutoff time.Time
+	manifests   map[digest.Digest]sweptManifest
+	live        map[digest.Digest]bool
+	leased      map[string]bool // blob keys with a live fill lease
+}
+
+type sweptManifest struct {
+	info ObjectInfo
+	refs []digest.Digest
+}
+
+// plan reads the store and returns what to delete, in a safe order: tags
+// before the manifests they name, manifests before the blobs they
+// reference, links and referrers records last.
+func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
+	var roots []digest.Digest
+	var tags []ObjectInfo
+	err := s.each(ctx, "tags/", func(o ObjectInfo) error {
+		var tr tagRecord
+		if err := s.read(ctx, o.Key, &tr); err != nil {
+			return err
+		}
+		if s.used(tr.lastUse(), o) {
+			roots = append(roots, tr.Digest)
+			s.rep.Kept++
+		} else {
+			tags = append(tags, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.each(ctx, "manifests/", func(o ObjectInfo) error {
+		dg, ok := keyDigest(o.Key, "manifests/")
+		if !ok {
+			return nil
+		}
+		var m storedManifest
+		if err := s.read(ctx, o.Key, &m); err != nil {
+			return err
+		}
+		s.manifests[dg] = sweptManifest{info: o, refs: manifestRefs(m.Data)}
+		if s.used(m.Used, o) {
+			roots = append(roots, dg)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.walk(roots)
+	if err := s.readLeases(ctx); err != nil {
+		return nil, err
+	}
+	plan := tags
+	condemned := map[digest.Digest]bool{}
+	for dg, m := range s.manifests {
+		if s.live[dg] {
+			s.rep.Kept++
+			continue
+		}
+		plan = append(plan, m.info)
+		condemned[dg] = true
+	}
+	err = s.each(ctx, "blobs/", func(o ObjectInfo) error {
+		dg, ok := keyDigest(o.Key, "blobs/")
+		if !ok || s.live[dg] || !o.Modified.Before(s.cutoff) || s.leased[o.Key] {
+			s.rep.Kept++
+			return nil
+		}
+		plan = append(plan, o)
+		condemned[dg] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, prefix := range []string{"links/", "referrers/"} {
+		err := s.each(ctx, prefix, func(o ObjectInfo) error {
+			if dg, ok := trailingDigest(o.Key); ok && condemned[dg] {
+				plan = append(plan, o)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// used reports whether a record was used within the retention: its
+// recorded use, or its last write when it has none.
+func (s *sweep) used(at time.Time, o ObjectInfo) bool {
+	if at.IsZero() {
+		at = o.Modified
+	}
+	return !at.Before(s.cutoff)
+}
+
+// walk marks the roots and everything they reference as live.
+func (s *sweep) walk(roots []digest.Digest) {
+	for len(roots) > 0 {
+		dg := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		if s.live[dg] {
+			continue
+		}
+		s.live[dg] = true
+		roots = append(roots, s.manifests[dg].refs...)
+	}
+}
+
+// readLeases finds blobs being filled: a lease that has not expired, or
+// one that cannot be read (a lease being written counts as live).
+func (s *sweep) readLeases(ctx context.Context) error {
+	return s.each(ctx, "leases/", func(o ObjectInfo) error {
+		_, blob, ok := strings.Cut(strings.TrimPrefix(o.Key, "leases/"), "/")
+		if !ok {
+			return nil
+		}
+		var lr leaseRecord
+		if err := s.read(ctx, o.Key, &lr); err != nil || lr.Expires.After(s.now) {
+			s.leased[blob] = true
+		}
+		return nil
+	})
+}
+
+func (s *sweep) each(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	for o, err := range s.l.List(ctx, prefix) {
+		if err != nil {
+			return fmt.Errorf("sweep: list %s: %w", prefix, err)
+		}
+		s.rep.Listed++
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// read loads a JSON record. A record that vanished or cannot be parsed
+// reads as the zero value: the sweep then judges it by its last write.
+func (s *sweep) read(ctx context.Context, key string, v any) error {
+	s.rep.Read++
+	err := s.p.loadJSON(ctx, key, v)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sweep: read %s: %w", key, err)
+	}
+	return nil
+}
+
+// keyDigest parses "<prefix><algorithm>/<encoded>".
+func keyDigest(key, prefix string) (digest.Digest, bool) {
+	alg, enc, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
+	if !ok || !strings.HasPrefix(key, prefix) {
+		return "", false
+	}
+	dg := digest.NewDigestFromEncoded(digest.Algorithm(alg), enc)
+	return dg, dg.Validate() == nil
+}
+
+// trailingDigest parses the digest at the end of a link or referrers key
+// (".../<algorithm>/<encoded>").
+func trailingDigest(key string) (digest.Digest, bool) {
+	i := strings.LastIndex(key, "/")
+	if i < 0 {
+		return "", false
+	}
+	j := strings.LastIndex(key[:i], "/")
+	dg := digest.NewDigestFromEncoded(digest.Algorithm(key[j+1:i]), key[i+1:])
+	return dg, dg.Validate() == nil
+}
+
+// forget drops what this process remembers about a deleted object.
+func (p *Proxy) forget(key string) {
+	if dg, ok := keyDigest(key, "manifests/"); ok {
+		p.manifests.del(dg)
+	}
+	p.tags.del(key)
+	p.links.del(key)
+}
