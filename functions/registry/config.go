@@ -34,6 +34,9 @@ type Config struct {
 	// FunctionName is the Lambda function's own name, for invoking itself
 	// to run fills that may outlast a request.
 	FunctionName string
+	// Retention enables the sweep (sweep.go): content not used within it
+	// is deleted. Zero, the default, disables it.
+	Retention time.Duration
 }
 
 // parseConfig reads the PULLTHROUGH_* variables and reports every problem
@@ -109,6 +112,13 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		c.Proxy.LargeBlobSize = n
 	}
 	c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
+	if v := get("PULLTHROUGH_RETENTION", ""); v != "" {
+		d, err := parseRetention(v)
+		if err != nil || d < proxy.MinRetention {
+			bad("PULLTHROUGH_RETENTION", "want a duration of at least 2d such as 30d or 720h, got %q", v)
+		}
+		c.Retention = d
+	}
 	c.S3PartSize = 8 << 20
 	if v := get("PULLTHROUGH_S3_PART_SIZE", ""); v != "" {
 		n, err := parseSize(v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -24,14 +25,18 @@ type fillEvent struct {
 	Job         proxy.FillJob `json:"job"`
 }
 
-// serveLambda answers function URL requests (RESPONSE_STREAM) and the
-// function's own fill events.
-func serveLambda(p *proxy.Proxy) {
+// serveLambda answers function URL requests (RESPONSE_STREAM), the
+// function's own fill events and scheduled sweep events.
+func serveLambda(p *proxy.Proxy, retention time.Duration) {
 	url := lambdaurl.Wrap(p)
 	lambda.StartHandlerFunc(func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var fe fillEvent
 		if json.Unmarshal(raw, &fe) == nil && fe.Pullthrough == "fill" {
 			return nil, p.RunFill(ctx, fe.Job)
+		}
+		var se sweepEvent
+		if json.Unmarshal(raw, &se) == nil && se.Sweep != nil {
+			return runSweepEvent(ctx, p, retention, se)
 		}
 		var req events.LambdaFunctionURLRequest
 		if err := json.Unmarshal(raw, &req); err != nil || req.RequestContext.HTTP.Method == "" {

@@ -55,8 +55,10 @@ func run() error {
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == "warm":
 		return warm(ctx, h, os.Args[2:], os.Stdout)
+	case len(os.Args) > 1 && os.Args[1] == "sweep":
+		return sweepCommand(ctx, h, cfg.Retention, os.Args[2:], os.Stdout)
 	case cfg.Lambda:
-		serveLambda(h)
+		serveLambda(h, cfg.Retention)
 		return nil
 	}
 	srv := &http.Server{
