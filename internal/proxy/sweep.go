@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,14 +177,17 @@ func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 	}
 	plan := tags
 	condemned := map[digest.Digest]bool{}
+	var manifests []ObjectInfo
 	for dg, m := range s.manifests {
 		if s.live[dg] {
 			s.rep.Kept++
 			continue
 		}
-		plan = append(plan, m.info)
+		manifests = append(manifests, m.info)
 		condemned[dg] = true
 	}
+	slices.SortFunc(manifests, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	plan = append(plan, manifests...)
 	err = s.each(ctx, "blobs/", func(o ObjectInfo) error {
 		dg, ok := keyDigest(o.Key, "blobs/")
 		if !ok || s.live[dg] || !o.Modified.Before(s.cutoff) || s.leased[o.Key] {
