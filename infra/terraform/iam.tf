@@ -47,7 +47,8 @@ data "aws_iam_policy_document" "function" {
 
   # Without s3:ListBucket S3 answers HeadObject on a missing key with 403
   # instead of 404, and a cache miss would look like a permission failure.
-  # The function never lists; the condition keeps listing to its own prefix.
+  # Only the sweep lists (sweep.tf); the condition keeps listing to its own
+  # prefix.
   statement {
     sid       = "CacheMissesAreNotFound"
     actions   = ["s3:ListBucket"]
@@ -99,6 +100,21 @@ data "aws_iam_policy_document" "function" {
       sid       = "UpstreamCredentials"
       actions   = ["secretsmanager:GetSecretValue"]
       resources = [statement.value]
+    }
+  }
+
+  # Only with the sweep enabled (retention_days, sweep.tf) may the function
+  # delete cached content: tag and manifest records, blobs, and the links
+  # and referrers records of what it deletes. Leases stay covered by
+  # ReleaseFillLeases alone.
+  dynamic "statement" {
+    for_each = local.sweep_enabled ? [local.key_prefix] : []
+
+    content {
+      sid     = "SweepUnusedContent"
+      actions = ["s3:DeleteObject"]
+      resources = [for p in ["tags", "manifests", "blobs", "links", "referrers"] :
+      "${aws_s3_bucket.this.arn}/${statement.value}${p}/*"]
     }
   }
 }

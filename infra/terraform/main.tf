@@ -56,6 +56,7 @@ locals {
         PULLTHROUGH_FILL_WAIT                   = var.fill_wait
         PULLTHROUGH_CLIENT_CIDRS                = length(var.client_cidrs) > 0 ? join(",", var.client_cidrs) : null
         PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET = local.upstream_credentials_secret_arn
+        PULLTHROUGH_RETENTION                   = var.retention_days == null ? null : "${var.retention_days}d"
       } : k => v if v != null
     },
   )

@@ -95,3 +95,8 @@ output "alarm_arns" {
   description = "ARNs of the upstream-throttled alarms by registry host; empty when create_alarms is false."
   value       = { for host, alarm in aws_cloudwatch_metric_alarm.upstream_throttled : host => alarm.arn }
 }
+
+output "sweep_schedule_arn" {
+  description = "ARN of the daily sweep schedule, or null when retention_days is null."
+  value       = local.sweep_enabled ? aws_scheduler_schedule.sweep[0].arn : null
+}

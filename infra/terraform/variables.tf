@@ -143,7 +143,7 @@ variable "kms_key_arn" {
 }
 
 variable "cache_expiration_days" {
-  description = "Delete cached objects this many days after they were written; the next pull fetches them again. null keeps them until removed by hand."
+  description = "Fallback expiry by creation date: delete cached objects this many days after they were written, used or not; the next pull fetches them again. null, the default, leaves eviction to the sweep (retention_days) or to you. Prefer retention_days, which keeps what is used."
   type        = number
   default     = null
 
@@ -406,5 +406,34 @@ variable "alarm_actions" {
   validation {
     condition     = alltrue([for a in var.alarm_actions : can(regex("^arn:aws[a-z-]*:[a-z0-9-]+:", a))])
     error_message = "alarm_actions must be ARNs (an SNS topic, an Auto Scaling policy, a Systems Manager OpsItem, ...)."
+  }
+}
+
+################################################################################
+# Eviction (sweep.tf)
+################################################################################
+
+variable "retention_days" {
+  description = "Enables the daily sweep (PULLTHROUGH_RETENTION): cached tags, manifests and blobs that no tag or digest pulled within this many days uses are deleted, and the role may then delete cached objects. null, the default, never deletes by use (cache_expiration_days is the creation-date fallback)."
+  type        = number
+  default     = null
+
+  validation {
+    # Use is recorded at most once a day, so a shorter retention could
+    # delete what was pulled hours ago.
+    condition     = var.retention_days == null || try(var.retention_days >= 2 && floor(var.retention_days) == var.retention_days, false)
+    error_message = "retention_days must be null or a whole number >= 2."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "When the sweep runs (EventBridge Scheduler expression), if retention_days is set."
+  type        = string
+  default     = "rate(1 day)"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.sweep_schedule))
+    error_message = "sweep_schedule must be a rate(...) or cron(...) expression."
   }
 }

@@ -596,3 +596,49 @@ run "rejects_alarm_action_that_is_not_an_arn" {
   }
   expect_failures = [var.alarm_actions]
 }
+
+run "sweep_off_by_default" {
+  assert {
+    condition     = length(aws_scheduler_schedule.sweep) == 0 && length(aws_iam_role.sweep) == 0 && !contains(keys(local.environment), "PULLTHROUGH_RETENTION")
+    error_message = "without retention_days there is no sweep schedule, role or PULLTHROUGH_RETENTION"
+  }
+  assert {
+    condition     = !contains([for s in data.aws_iam_policy_document.function.statement : s.sid], "SweepUnusedContent")
+    error_message = "without the sweep the role must not delete cached content"
+  }
+}
+
+run "sweep_enabled" {
+  variables {
+    retention_days = 30
+    prefix         = "mirrors/docker-hub"
+  }
+  assert {
+    condition     = local.environment["PULLTHROUGH_RETENTION"] == "30d"
+    error_message = "retention_days must reach the function as PULLTHROUGH_RETENTION"
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "ReleaseFillLeases", "CacheMissesAreNotFound", "Logs", "BackgroundFills", "SweepUnusedContent"]
+      && data.aws_iam_policy_document.function.statement[5].actions == toset(["s3:DeleteObject"])
+      && data.aws_iam_policy_document.function.statement[5].resources == toset([for p in ["tags", "manifests", "blobs", "links", "referrers"] : "arn:aws:s3:::cache-bucket/mirrors/docker-hub/${p}/*"])
+    )
+    error_message = "the sweep may delete cached records and blobs under the prefix, nothing else"
+  }
+  assert {
+    condition     = aws_scheduler_schedule.sweep[0].schedule_expression == "rate(1 day)" && jsondecode(aws_scheduler_schedule.sweep[0].target[0].input) == { sweep = {} }
+    error_message = "a daily schedule must send the sweep event"
+  }
+  assert {
+    condition     = length(aws_s3_bucket_lifecycle_configuration.this.rule) == 1
+    error_message = "the creation-date expiry stays off unless cache_expiration_days is set"
+  }
+}
+
+run "rejects_retention_of_a_day" {
+  command = plan
+  variables {
+    retention_days = 1
+  }
+  expect_failures = [var.retention_days]
+}
