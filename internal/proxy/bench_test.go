@@ -53,8 +53,8 @@ func serveBench(b *testing.B, h http.Handler, method, path string, want int) {
 	}
 }
 
-// S3 hits: the existence of the blob is cached, so a HEAD or a GET (a
-// presigned redirect) costs no S3 request at all.
+// S3 hits: a HEAD or a GET (a presigned redirect) costs one HeadObject, so
+// that a blob deleted from the bucket is noticed (blob.go).
 func BenchmarkBlobHitS3(b *testing.B) {
 	srv := testenv.StartS3(b)
 	h, blob, _ := benchProxy(b, store.NewS3(srv.Client(), srv.Bucket, "bench"))

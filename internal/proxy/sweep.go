@@ -9,6 +9,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -96,13 +97,21 @@ func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error
 	if err != nil {
 		return rep, err
 	}
-	for _, o := range plan {
-		verb := "deleted"
-		if opt.DryRun {
-			verb = "would delete"
-		} else if err := d.Delete(ctx, o.Key); err != nil {
-			return rep, fmt.Errorf("sweep: delete %s: %w", o.Key, err)
+	verb := "deleted"
+	if opt.DryRun {
+		verb = "would delete"
+	} else {
+		err := parallel(ctx, len(plan), func(i int) error {
+			if err := d.Delete(ctx, plan[i].Key); err != nil {
+				return fmt.Errorf("sweep: delete %s: %w", plan[i].Key, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
 		}
+	}
+	for _, o := range plan {
 		p.forget(o.Key)
 		rep.Deleted++
 		rep.BytesFreed += o.Size
@@ -131,42 +140,33 @@ type sweptManifest struct {
 	refs []digest.Digest
 }
 
-// plan reads the store and returns what to delete, in a safe order: tags
-// before the manifests they name, manifests before the blobs they
-// reference, links and referrers records last.
+// plan reads the store and returns what to delete: tags, manifests,
+// blobs, then links and referrers records. Deletes run in parallel, so a
+// sweep that fails half-way may leave any subset: that is safe, because
+// nothing left behind is used and a hit on anything missing refills it.
 func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 	var roots []digest.Digest
 	var tags []ObjectInfo
-	err := s.each(ctx, "tags/", func(o ObjectInfo) error {
-		var tr tagRecord
-		if err := s.read(ctx, o.Key, &tr); err != nil {
-			return err
-		}
+	err := readEach(ctx, s, "tags/", func(o ObjectInfo, tr *tagRecord) {
 		if s.used(tr.lastUse(), o) {
 			roots = append(roots, tr.Digest)
 			s.rep.Kept++
 		} else {
 			tags = append(tags, o)
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = s.each(ctx, "manifests/", func(o ObjectInfo) error {
+	err = readEach(ctx, s, "manifests/", func(o ObjectInfo, m *storedManifest) {
 		dg, ok := keyDigest(o.Key, "manifests/")
 		if !ok {
-			return nil
-		}
-		var m storedManifest
-		if err := s.read(ctx, o.Key, &m); err != nil {
-			return err
+			return
 		}
 		s.manifests[dg] = sweptManifest{info: o, refs: manifestRefs(m.Data)}
 		if s.used(m.Used, o) {
 			roots = append(roots, dg)
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -240,16 +240,11 @@ func (s *sweep) walk(roots []digest.Digest) {
 // readLeases finds blobs being filled: a lease that has not expired, or
 // one that cannot be read (a lease being written counts as live).
 func (s *sweep) readLeases(ctx context.Context) error {
-	return s.each(ctx, "leases/", func(o ObjectInfo) error {
+	return readEach(ctx, s, "leases/", func(o ObjectInfo, lr *leaseRecord) {
 		_, blob, ok := strings.Cut(strings.TrimPrefix(o.Key, "leases/"), "/")
-		if !ok {
-			return nil
-		}
-		var lr leaseRecord
-		if err := s.read(ctx, o.Key, &lr); err != nil || lr.Expires.After(s.now) {
+		if ok && (lr.Owner == "" || lr.Expires.After(s.now)) {
 			s.leased[blob] = true
 		}
-		return nil
 	})
 }
 
@@ -266,10 +261,76 @@ func (s *sweep) each(ctx context.Context, prefix string, fn func(ObjectInfo) err
 	return nil
 }
 
+// sweepWorkers is how many records a sweep reads, or objects it deletes,
+// at once: S3 answers each in milliseconds, and a sweep of 100,000
+// records must fit in a Lambda invocation (15 minutes).
+const sweepWorkers = 16
+
+// readEach lists prefix and reads its records, sweepWorkers at a time and
+// 1,000 (a listing page) in memory at most; then use sees each object and
+// its record, one at a time.
+func readEach[T any](ctx context.Context, s *sweep, prefix string, use func(ObjectInfo, *T)) error {
+	var objs []ObjectInfo
+	flush := func() error {
+		recs := make([]T, len(objs))
+		err := parallel(ctx, len(objs), func(i int) error { return s.read(ctx, objs[i].Key, &recs[i]) })
+		if err != nil {
+			return err
+		}
+		s.rep.Read += len(objs)
+		for i, o := range objs {
+			use(o, &recs[i])
+		}
+		objs = objs[:0]
+		return nil
+	}
+	err := s.each(ctx, prefix, func(o ObjectInfo) error {
+		objs = append(objs, o)
+		if len(objs) == 1000 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// parallel runs fn for 0..n-1, sweepWorkers at a time, and returns the
+// first error (the rest of the work is skipped).
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, sweepWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
 // read loads a JSON record. A record that vanished or cannot be parsed
 // reads as the zero value: the sweep then judges it by its last write.
 func (s *sweep) read(ctx context.Context, key string, v any) error {
-	s.rep.Read++
 	err := s.p.loadJSON(ctx, key, v)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("sweep: read %s: %w", key, err)

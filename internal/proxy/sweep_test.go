@@ -442,3 +442,31 @@ func TestSweepRacingFillKeepsBlob(t *testing.T) {
 		t.Errorf("the sweep deleted the blob of a fill in progress (report %+v)", rep)
 	}
 }
+
+// What a warm pull costs in store requests now that every blob hit asks
+// the store: one HeadObject per blob request the mirror answers, nothing
+// for the manifest within its TTL, and the client's own presigned GETs.
+func TestWarmPullStoreRequests(t *testing.T) {
+	srv := testenv.StartS3(t)
+	target, _ := url.Parse(srv.Endpoint)
+	s3front := testenv.NewUpstream(t, target)
+	st := store.NewS3(srv.ClientAt(s3front.URL.String()), srv.Bucket, "cache")
+	_, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: time.Hour}, nil)
+	mirrorURL, _ := url.Parse(base)
+	clientFront := testenv.NewUpstream(t, mirrorURL) // counts what the client asks the mirror
+	testenv.SeedImage(t, reg, "org/app:1", 16<<10, 3)
+	testenv.PullImage(t, clientFront.URL.String(), "org/app:1")
+	// The first warm pull also reads the manifest record into memory once
+	// (one GetObject); measure the steady state after it.
+	testenv.PullImage(t, clientFront.URL.String(), "org/app:1")
+	s3front.Reset()
+	clientFront.Reset()
+	testenv.PullImage(t, clientFront.URL.String(), "org/app:1")
+	blobReqs := clientFront.Count("", "blob")
+	heads, presigned, total := s3front.Count(http.MethodHead, "blob"), s3front.Count(http.MethodGet, "blob"), s3front.Total()
+	t.Logf("warm pull: %d manifest and %d blob requests to the mirror; %d HeadObject by the mirror, %d presigned GETs by the client, %d S3 requests in all",
+		clientFront.Count("", "manifest"), blobReqs, heads, presigned, total)
+	if heads != blobReqs || total != heads+presigned {
+		t.Errorf("got %d HeadObject for %d blob requests and %d other S3 requests by the mirror; want one per blob request and no other", heads, blobReqs, total-heads-presigned)
+	}
+}
