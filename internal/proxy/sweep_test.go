@@ -470,3 +470,52 @@ func TestWarmPullStoreRequests(t *testing.T) {
 		t.Errorf("got %d HeadObject for %d blob requests and %d other S3 requests by the mirror; want one per blob request and no other", heads, blobReqs, total-heads-presigned)
 	}
 }
+
+// The sweep's cost in store requests, logged per cached image: a sweep
+// that keeps everything (all used recently) and one that deletes
+// everything (none used within the retention). Per sweep: one LIST per
+// 1,000 objects of each prefix, one GET per tag and manifest record, one
+// DELETE per object deleted.
+func TestSweepCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pulls 100 images")
+	}
+	srv := testenv.StartS3(t)
+	target, _ := url.Parse(srv.Endpoint)
+	front := testenv.NewUpstream(t, target)
+	st := store.NewS3(srv.ClientAt(front.URL.String()), srv.Bucket, "cache")
+	t0 := time.Now()
+	clock := &testClock{t: t0}
+	h, base, _, reg := mirrorOn(t, st, proxy.Config{}, clock)
+	const images = 100
+	for i := range images {
+		ref := "org/app" + strconv.Itoa(i) + ":1"
+		testenv.SeedImage(t, reg, ref, 1<<10, 2)
+		testenv.PullImage(t, base, ref)
+	}
+	for _, tc := range []struct {
+		name   string
+		at     time.Time
+		delete bool
+	}{
+		{"keeps all", t0.Add(24 * time.Hour), false},
+		{"deletes all", t0.Add(40 * 24 * time.Hour), true},
+	} {
+		clock.set(tc.at)
+		front.Reset()
+		rep, err := h.Sweep(context.Background(), proxy.SweepOptions{Retention: 30 * 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := front.Total()
+		t.Logf("sweep that %s of %d images (%d objects listed): %d S3 requests (%d reads, %d deletes), %.0f per 1,000 images",
+			tc.name, images, rep.Listed, n, rep.Read, rep.Deleted, float64(n)*1000/images)
+		if tc.delete != (rep.Deleted > 0) {
+			t.Errorf("%s: got %d deleted", tc.name, rep.Deleted)
+		}
+		// Every request is a listing page, a record read or a delete.
+		if want := rep.Read + rep.Deleted; n < want || n > want+12 {
+			t.Errorf("%s: got %d S3 requests, want %d reads and deletes plus a few listing pages", tc.name, n, want)
+		}
+	}
+}
