@@ -147,7 +147,20 @@ type sweptManifest struct {
 func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 	var roots []digest.Digest
 	var tags []ObjectInfo
-	err := readEach(ctx, s, "tags/", func(o ObjectInfo, tr *tagRecord) {
+	// Under tags/ are tag records (…/_tag/<tag>) and cached tag lists
+	// (…/_list), which only go when old: nothing references them.
+	otherThanTag := func(o ObjectInfo) bool {
+		if strings.Contains(o.Key, "/_tag/") {
+			return false
+		}
+		if s.used(time.Time{}, o) {
+			s.rep.Kept++
+		} else {
+			tags = append(tags, o)
+		}
+		return true
+	}
+	err := readEach(ctx, s, "tags/", otherThanTag, func(o ObjectInfo, tr *tagRecord) {
 		if s.used(tr.lastUse(), o) {
 			roots = append(roots, tr.Digest)
 			s.rep.Kept++
@@ -158,7 +171,7 @@ func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = readEach(ctx, s, "manifests/", func(o ObjectInfo, m *storedManifest) {
+	err = readEach(ctx, s, "manifests/", nil, func(o ObjectInfo, m *storedManifest) {
 		dg, ok := keyDigest(o.Key, "manifests/")
 		if !ok {
 			return
@@ -240,7 +253,7 @@ func (s *sweep) walk(roots []digest.Digest) {
 // readLeases finds blobs being filled: a lease that has not expired, or
 // one that cannot be read (a lease being written counts as live).
 func (s *sweep) readLeases(ctx context.Context) error {
-	return readEach(ctx, s, "leases/", func(o ObjectInfo, lr *leaseRecord) {
+	return readEach(ctx, s, "leases/", nil, func(o ObjectInfo, lr *leaseRecord) {
 		_, blob, ok := strings.Cut(strings.TrimPrefix(o.Key, "leases/"), "/")
 		if ok && (lr.Owner == "" || lr.Expires.After(s.now)) {
 			s.leased[blob] = true
@@ -268,8 +281,8 @@ const sweepWorkers = 16
 
 // readEach lists prefix and reads its records, sweepWorkers at a time and
 // 1,000 (a listing page) in memory at most; then use sees each object and
-// its record, one at a time.
-func readEach[T any](ctx context.Context, s *sweep, prefix string, use func(ObjectInfo, *T)) error {
+// its record, one at a time. Objects that skip (if set) takes are not read.
+func readEach[T any](ctx context.Context, s *sweep, prefix string, skip func(ObjectInfo) bool, use func(ObjectInfo, *T)) error {
 	var objs []ObjectInfo
 	flush := func() error {
 		recs := make([]T, len(objs))
@@ -285,6 +298,9 @@ func readEach[T any](ctx context.Context, s *sweep, prefix string, use func(Obje
 		return nil
 	}
 	err := s.each(ctx, prefix, func(o ObjectInfo) error {
+		if skip != nil && skip(o) {
+			return nil
+		}
 		objs = append(objs, o)
 		if len(objs) == 1000 {
 			return flush()

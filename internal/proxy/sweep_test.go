@@ -245,6 +245,9 @@ func TestSweepKeepsUsedContent(t *testing.T) {
 			}
 		}
 		pullAll("org/kept:1", "org/gone:1", "org/dig@"+digD.String(), "org/idx:1")
+		if r := do(t, http.MethodGet, base+"/v2/org/gone/tags/list", nil); r.StatusCode != http.StatusOK {
+			t.Fatalf("tags/list: got %d", r.StatusCode)
+		}
 		clock.set(t0.Add(20 * 24 * time.Hour))
 		pullAll("org/kept:1", "org/dig@"+digD.String(), "org/idx:1")
 		clock.set(t0.Add(35 * 24 * time.Hour))
@@ -312,7 +315,7 @@ func TestSweepKeepsUsedContent(t *testing.T) {
 		}
 		for _, k := range keys() {
 			if strings.HasPrefix(k, "tags/") && strings.Contains(k, "/org/gone/") {
-				t.Errorf("unused tag record %s was kept", k)
+				t.Errorf("unused tag record or tag list %s was kept", k)
 			}
 			if strings.HasPrefix(k, "links/") && strings.HasSuffix(k, goneD.Hex) {
 				t.Errorf("link of a deleted manifest %s was kept", k)
