@@ -71,9 +71,10 @@ resource "aws_scheduler_schedule" "sweep" {
   target {
     arn      = aws_lambda_function.this.arn
     role_arn = aws_iam_role.sweep[0].arn
-    # Scheduler invokes asynchronously; the function's event invoke config
-    # (no retries) applies. A failed sweep waits for the next day: it is
-    # idempotent, and a retry storm would only repeat the listing.
+    # A templated Lambda target: Scheduler calls Invoke with this input
+    # (Scheduler user guide, "Using templated targets"). A failed sweep is
+    # not retried and waits for the next day: it is idempotent, and a retry
+    # would only repeat the listing.
     input = jsonencode({ sweep = {} })
 
     retry_policy {
