@@ -112,7 +112,9 @@ func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error
 		}
 	}
 	for _, o := range plan {
-		p.forget(o.Key)
+		if !opt.DryRun {
+			p.forget(o.Key)
+		}
 		rep.Deleted++
 		rep.BytesFreed += o.Size
 		if opt.Out != nil {
