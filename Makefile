@@ -24,6 +24,11 @@ warm: ## Pre-warm the configured store: make warm IMAGE=alpine:3.20 [PLATFORMS=l
 	@test -n "$(IMAGE)" || { echo "usage: make warm IMAGE=alpine:3.20 [PLATFORMS=linux/amd64,linux/arm64]" >&2; exit 2; }
 	$(GO) run ./functions/registry warm -platform "$(PLATFORMS)" $(IMAGE)
 
+.PHONY: sweep
+sweep: ## Delete cached content unused for PULLTHROUGH_RETENTION: make sweep RETENTION=30d [DRY_RUN=1]
+	@test -n "$(RETENTION)" || { echo "usage: make sweep RETENTION=30d [DRY_RUN=1]" >&2; exit 2; }
+	PULLTHROUGH_RETENTION=$(RETENTION) $(GO) run ./functions/registry sweep $(if $(DRY_RUN),--dry-run)
+
 .PHONY: tools
 tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh

@@ -244,6 +244,7 @@ const headlessFor = 6 * time.Hour
 // trouble serves the cached copy, marked stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
 	if rt.up.backingOff(p.now()) {
+		p.noteTagUse(ctx, key, tr)
 		return cached, cacheStale, nil
 	}
 	stale := func(attrs ...any) (storedManifest, string, error) {
