@@ -23,7 +23,7 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	// Every hit asks the store (one HeadObject on S3): a memo of existing
 	// blobs would keep redirecting clients to an object that a sweep, a
 	// bucket lifecycle rule or a person deleted, and the client, not the
-	// mirror, would get the 404. See "Deleted objects" in README.md.
+	// mirror, would get the 404. Costs: "Eviction" in README.md.
 	size, err := p.store.Stat(ctx, key)
 	switch {
 	case err == nil:
