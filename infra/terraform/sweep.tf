@@ -69,7 +69,7 @@ resource "aws_scheduler_schedule" "sweep" {
   }
 
   target {
-    arn      = aws_lambda_function.this.arn
+    arn      = local.function_arn
     role_arn = aws_iam_role.sweep[0].arn
     # A templated Lambda target: Scheduler calls Invoke with this input
     # (Scheduler user guide, "Using templated targets"). A failed sweep is
@@ -81,4 +81,8 @@ resource "aws_scheduler_schedule" "sweep" {
       maximum_retry_attempts = 0
     }
   }
+
+  # The target is named by its ARN built from parts (main.tf); the function
+  # must exist before the first run.
+  depends_on = [aws_lambda_function.this]
 }
