@@ -274,6 +274,7 @@ cat >"$tmp/test.tfvars.json" <<-JSON
 	  "package_s3_bucket": "$release_bucket",
 	  "package_s3_key": "$release_key",
 	  "force_destroy": true,
+	  "publish": true,
 	  "upstreams": ["docker.io", "ghcr.io"],
 	  "aws_endpoints": {
 	    "cloudwatch": "$moto_url",
@@ -341,6 +342,7 @@ assert "$state" "function URL streams responses" "$(r aws_lambda_function_url.th
 assert "$state" "function URL needs no signature" "$(r aws_lambda_function_url.this).authorization_type == \"NONE\""
 assert "$state" "function URL has no CORS" "($(r aws_lambda_function_url.this).cors // []) | length == 0"
 assert "$state" "code comes from the released S3 object, not a local file" "$(r aws_lambda_function.this) | .s3_bucket == \"$release_bucket\" and .s3_key == \"$release_key\" and .filename == null"
+assert "$state" "publish: the function URL serves the alias, which points at the published version" "$(r aws_lambda_function_url.this).qualifier == \"live\" and $(r "aws_lambda_alias.this[0]").function_version == $(r aws_lambda_function.this).version and ($(r aws_lambda_function.this).version | test(\"^[0-9]+\$\"))"
 assert "$state" "IAM role and policy names carry the region" "$(r "aws_iam_role.this[0]").name == \"pullthrough-test-us-east-1\" and $(r "aws_iam_role_policy.this[0]").name == \"pullthrough-test-us-east-1\""
 assert "$state" "runtime is provided.al2023" "$(r aws_lambda_function.this).runtime == \"provided.al2023\""
 assert "$state" "handler is bootstrap" "$(r aws_lambda_function.this).handler == \"bootstrap\""

@@ -32,6 +32,7 @@ module "pullthrough" {
   architecture  = var.architecture
   force_destroy = var.force_destroy
   upstreams     = var.upstreams
+  publish       = var.publish
 
   extra_environment = var.extra_environment
 

@@ -37,6 +37,13 @@ variable "package_s3_key" {
   default     = null
 }
 
+variable "publish" {
+  description = "Publish versions and serve the function URL from the alias \"live\", for rollback."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "upstreams" {
   description = "Registries to serve, `host` or `host=base-url`, e.g. [\"docker.io\", \"ghcr.io\"]. Empty mirrors Docker Hub only."
   type        = list(string)
