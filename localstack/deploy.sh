@@ -8,9 +8,18 @@ need terraform curl tar
 
 curl -fsS "$endpoint/_localstack/health" >/dev/null || die "LocalStack is not running on $endpoint (run localstack/up.sh)"
 
+# The host's architecture, whatever `make package` built by default (arm64):
+# LocalStack runs the function in a container on this machine.
 arch=$(lambda_arch)
-package=${PULLTHROUGH_PACKAGE:-$repo/build/lambda/pullthrough-$arch.zip}
-[[ -f $package ]] || die "$package is missing; run 'make package' for $arch first (or set PULLTHROUGH_PACKAGE)"
+if [[ -n ${PULLTHROUGH_PACKAGE:-} ]]; then
+	package=$PULLTHROUGH_PACKAGE
+	[[ -f $package ]] || die "PULLTHROUGH_PACKAGE=$package does not exist"
+else
+	package=$repo/build/lambda/pullthrough-$arch.zip
+	echo "building the $arch package for this host"
+	need make go
+	make -C "$repo" --no-print-directory package ARCH="$arch" || die "make package ARCH=$arch failed"
+fi
 
 # Refresh the working copy's configuration, keep its .terraform and state.
 mkdir -p "$work"

@@ -1,6 +1,7 @@
 resource "aws_cloudwatch_log_group" "this" {
   name              = local.log_group_name
   retention_in_days = var.log_retention_days
+  kms_key_id        = var.log_kms_key_arn
 
   tags = var.tags
 }
@@ -9,14 +10,23 @@ resource "aws_lambda_function" "this" {
   function_name = var.name
   # Lambda allows 256 characters.
   description = substr("Pull-through cache for ${join(", ", local.upstream_hosts)}", 0, 256)
-  role        = aws_iam_role.this.arn
+  role        = local.role_arn
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
   architectures = [var.architecture]
 
-  filename         = var.package_path
-  source_code_hash = filebase64sha256(var.package_path)
+  # A local zip, or a released one in S3 (no Go needed where Terraform
+  # runs). For the local zip the hash makes a rebuilt binary a change; a
+  # reproducible build (make release) keeps it stable between builds.
+  filename          = var.package_path
+  source_code_hash  = var.package_path == null ? null : filebase64sha256(var.package_path)
+  s3_bucket         = var.package_s3_bucket
+  s3_key            = var.package_s3_key
+  s3_object_version = var.package_s3_object_version
+
+  # Each change publishes a numbered version that the alias below moves to.
+  publish = var.publish
 
   memory_size = var.memory_size
   timeout     = var.timeout
@@ -44,8 +54,25 @@ resource "aws_lambda_function" "this" {
   depends_on = [aws_iam_role_policy.this]
 }
 
+# With publish, clients reach the alias, so that a bad release is rolled back
+# by pointing the alias at the previous version, without Terraform. The
+# alias follows each apply; Terraform puts it back at the newest version on
+# the next apply unless function_version is changed here too.
+resource "aws_lambda_alias" "this" {
+  count = var.publish ? 1 : 0
+
+  name             = var.alias_name
+  description      = "Version the ${var.name} function URL serves."
+  function_name    = aws_lambda_function.this.function_name
+  function_version = aws_lambda_function.this.version
+}
+
 resource "aws_lambda_function_url" "this" {
   function_name = aws_lambda_function.this.function_name
+  # The URL of the alias, not of $LATEST. Background fills still invoke the
+  # unqualified function (the binary invokes AWS_LAMBDA_FUNCTION_NAME), which
+  # runs $LATEST: after a rollback, fills run the newer code.
+  qualifier = var.publish ? aws_lambda_alias.this[0].name : null
   # Docker and containerd cannot sign requests with SigV4; see README for
   # what limits who can use the mirror. With NONE the provider also adds the
   # two resource-policy statements (lambda:InvokeFunctionUrl and

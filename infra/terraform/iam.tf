@@ -9,8 +9,22 @@ data "aws_iam_policy_document" "assume" {
   }
 }
 
+# Addresses before role_arn existed; keeps upgrades from replacing the role
+# in two steps (the name change below replaces it once).
+moved {
+  from = aws_iam_role.this
+  to   = aws_iam_role.this[0]
+}
+
+moved {
+  from = aws_iam_role_policy.this
+  to   = aws_iam_role_policy.this[0]
+}
+
 resource "aws_iam_role" "this" {
-  name                 = var.name
+  count = var.role_arn == null ? 1 : 0
+
+  name                 = local.role_name
   description          = "Runs the ${var.name} registry pull-through cache."
   assume_role_policy   = data.aws_iam_policy_document.assume.json
   permissions_boundary = var.role_permissions_boundary_arn
@@ -33,7 +47,7 @@ data "aws_iam_policy_document" "function" {
       # Clean-up of a fill that failed or whose digest did not match.
       "s3:AbortMultipartUpload",
     ]
-    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}*"]
+    resources = ["${local.bucket_arn}/${local.key_prefix}*"]
   }
 
   # The only objects the function ever deletes are its own fill leases
@@ -42,7 +56,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "ReleaseFillLeases"
     actions   = ["s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/${local.key_prefix}leases/*"]
+    resources = ["${local.bucket_arn}/${local.key_prefix}leases/*"]
   }
 
   # Without s3:ListBucket S3 answers HeadObject on a missing key with 403
@@ -52,7 +66,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "CacheMissesAreNotFound"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this.arn]
+    resources = [local.bucket_arn]
 
     dynamic "condition" {
       for_each = var.prefix == "" ? [] : [local.key_prefix]
@@ -117,11 +131,25 @@ data "aws_iam_policy_document" "function" {
       "${aws_s3_bucket.this.arn}/${statement.value}${p}/*"]
     }
   }
+
+  # Secrets Manager decrypts a secret under a customer managed key with the
+  # caller's permissions: GetSecretValue also needs kms:Decrypt on the key.
+  dynamic "statement" {
+    for_each = var.upstream_credentials_kms_key_arn == null ? [] : [var.upstream_credentials_kms_key_arn]
+
+    content {
+      sid       = "UpstreamCredentialsKey"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "this" {
-  name   = var.name
-  role   = aws_iam_role.this.id
+  count = var.role_arn == null ? 1 : 0
+
+  name   = local.role_name
+  role   = aws_iam_role.this[0].id
   policy = data.aws_iam_policy_document.function.json
 }
 
@@ -131,6 +159,7 @@ resource "aws_secretsmanager_secret" "upstream_credentials" {
   count = var.create_upstream_credentials_secret ? 1 : 0
 
   name_prefix = "${var.name}-upstream-credentials-"
+  kms_key_id  = var.upstream_credentials_kms_key_arn
   description = "Upstream registry credentials for the ${var.name} pull-through cache. Value set outside Terraform."
 
   tags = var.tags

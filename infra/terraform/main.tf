@@ -9,7 +9,20 @@ locals {
   # owns the keys "cache/...". An empty prefix owns the whole bucket.
   key_prefix = var.prefix == "" ? "" : "${var.prefix}/"
 
-  store = var.prefix == "" ? "s3://${aws_s3_bucket.this.id}" : "s3://${aws_s3_bucket.this.id}/${var.prefix}"
+  # The bucket the module created, or the existing one create_bucket = false
+  # names (its ARN built from the name, as S3 bucket ARNs carry no region or
+  # account).
+  bucket_id  = var.create_bucket ? aws_s3_bucket.this[0].id : var.bucket_name
+  bucket_arn = var.create_bucket ? aws_s3_bucket.this[0].arn : "arn:${data.aws_partition.current.partition}:s3:::${var.bucket_name}"
+
+  store = var.prefix == "" ? "s3://${local.bucket_id}" : "s3://${local.bucket_id}/${var.prefix}"
+
+  # IAM names are global to the account, so a deployment of the same name in
+  # a second region must not collide with the first: the created role and
+  # its policy carry the region. IAM allows 64 characters; name is at most
+  # 36 and region codes are far shorter than 27.
+  role_name = "${var.name}-${data.aws_region.current.region}"
+  role_arn  = var.role_arn == null ? aws_iam_role.this[0].arn : var.role_arn
 
   upstream_credentials_secret_arn = (
     var.create_upstream_credentials_secret

@@ -112,3 +112,67 @@ resource "aws_cloudwatch_metric_alarm" "fill_failed" {
 
   tags = var.tags
 }
+
+# Alarms on the function itself, from the metrics Lambda publishes in
+# AWS/Lambda by FunctionName (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html).
+# With publish, the unqualified name still counts every version and alias.
+locals {
+  concurrency_threshold = coalesce(
+    var.alarm_thresholds.concurrency,
+    # Unreserved functions share the account's limit (1,000 by default).
+    var.reserved_concurrent_executions == null ? 800 : max(1, floor(var.reserved_concurrent_executions * 0.8)),
+  )
+
+  function_alarms = {
+    errors = {
+      metric      = "Errors"
+      statistic   = "Sum"
+      threshold   = var.alarm_thresholds.errors
+      description = "The ${var.name} function failed or timed out at least ${var.alarm_thresholds.errors} times in 5 minutes (Lambda Errors: crashes and timeouts, not registry errors answered to clients). Read the log group for the cause."
+    }
+    throttles = {
+      metric      = "Throttles"
+      statistic   = "Sum"
+      threshold   = var.alarm_thresholds.throttles
+      description = "Lambda refused invocations of ${var.name} for want of concurrency in the last 5 minutes: clients got 429 or 503 and fell back to the upstream or retried. Raise reserved_concurrent_executions or the account limit."
+    }
+    concurrency = {
+      metric      = "ConcurrentExecutions"
+      statistic   = "Maximum"
+      threshold   = local.concurrency_threshold
+      description = "${var.name} ran ${local.concurrency_threshold} or more invocations at once in the last 5 minutes, close to its concurrency limit; throttling follows."
+    }
+    duration = {
+      metric    = "Duration"
+      statistic = "Maximum"
+      # Milliseconds.
+      threshold   = floor(var.timeout * 1000 * var.alarm_thresholds.duration_percent / 100)
+      description = "An invocation of ${var.name} ran for ${var.alarm_thresholds.duration_percent}% or more of its ${var.timeout}s timeout in the last 5 minutes: a blob fill is close to being cut off (see fill_timeout and large_blob_policy)."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "function" {
+  for_each = var.create_alarms ? local.function_alarms : {}
+
+  alarm_name        = "${var.name}-function-${each.key}"
+  alarm_description = each.value.description
+
+  namespace   = "AWS/Lambda"
+  metric_name = each.value.metric
+  dimensions = {
+    FunctionName = aws_lambda_function.this.function_name
+  }
+  statistic           = each.value.statistic
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  # Lambda publishes nothing while nobody pulls.
+  treat_missing_data = "notBreaching"
+
+  alarm_actions = var.alarm_actions
+  ok_actions    = var.alarm_actions
+
+  tags = var.tags
+}

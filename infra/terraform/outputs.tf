@@ -34,12 +34,12 @@ output "doctor_command" {
 
 output "bucket_name" {
   description = "Name of the cache bucket."
-  value       = aws_s3_bucket.this.id
+  value       = local.bucket_id
 }
 
 output "bucket_arn" {
   description = "ARN of the cache bucket."
-  value       = aws_s3_bucket.this.arn
+  value       = local.bucket_arn
 }
 
 output "function_name" {
@@ -53,8 +53,8 @@ output "function_arn" {
 }
 
 output "role_arn" {
-  description = "ARN of the function's IAM role."
-  value       = aws_iam_role.this.arn
+  description = "ARN of the function's IAM role (the created one, or role_arn)."
+  value       = local.role_arn
 }
 
 output "log_group_name" {
@@ -99,4 +99,54 @@ output "alarm_arns" {
 output "sweep_schedule_arn" {
   description = "ARN of the daily sweep schedule, or null when retention_days is null."
   value       = local.sweep_enabled ? aws_scheduler_schedule.sweep[0].arn : null
+}
+
+output "function_alarm_arns" {
+  description = "ARNs of the function alarms by name (errors, throttles, concurrency, duration); empty when create_alarms is false."
+  value       = { for k, alarm in aws_cloudwatch_metric_alarm.function : k => alarm.arn }
+}
+
+output "role_policy_json" {
+  description = "The role policy the function needs (exactly the calls it makes); attach it to an existing role given in role_arn."
+  value       = data.aws_iam_policy_document.function.json
+}
+
+output "alias_arn" {
+  description = "ARN of the alias the function URL serves, or null when publish is false."
+  value       = one(aws_lambda_alias.this[*].arn)
+}
+
+output "function_version" {
+  description = "Version the alias points at after this apply (\"$LATEST\" when publish is false)."
+  value       = aws_lambda_function.this.version
+}
+
+output "containerd_hosts_toml_by_registry" {
+  description = "containerd hosts.toml content by directory under /etc/containerd/certs.d: one per upstream host and _default for any other registry (the mirror first, then the registry itself)."
+  value       = module.node_recipes.containerd_hosts_toml
+}
+
+output "bottlerocket_settings_toml" {
+  description = "Bottlerocket user data (settings.container-registry.mirrors) sending every upstream to the mirror."
+  value       = module.node_recipes.bottlerocket_settings_toml
+}
+
+output "k3s_registries_yaml" {
+  description = "k3s /etc/rancher/k3s/registries.yaml sending every upstream to the mirror."
+  value       = module.node_recipes.k3s_registries_yaml
+}
+
+output "buildkitd_toml" {
+  description = "BuildKit /etc/buildkit/buildkitd.toml registry mirrors for every upstream."
+  value       = module.node_recipes.buildkitd_toml
+}
+
+output "al2023_user_data" {
+  description = "EKS AL2023 (nodeadm) MIME multi-part user data whose cloud-config part writes the hosts.toml files; EKS and Karpenter merge it with their own NodeConfig."
+  value       = module.node_recipes.al2023_user_data
+}
+
+output "karpenter_ec2nodeclass_patch" {
+  description = "YAML merge patch that sets an AL2023 EC2NodeClass's spec.userData to al2023_user_data."
+  value       = module.node_recipes.karpenter_ec2nodeclass_patch
 }

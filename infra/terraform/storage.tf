@@ -1,8 +1,45 @@
+# The cache bucket, unless create_bucket is false: then an existing bucket
+# is used as it is and none of the resources below exist.
+
+# Addresses before create_bucket existed; keeps upgrades from replacing the
+# bucket and its settings.
+moved {
+  from = aws_s3_bucket.this
+  to   = aws_s3_bucket.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_ownership_controls.this
+  to   = aws_s3_bucket_ownership_controls.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.this
+  to   = aws_s3_bucket_public_access_block.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.this
+  to   = aws_s3_bucket_server_side_encryption_configuration.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_policy.this
+  to   = aws_s3_bucket_policy.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.this
+  to   = aws_s3_bucket_lifecycle_configuration.this[0]
+}
+
 # The cache bucket. It holds only copies of public or upstream-authorised
 # content, but it is still private: clients fetch blobs through short-lived
 # presigned URLs, never anonymously.
 
 resource "aws_s3_bucket" "this" {
+  count = var.create_bucket ? 1 : 0
+
   bucket        = var.bucket_name
   bucket_prefix = var.bucket_name == null ? "${var.name}-" : null
   force_destroy = var.force_destroy
@@ -11,7 +48,9 @@ resource "aws_s3_bucket" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = var.create_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   rule {
     # Disables ACLs: the bucket policy and the role policy are the only grants.
@@ -20,7 +59,9 @@ resource "aws_s3_bucket_ownership_controls" "this" {
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = var.create_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   block_public_acls       = true
   block_public_policy     = true
@@ -29,7 +70,9 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = var.create_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   rule {
     apply_server_side_encryption_by_default {
@@ -47,7 +90,7 @@ data "aws_iam_policy_document" "bucket" {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [aws_s3_bucket.this.arn, "${aws_s3_bucket.this.arn}/*"]
+    resources = [local.bucket_arn, "${local.bucket_arn}/*"]
 
     principals {
       type        = "*"
@@ -63,7 +106,9 @@ data "aws_iam_policy_document" "bucket" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = var.create_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
   policy = data.aws_iam_policy_document.bucket.json
 
   # S3 rejects a policy write while the public access block is being changed.
@@ -71,7 +116,9 @@ resource "aws_s3_bucket_policy" "this" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = var.create_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   # A fill that dies mid-upload (timeout, crash) leaves parts that are billed
   # but invisible; a day is far longer than any fill can run (15 minutes).

@@ -16,13 +16,65 @@ variable "name" {
 }
 
 variable "package_path" {
-  description = "Path to the deployment zip holding the `bootstrap` binary (`make package` writes build/lambda/pullthrough-<arch>.zip at the repository root)."
+  description = "Path to a local deployment zip holding the `bootstrap` binary (`make release` writes pullthrough-<version>-<arch>.zip, `make package` build/lambda/pullthrough-<arch>.zip). Set this or package_s3_bucket and package_s3_key."
   type        = string
+  default     = null
+
+  validation {
+    condition     = var.package_path == null || try(endswith(var.package_path, ".zip"), false)
+    error_message = "package_path must name a .zip file."
+  }
+
+  validation {
+    condition     = (var.package_path == null) != (var.package_s3_bucket == null && var.package_s3_key == null)
+    error_message = "Set either package_path or package_s3_bucket with package_s3_key, not both and not neither."
+  }
+}
+
+variable "package_s3_bucket" {
+  description = "Bucket of a released deployment zip (a release artifact uploaded to S3), so that Terraform runners need no Go toolchain. The bucket must be in the function's region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = (var.package_s3_bucket == null) == (var.package_s3_key == null)
+    error_message = "package_s3_bucket and package_s3_key go together."
+  }
+}
+
+variable "package_s3_key" {
+  description = "Key of the released deployment zip in package_s3_bucket, e.g. pullthrough/pullthrough-1.2.0-arm64.zip."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.package_s3_key == null || try(endswith(var.package_s3_key, ".zip"), false)
+    error_message = "package_s3_key must name a .zip object."
+  }
+}
+
+variable "package_s3_object_version" {
+  description = "Version of the package_s3_key object in a versioned bucket. Without it, Terraform cannot see a new zip uploaded under the same key: give every release its own key (the version is in the file name) or set this."
+  type        = string
+  default     = null
+}
+
+variable "publish" {
+  description = "Publish a numbered version of the function on every code or configuration change and serve the function URL from the alias `alias_name`, which points at the newest version. Rolling back is pointing the alias at an older version (aws lambda update-alias). Switching this on or off changes the mirror URL."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "alias_name" {
+  description = "Name of the alias the function URL serves when publish is true."
+  type        = string
+  default     = "live"
   nullable    = false
 
   validation {
-    condition     = endswith(var.package_path, ".zip")
-    error_message = "package_path must name a .zip file."
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_-]{0,127}$", var.alias_name))
+    error_message = "alias_name must start with a letter and hold up to 128 letters, digits, '-' and '_' (a number would name a version)."
   }
 }
 
@@ -96,18 +148,52 @@ variable "role_permissions_boundary_arn" {
   }
 }
 
+variable "role_arn" {
+  description = "ARN of an existing role for the function. null creates one named <name>-<region> with exactly the permissions the function uses (output role_policy_json); an existing role needs the same permissions, which the module then does not manage."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.role_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", var.role_arn))
+    error_message = "role_arn must be an IAM role ARN."
+  }
+}
+
+variable "log_kms_key_arn" {
+  description = "ARN of a KMS key that encrypts the function's log group. null uses CloudWatch Logs' own encryption. The key policy must allow the logs.<region>.amazonaws.com service principal to use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.log_kms_key_arn))
+    error_message = "log_kms_key_arn must be a KMS key ARN, not an alias."
+  }
+}
+
 ################################################################################
 # Storage
 ################################################################################
 
+variable "create_bucket" {
+  description = "Create the cache bucket. false uses the existing bucket named by bucket_name as it is: the module then manages none of its settings (encryption, lifecycle, policy, public access block), and the role is still limited to prefix."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "bucket_name" {
-  description = "Name of the cache bucket. null generates a unique name starting with \"<name>-\"."
+  description = "Name of the cache bucket. null generates a unique name starting with \"<name>-\". Required when create_bucket is false."
   type        = string
   default     = null
 
   validation {
     condition     = var.bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
     error_message = "bucket_name must be a valid S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens."
+  }
+
+  validation {
+    condition     = var.create_bucket || var.bucket_name != null
+    error_message = "bucket_name must name the existing bucket when create_bucket is false."
   }
 }
 
@@ -339,6 +425,17 @@ variable "create_upstream_credentials_secret" {
   nullable    = false
 }
 
+variable "upstream_credentials_kms_key_arn" {
+  description = "ARN of a KMS key that encrypts the secret created by create_upstream_credentials_secret (null: the account's aws/secretsmanager key). The role is granted kms:Decrypt on it, which reading the secret needs. For an existing secret under a customer key, set this to that key for the same grant."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.upstream_credentials_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.upstream_credentials_kms_key_arn))
+    error_message = "upstream_credentials_kms_key_arn must be a KMS key ARN, not an alias."
+  }
+}
+
 variable "extra_environment" {
   description = "More environment variables for the function, e.g. PULLTHROUGH_FILL_LEASE_TTL or PULLTHROUGH_UPSTREAM_<HOST>_ALLOW. Cannot override the PULLTHROUGH_* variables this module sets or the names Lambda reserves, and takes no credentials: those belong in the credentials secret."
   type        = map(string)
@@ -391,10 +488,27 @@ variable "create_dashboard" {
 }
 
 variable "create_alarms" {
-  description = "Create two CloudWatch alarms per upstream host: one fires when the upstream throttled the cache (answered 429), one when a background fill from it failed, at least once in 5 minutes."
+  description = "Create CloudWatch alarms: two per upstream host, one firing when the upstream throttled the cache (answered 429) and one when a background fill from it failed, at least once in 5 minutes; and four on the function (Lambda Errors, Throttles, ConcurrentExecutions, Duration near the timeout)."
   type        = bool
   default     = true
   nullable    = false
+}
+
+variable "alarm_thresholds" {
+  description = "Thresholds of the function alarms, each over 5 minutes: errors (Sum of invocations that failed or timed out), throttles (Sum of invocations Lambda refused), concurrency (Maximum of concurrent executions; null: 80% of reserved_concurrent_executions, or 800, 80% of the default account limit, when unreserved) and duration_percent (Maximum duration as a share of timeout; a fill that nears it is cut off)."
+  type = object({
+    errors           = optional(number, 5)
+    throttles        = optional(number, 1)
+    concurrency      = optional(number)
+    duration_percent = optional(number, 90)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.alarm_thresholds.errors >= 1 && var.alarm_thresholds.throttles >= 1 && try(var.alarm_thresholds.concurrency >= 1, var.alarm_thresholds.concurrency == null) && var.alarm_thresholds.duration_percent > 0 && var.alarm_thresholds.duration_percent <= 100
+    error_message = "alarm_thresholds: errors, throttles and concurrency must be at least 1, duration_percent in (0, 100]."
+  }
 }
 
 variable "alarm_actions" {

@@ -158,6 +158,11 @@ unset TF_DATA_DIR TF_WORKSPACE
 terraform version | sed -n 1p
 
 # ---------------------------------------------------------------------------
+step "README inputs and outputs"
+# terraform-docs is refused by the module proxy; the tables are kept by hand.
+python3 infra/test/readme_tables.py infra/terraform || die "infra/terraform/README.md tables differ from variables.tf/outputs.tf"
+
+# ---------------------------------------------------------------------------
 step "terraform fmt"
 terraform fmt -check -recursive -diff infra/ || die "terraform fmt -check found unformatted files (run: terraform fmt -recursive infra/)"
 
@@ -172,8 +177,10 @@ example=$module/examples/basic
 # `terraform init` would ask the registry about hashicorp/aws even with
 # dev_overrides; `terraform get` only links the local module, and the
 # overridden provider needs no installing.
-terraform -chdir="$example" get -no-color >"$tmp/get.log" 2>&1 ||
-	{ cat "$tmp/get.log"; die "terraform get failed in examples/basic"; }
+for dir in "$module" "$example"; do
+	terraform -chdir="$dir" get -no-color >"$tmp/get.log" 2>&1 ||
+		{ cat "$tmp/get.log"; die "terraform get failed in ${dir#"$tmp"/}"; }
+done
 for dir in "$module" "$example"; do
 	name=${dir#"$tmp"/}
 	terraform -chdir="$dir" validate -json -no-color >"$tmp/validate.json" 2>"$tmp/validate.err" || true
@@ -190,9 +197,13 @@ done
 # ---------------------------------------------------------------------------
 step "terraform test (mocked provider)"
 # Branches and variable validations of the module, no AWS API involved.
-terraform -chdir="$module" test -no-color >"$tmp/test.log" 2>&1 ||
-	{ cat "$tmp/test.log"; die "terraform test failed"; }
-grep -E '^(Success|Failure)!' "$tmp/test.log"
+# modules/node-recipes has no provider at all.
+for dir in "$module" "$module/modules/node-recipes"; do
+	terraform -chdir="$dir" test -no-color >"$tmp/test.log" 2>&1 ||
+		{ cat "$tmp/test.log"; die "terraform test failed in ${dir#"$tmp"/}"; }
+	printf '%s: ' "${dir#"$tmp"/}"
+	grep -E '^(Success|Failure)!' "$tmp/test.log"
+done
 
 # ---------------------------------------------------------------------------
 step "start stand-ins"
@@ -242,11 +253,28 @@ else
 	echo "WARNING: build/lambda/pullthrough-arm64.zip is missing; deploying a placeholder zip (run 'make package' to test the real one)"
 fi
 
+# Deploy it as a release would be: an object in S3 that the function's code
+# comes from, so the runner needs neither Go nor the zip. moto's Lambda reads
+# the code from moto's own S3.
+release_bucket=pullthrough-releases
+release_key=pullthrough/pullthrough-test-arm64.zip
+python3 - "$moto_url" "$release_bucket" "$release_key" "$package" <<-'PY' || die "could not upload the package to moto's S3"
+	import sys, boto3
+	from botocore.config import Config
+	url, bucket, key, path = sys.argv[1:]
+	s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+	s3.create_bucket(Bucket=bucket)
+	s3.upload_file(path, bucket, key)
+	print(f"uploaded the package to s3://{bucket}/{key}")
+PY
+
 cat >"$tmp/test.tfvars.json" <<-JSON
 	{
 	  "name": "pullthrough-test",
-	  "package_path": "$package",
+	  "package_s3_bucket": "$release_bucket",
+	  "package_s3_key": "$release_key",
 	  "force_destroy": true,
+	  "publish": true,
 	  "upstreams": ["docker.io", "ghcr.io"],
 	  "aws_endpoints": {
 	    "cloudwatch": "$moto_url",
@@ -313,6 +341,9 @@ r() { printf '[.values.root_module.child_modules[].resources[] | select(.address
 assert "$state" "function URL streams responses" "$(r aws_lambda_function_url.this).invoke_mode == \"RESPONSE_STREAM\""
 assert "$state" "function URL needs no signature" "$(r aws_lambda_function_url.this).authorization_type == \"NONE\""
 assert "$state" "function URL has no CORS" "($(r aws_lambda_function_url.this).cors // []) | length == 0"
+assert "$state" "code comes from the released S3 object, not a local file" "$(r aws_lambda_function.this) | .s3_bucket == \"$release_bucket\" and .s3_key == \"$release_key\" and .filename == null"
+assert "$state" "publish: the function URL serves the alias, which points at the published version" "$(r aws_lambda_function_url.this).qualifier == \"live\" and $(r "aws_lambda_alias.this[0]").function_version == $(r aws_lambda_function.this).version and ($(r aws_lambda_function.this).version | test(\"^[0-9]+\$\"))"
+assert "$state" "IAM role and policy names carry the region" "$(r "aws_iam_role.this[0]").name == \"pullthrough-test-us-east-1\" and $(r "aws_iam_role_policy.this[0]").name == \"pullthrough-test-us-east-1\""
 assert "$state" "runtime is provided.al2023" "$(r aws_lambda_function.this).runtime == \"provided.al2023\""
 assert "$state" "handler is bootstrap" "$(r aws_lambda_function.this).handler == \"bootstrap\""
 assert "$state" "architectures are [arm64]" "$(r aws_lambda_function.this).architectures == [\"arm64\"]"
@@ -321,18 +352,18 @@ assert "$state" "logs are JSON into /aws/lambda/<name>" "$(r aws_lambda_function
 assert "$state" "environment has no AWS_ names" "$(r aws_lambda_function.this).environment[0].variables | keys | map(select(startswith(\"AWS_\"))) | length == 0"
 assert "$state" "PULLTHROUGH_UPSTREAMS lists both registries, PULLTHROUGH_UPSTREAM is gone" "$(r aws_lambda_function.this).environment[0].variables | .PULLTHROUGH_UPSTREAMS == \"docker.io,ghcr.io\" and (has(\"PULLTHROUGH_UPSTREAM\") | not)"
 assert "$state" "PULLTHROUGH_FILL_TIMEOUT is below the timeout" "$(r aws_lambda_function.this).environment[0].variables.PULLTHROUGH_FILL_TIMEOUT == \"14m\""
-assert "$state" "PULLTHROUGH_STORE names the bucket" "($(r aws_lambda_function.this).environment[0].variables.PULLTHROUGH_STORE) == (\"s3://\" + $(r aws_s3_bucket.this).bucket)"
-assert "$state" "public access block: all four true" "$(r aws_s3_bucket_public_access_block.this) | [.block_public_acls, .block_public_policy, .ignore_public_acls, .restrict_public_buckets] == [true, true, true, true]"
-assert "$state" "object ownership BucketOwnerEnforced" "$(r aws_s3_bucket_ownership_controls.this).rule[0].object_ownership == \"BucketOwnerEnforced\""
-assert "$state" "default encryption AES256" "$(r aws_s3_bucket_server_side_encryption_configuration.this).rule[0].apply_server_side_encryption_by_default[0].sse_algorithm == \"AES256\""
-assert "$state" "lifecycle aborts incomplete multipart uploads after 1 day" "[$(r aws_s3_bucket_lifecycle_configuration.this).rule[] | select(.status == \"Enabled\") | .abort_incomplete_multipart_upload[]?.days_after_initiation] == [1]"
-assert "$state" "no expiry rule by default" "[$(r aws_s3_bucket_lifecycle_configuration.this).rule[] | .expiration[]?] | length == 0"
-assert "$state" "bucket policy denies non-TLS access" "$(r aws_s3_bucket_policy.this).policy | fromjson | [.Statement[] | select(.Effect == \"Deny\" and .Condition.Bool[\"aws:SecureTransport\"] == \"false\")] | length == 1"
+assert "$state" "PULLTHROUGH_STORE names the bucket" "($(r aws_lambda_function.this).environment[0].variables.PULLTHROUGH_STORE) == (\"s3://\" + $(r "aws_s3_bucket.this[0]").bucket)"
+assert "$state" "public access block: all four true" "$(r "aws_s3_bucket_public_access_block.this[0]") | [.block_public_acls, .block_public_policy, .ignore_public_acls, .restrict_public_buckets] == [true, true, true, true]"
+assert "$state" "object ownership BucketOwnerEnforced" "$(r "aws_s3_bucket_ownership_controls.this[0]").rule[0].object_ownership == \"BucketOwnerEnforced\""
+assert "$state" "default encryption AES256" "$(r "aws_s3_bucket_server_side_encryption_configuration.this[0]").rule[0].apply_server_side_encryption_by_default[0].sse_algorithm == \"AES256\""
+assert "$state" "lifecycle aborts incomplete multipart uploads after 1 day" "[$(r "aws_s3_bucket_lifecycle_configuration.this[0]").rule[] | select(.status == \"Enabled\") | .abort_incomplete_multipart_upload[]?.days_after_initiation] == [1]"
+assert "$state" "no expiry rule by default" "[$(r "aws_s3_bucket_lifecycle_configuration.this[0]").rule[] | .expiration[]?] | length == 0"
+assert "$state" "bucket policy denies non-TLS access" "$(r "aws_s3_bucket_policy.this[0]").policy | fromjson | [.Statement[] | select(.Effect == \"Deny\" and .Condition.Bool[\"aws:SecureTransport\"] == \"false\")] | length == 1"
 assert "$state" "log retention 30 days" "$(r aws_cloudwatch_log_group.this).retention_in_days == 30"
 
 # The role policy: the S3 actions must be exactly those the code calls.
 policy=$tmp/role-policy.json
-jq "$(r aws_iam_role_policy.this).policy | fromjson" "$state" >"$policy" || die "no role policy in state"
+jq "$(r "aws_iam_role_policy.this[0]").policy | fromjson" "$state" >"$policy" || die "no role policy in state"
 bucket=$(jq -r .bucket_name.value "$outputs")
 acts='[.Statement[] | (.Action | if type == "string" then [.] else . end)[]]'
 with() { printf '[.Statement[] | select((.Action | if type == "string" then [.] else . end) | any(%s)) | .Resource]' "$1"; }
@@ -361,6 +392,15 @@ assert "$outputs" "hosts.toml points at docker hub, pull and resolve only" \
 # shellcheck disable=SC2016 # $o is a jq variable
 assert "$outputs" "hosts.toml host section is the mirror" '. as $o | .containerd_hosts_toml.value | contains("[host.\"" + $o.mirror_url.value + "\"]")'
 
+# Node recipes: one hosts.toml per upstream plus _default, each sending
+# requests to the mirror first (TestNodeRecipes pulls through such files).
+# shellcheck disable=SC2016 # $o is a jq variable
+assert "$outputs" "hosts.toml per registry, each with the mirror as a pull/resolve host" \
+	'. as $o | .containerd_hosts_toml_by_registry.value | (keys == ["_default", "docker.io", "ghcr.io"]) and all(.[]; contains("[host.\"" + $o.mirror_url.value + "\"]\n  capabilities = [\"pull\", \"resolve\"]"))'
+# shellcheck disable=SC2016 # $o is a jq variable
+assert "$outputs" "AL2023 user data writes every hosts.toml" \
+	'. as $o | .al2023_user_data.value | startswith("MIME-Version: 1.0\n") and contains("/etc/containerd/certs.d/_default/hosts.toml") and contains("/etc/containerd/certs.d/ghcr.io/hosts.toml")'
+
 # The resource policy decides whether the public URL answers at all. AWS turns
 # the AddPermission fields into Condition keys; moto stores them as given.
 fn=$(jq -r .function_name.value "$outputs")
@@ -385,26 +425,32 @@ if python3 - "$moto_url" "$fn" >"$tmp/monitoring.json" <<-'PY'; then
 	lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1")
 	cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
 	invoke = lam.get_function_event_invoke_config(FunctionName=fn)
-	alarms = cw.describe_alarms(AlarmNamePrefix=fn + "-")["MetricAlarms"]
+	all_alarms = cw.describe_alarms(AlarmNamePrefix=fn + "-")["MetricAlarms"]
+	alarms = [a for a in all_alarms if a["Namespace"] == "pullthrough"]
+	function_alarms = [a for a in all_alarms if a["Namespace"] == "AWS/Lambda"]
 	body = json.loads(cw.get_dashboard(DashboardName=fn)["DashboardBody"])
 	print(json.dumps({
 	    "invoke": {k: invoke.get(k) for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")},
 	    "alarms": [{k: a.get(k) for k in ("AlarmName", "Namespace", "MetricName", "Dimensions", "Statistic",
 	                                      "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator")}
 	               for a in alarms],
+	    "function_alarms": sorted([a["MetricName"], a["Statistic"], a["Threshold"], a["Dimensions"]] for a in function_alarms),
 	    "dashboard": body,
 	}))
 	PY
 	m=$tmp/monitoring.json
 	assert "$m" "async invocations: no Lambda retries, events expire after 900 s" \
 		'.invoke == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900}'
-	assert "$m" "one alarm per upstream host" '[.alarms[].Dimensions | map(select(.Name == "Upstream")) | .[].Value] | sort == ["docker.io", "ghcr.io"]'
+	assert "$m" "one throttling alarm per upstream host" '[.alarms[] | select(.MetricName == "UpstreamThrottled") | .Dimensions | map(select(.Name == "Upstream")) | .[].Value] | sort == ["docker.io", "ghcr.io"]'
+	assert "$m" "one fill-failed alarm per upstream host" '[.alarms[] | select(.MetricName == "FillFailures") | .Dimensions | map(select(.Name == "Upstream")) | .[].Value] | sort == ["docker.io", "ghcr.io"]'
 	assert "$m" "alarms watch UpstreamThrottled in namespace pullthrough" \
 		'[.alarms[] | select(.Namespace == "pullthrough" and .MetricName == "UpstreamThrottled")] | length == 2'
 	assert "$m" "alarms fire on Sum >= 1 over one 5-minute period" \
 		'all(.alarms[]; .Statistic == "Sum" and .Period == 300 and .EvaluationPeriods == 1 and .Threshold == 1 and .ComparisonOperator == "GreaterThanOrEqualToThreshold")'
 	assert "$m" "dashboard charts throttling per upstream host" \
 		'[.dashboard.widgets[].properties.metrics[] | select(.[1] == "UpstreamThrottled") | .[5]] | sort == ["docker.io", "ghcr.io"]'
+	assert "$m" "function alarms on Errors, Throttles, ConcurrentExecutions and Duration (90% of 900 s)" \
+		'.function_alarms == [["ConcurrentExecutions", "Maximum", 800, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Duration", "Maximum", 810000, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Errors", "Sum", 5, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Throttles", "Sum", 1, [{"Name": "FunctionName", "Value": "pullthrough-test"}]]]'
 	assert "$outputs" "alarm_arns names both alarms" '.alarm_arns.value | keys == ["docker.io", "ghcr.io"]'
 	assert "$outputs" "dashboard_url opens the dashboard" '.dashboard_url.value | endswith("#dashboards/dashboard/pullthrough-test")'
 else

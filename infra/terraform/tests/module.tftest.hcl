@@ -29,6 +29,17 @@ mock_provider "aws" {
       function_url = "https://abc123.lambda-url.us-east-1.on.aws/"
     }
   }
+  mock_resource "aws_lambda_alias" {
+    defaults = {
+      arn = "arn:aws:lambda:us-east-1:123456789012:function:pullthrough:live"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn     = "arn:aws:lambda:us-east-1:123456789012:function:pullthrough"
+      version = "7"
+    }
+  }
   mock_resource "aws_cloudwatch_metric_alarm" {
     defaults = {
       arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked"
@@ -146,7 +157,7 @@ run "defaults" {
     error_message = "the role may delete fill leases only, never cached blobs or manifests"
   }
   assert {
-    condition     = length(aws_s3_bucket_lifecycle_configuration.this.rule) == 1
+    condition     = length(aws_s3_bucket_lifecycle_configuration.this[0].rule) == 1
     error_message = "only the abort-multipart rule is on by default"
   }
   assert {
@@ -158,7 +169,7 @@ run "defaults" {
     error_message = "Lambda's log filter must follow log_level"
   }
   assert {
-    condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.this.rule).apply_server_side_encryption_by_default).sse_algorithm == "AES256"
+    condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.this[0].rule).apply_server_side_encryption_by_default).sse_algorithm == "AES256"
     error_message = "default encryption must be SSE-S3"
   }
   assert {
@@ -177,6 +188,226 @@ run "defaults" {
     condition     = length(aws_secretsmanager_secret.upstream_credentials) == 0 && output.upstream_credentials_secret_arn == null
     error_message = "no secret unless asked for"
   }
+}
+
+run "defaults_names_alarms_and_recipes" {
+  assert {
+    condition     = aws_iam_role.this[0].name == "pullthrough-us-east-1" && aws_iam_role_policy.this[0].name == "pullthrough-us-east-1"
+    error_message = "the role and its policy must carry the region, so that a second region does not collide"
+  }
+  assert {
+    condition     = aws_lambda_function.this.role == "arn:aws:iam::123456789012:role/pullthrough" && output.role_arn == "arn:aws:iam::123456789012:role/pullthrough"
+    error_message = "the function must run with the created role"
+  }
+  assert {
+    condition     = aws_lambda_function.this.filename == "tests/empty.zip" && aws_lambda_function.this.s3_bucket == null && aws_lambda_function.this.source_code_hash == filebase64sha256("tests/empty.zip")
+    error_message = "a local zip is uploaded with its hash"
+  }
+  assert {
+    condition     = !aws_lambda_function.this.publish && length(aws_lambda_alias.this) == 0 && aws_lambda_function_url.this.qualifier == null && output.alias_arn == null
+    error_message = "without publish there is no alias and the URL serves $LATEST"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.this.kms_key_id == null && length(aws_s3_bucket.this) == 1
+    error_message = "the log group uses CloudWatch's own encryption and the bucket is created by default"
+  }
+  assert {
+    condition = {
+      for k, a in aws_cloudwatch_metric_alarm.function : k => [a.namespace, a.metric_name, a.statistic, a.threshold, a.dimensions.FunctionName]
+      } == {
+      concurrency = ["AWS/Lambda", "ConcurrentExecutions", "Maximum", 800, "pullthrough"]
+      duration    = ["AWS/Lambda", "Duration", "Maximum", 810000, "pullthrough"]
+      errors      = ["AWS/Lambda", "Errors", "Sum", 5, "pullthrough"]
+      throttles   = ["AWS/Lambda", "Throttles", "Sum", 1, "pullthrough"]
+    }
+    error_message = "function alarms: errors >= 5, throttles >= 1, concurrency >= 800 (unreserved), duration >= 90% of 900 s"
+  }
+  assert {
+    condition     = keys(output.function_alarm_arns) == ["concurrency", "duration", "errors", "throttles"]
+    error_message = "function_alarm_arns must name the four function alarms"
+  }
+  assert {
+    condition     = keys(output.containerd_hosts_toml_by_registry) == ["_default", "docker.io"]
+    error_message = "hosts.toml by registry: the upstream plus _default"
+  }
+  assert {
+    condition     = startswith(output.containerd_hosts_toml_by_registry["docker.io"], "server = \"https://registry-1.docker.io\"\n\n[host.\"https://abc123.lambda-url.us-east-1.on.aws\"]\n")
+    error_message = "docker.io's hosts.toml must try the mirror, then Docker Hub: ${output.containerd_hosts_toml_by_registry["docker.io"]}"
+  }
+  assert {
+    condition     = yamldecode(output.k3s_registries_yaml).mirrors == { "docker.io" = { endpoint = ["https://abc123.lambda-url.us-east-1.on.aws"] } }
+    error_message = "k3s must send docker.io to the mirror"
+  }
+  assert {
+    condition     = strcontains(output.al2023_user_data, "path: \"/etc/containerd/certs.d/docker.io/hosts.toml\"") || strcontains(output.al2023_user_data, "\"path\": \"/etc/containerd/certs.d/docker.io/hosts.toml\"")
+    error_message = "the AL2023 user data must write docker.io's hosts.toml: ${output.al2023_user_data}"
+  }
+}
+
+run "existing_bucket_and_role" {
+  variables {
+    create_bucket = false
+    bucket_name   = "shared-cache"
+    prefix        = "pullthrough"
+    role_arn      = "arn:aws:iam::123456789012:role/platform/pullthrough"
+  }
+
+  assert {
+    condition = (
+      length(aws_s3_bucket.this) + length(aws_s3_bucket_policy.this) + length(aws_s3_bucket_public_access_block.this)
+      + length(aws_s3_bucket_server_side_encryption_configuration.this) + length(aws_s3_bucket_lifecycle_configuration.this)
+      + length(aws_s3_bucket_ownership_controls.this)
+    ) == 0
+    error_message = "an existing bucket must be left alone"
+  }
+  assert {
+    condition     = local.environment.PULLTHROUGH_STORE == "s3://shared-cache/pullthrough" && output.bucket_name == "shared-cache" && output.bucket_arn == "arn:aws:s3:::shared-cache"
+    error_message = "the function must store in the existing bucket under the prefix"
+  }
+  assert {
+    condition     = data.aws_iam_policy_document.function.statement[0].resources == toset(["arn:aws:s3:::shared-cache/pullthrough/*"])
+    error_message = "the policy must still be limited to the prefix of the existing bucket"
+  }
+  assert {
+    condition     = length(aws_iam_role.this) == 0 && length(aws_iam_role_policy.this) == 0
+    error_message = "an existing role must not get a second role or an inline policy"
+  }
+  assert {
+    condition     = aws_lambda_function.this.role == "arn:aws:iam::123456789012:role/platform/pullthrough" && output.role_arn == "arn:aws:iam::123456789012:role/platform/pullthrough"
+    error_message = "the function must run with the given role"
+  }
+  assert {
+    condition     = output.role_policy_json != ""
+    error_message = "role_policy_json must give the policy to attach to the existing role"
+  }
+}
+
+run "released_package_publish_and_kms" {
+  variables {
+    package_path                       = null
+    package_s3_bucket                  = "releases"
+    package_s3_key                     = "pullthrough/pullthrough-1.0.0-arm64.zip"
+    package_s3_object_version          = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    publish                            = true
+    log_kms_key_arn                    = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    create_upstream_credentials_secret = true
+    upstream_credentials_kms_key_arn   = "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000"
+    reserved_concurrent_executions     = 50
+    timeout                            = 600
+    fill_timeout                       = "9m"
+    alarm_thresholds                   = { errors = 1, duration_percent = 50 }
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.this.filename == null
+      && aws_lambda_function.this.s3_bucket == "releases" && aws_lambda_function.this.s3_key == "pullthrough/pullthrough-1.0.0-arm64.zip"
+      && aws_lambda_function.this.s3_object_version == "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    )
+    error_message = "a released zip is deployed from S3, with no local file"
+  }
+  assert {
+    condition     = aws_lambda_function.this.publish && aws_lambda_alias.this[0].name == "live" && aws_lambda_alias.this[0].function_version == "7"
+    error_message = "publish must create the alias at the newest version"
+  }
+  assert {
+    condition     = aws_lambda_function_url.this.qualifier == "live" && output.alias_arn == "arn:aws:lambda:us-east-1:123456789012:function:pullthrough:live" && output.function_version == "7"
+    error_message = "the function URL must serve the alias, so that moving the alias rolls back"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.this.kms_key_id == "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    error_message = "the log group must be encrypted with log_kms_key_arn"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret.upstream_credentials[0].kms_key_id == "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000"
+    error_message = "the created secret must be encrypted with upstream_credentials_kms_key_arn"
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.function.statement : s.sid] == ["CacheObjects", "ReleaseFillLeases", "CacheMissesAreNotFound", "Logs", "BackgroundFills", "UpstreamCredentials", "UpstreamCredentialsKey"]
+      && data.aws_iam_policy_document.function.statement[6].actions == toset(["kms:Decrypt"])
+      && data.aws_iam_policy_document.function.statement[6].resources == toset(["arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000"])
+    )
+    error_message = "reading a secret under a customer key needs kms:Decrypt on that key, and only that"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.function["concurrency"].threshold == 40
+      && aws_cloudwatch_metric_alarm.function["errors"].threshold == 1
+      && aws_cloudwatch_metric_alarm.function["duration"].threshold == 300000
+    )
+    error_message = "concurrency must alarm at 80% of the reserved 50; thresholds must follow alarm_thresholds and timeout"
+  }
+}
+
+run "function_alarms_off" {
+  command = plan
+  variables {
+    create_alarms = false
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.function) == 0 && output.function_alarm_arns == {}
+    error_message = "no function alarms when create_alarms is false"
+  }
+}
+
+run "rejects_existing_bucket_without_name" {
+  command = plan
+  variables {
+    create_bucket = false
+  }
+  expect_failures = [var.bucket_name]
+}
+
+run "rejects_local_and_released_package" {
+  command = plan
+  variables {
+    package_s3_bucket = "releases"
+    package_s3_key    = "pullthrough-1.0.0-arm64.zip"
+  }
+  expect_failures = [var.package_path]
+}
+
+run "rejects_no_package" {
+  command = plan
+  variables {
+    package_path = null
+  }
+  expect_failures = [var.package_path]
+}
+
+run "rejects_released_package_without_key" {
+  command = plan
+  variables {
+    package_path      = null
+    package_s3_bucket = "releases"
+  }
+  expect_failures = [var.package_s3_bucket]
+}
+
+run "rejects_numeric_alias" {
+  command = plan
+  variables {
+    alias_name = "1"
+  }
+  expect_failures = [var.alias_name]
+}
+
+run "rejects_role_arn_that_is_not_a_role" {
+  command = plan
+  variables {
+    role_arn = "arn:aws:iam::123456789012:policy/pullthrough"
+  }
+  expect_failures = [var.role_arn]
+}
+
+run "rejects_duration_alarm_at_zero" {
+  command = plan
+  variables {
+    alarm_thresholds = { duration_percent = 0 }
+  }
+  expect_failures = [var.alarm_thresholds]
 }
 
 run "prefix_expiry_kms_created_secret" {
@@ -215,17 +446,17 @@ run "prefix_expiry_kms_created_secret" {
     error_message = "KMS and secret statements must be added"
   }
   assert {
-    condition     = [for r in aws_s3_bucket_lifecycle_configuration.this.rule : r.filter[0].prefix] == ["mirrors/docker-hub/", "mirrors/docker-hub/"]
+    condition     = [for r in aws_s3_bucket_lifecycle_configuration.this[0].rule : r.filter[0].prefix] == ["mirrors/docker-hub/", "mirrors/docker-hub/"]
     error_message = "both lifecycle rules must be limited to the prefix"
   }
   assert {
-    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[1].expiration[0].days == 30
+    condition     = aws_s3_bucket_lifecycle_configuration.this[0].rule[1].expiration[0].days == 30
     error_message = "expiry rule must use cache_expiration_days"
   }
   assert {
     condition = (
-      one(one(aws_s3_bucket_server_side_encryption_configuration.this.rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms"
-      && one(aws_s3_bucket_server_side_encryption_configuration.this.rule).bucket_key_enabled
+      one(one(aws_s3_bucket_server_side_encryption_configuration.this[0].rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms"
+      && one(aws_s3_bucket_server_side_encryption_configuration.this[0].rule).bucket_key_enabled
     )
     error_message = "a KMS key must switch to SSE-KMS with a bucket key"
   }

@@ -32,9 +32,15 @@ module "pullthrough" {
   architecture  = var.architecture
   force_destroy = var.force_destroy
   upstreams     = var.upstreams
+  publish       = var.publish
 
   extra_environment = var.extra_environment
 
-  # `make package` writes the zip at the repository root, four levels up.
-  package_path = coalesce(var.package_path, "${path.module}/../../../../build/lambda/pullthrough-${var.architecture}.zip")
+  # A released zip in S3, or else a local one: `make package` writes it at
+  # the repository root, four levels up.
+  package_s3_bucket = var.package_s3_bucket
+  package_s3_key    = var.package_s3_key
+  package_path = var.package_s3_bucket != null ? null : coalesce(
+    var.package_path, "${path.module}/../../../../build/lambda/pullthrough-${var.architecture}.zip"
+  )
 }

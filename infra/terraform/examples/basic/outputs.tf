@@ -42,3 +42,13 @@ output "alarm_arns" {
   description = "Alarms that fire when an upstream rate-limits the mirror, by registry host."
   value       = module.pullthrough.alarm_arns
 }
+
+output "containerd_hosts_toml_by_registry" {
+  description = "hosts.toml for /etc/containerd/certs.d/<registry>/hosts.toml, by registry (and _default)."
+  value       = module.pullthrough.containerd_hosts_toml_by_registry
+}
+
+output "al2023_user_data" {
+  description = "EKS AL2023 user data that writes those hosts.toml files."
+  value       = module.pullthrough.al2023_user_data
+}

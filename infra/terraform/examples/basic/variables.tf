@@ -25,6 +25,25 @@ variable "package_path" {
   default     = null
 }
 
+variable "package_s3_bucket" {
+  description = "Bucket of a released deployment zip; with package_s3_key, used instead of a local zip."
+  type        = string
+  default     = null
+}
+
+variable "package_s3_key" {
+  description = "Key of the released deployment zip in package_s3_bucket."
+  type        = string
+  default     = null
+}
+
+variable "publish" {
+  description = "Publish versions and serve the function URL from the alias \"live\", for rollback."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "upstreams" {
   description = "Registries to serve, `host` or `host=base-url`, e.g. [\"docker.io\", \"ghcr.io\"]. Empty mirrors Docker Hub only."
   type        = list(string)
