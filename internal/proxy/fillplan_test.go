@@ -10,6 +10,11 @@ func TestTableFillPlan(t *testing.T) {
 	}
 	client := func(size int64, cdn bool) fillFacts { return fillFacts{size: size, redirectable: true, cdn: cdn} }
 	opened := func(size int64) fillFacts { return fillFacts{size: size} } // the GET is open, or a warm
+	// A client's whole-blob GET, its upstream GET open (or its size known).
+	streaming := func(size int64) fillFacts { return fillFacts{size: size, streamable: true} }
+	rated := func(size int64, rate float64) fillFacts {
+		return fillFacts{size: size, redirectable: true, cdn: true, streamable: true, rate: rate}
+	}
 	tests := []struct {
 		name string
 		lim  fillLimits
@@ -33,6 +38,17 @@ func TestTableFillPlan(t *testing.T) {
 		{"warm in Lambda, large", lambda(PolicyAuto), opened(large), planBackground},
 		{"warm in the local server, large", local(PolicyAuto), opened(large), planInline},
 		{"background job in Lambda fills itself", lambda(PolicyWait), fillFacts{size: large, background: true}, planInline},
+		{"local client GET streams, size unknown", local(PolicyWait), fillFacts{size: -1, redirectable: true, streamable: true}, planStream},
+		{"local client GET streams, large", local(PolicyWait), streaming(large), planStream},
+		{"local Range request does not stream", local(PolicyWait), client(-1, false), planInline},
+		{"Lambda streams a small blob", lambda(PolicyWait), streaming(streamLimit - 1), planStream},
+		{"Lambda does not stream past the uncapped 6 MB", lambda(PolicyWait), streaming(streamLimit), planInline},
+		{"Lambda, size unknown: open the GET first", lambda(PolicyWait), streaming(-1), planInline},
+		{"Lambda, large streamable blob goes to the background", lambda(PolicyWait), streaming(large), planBackground},
+		{"auto, CDN, measured fast: a big blob is waited for", local(PolicyAuto), rated(large, large/10), planStream},
+		{"auto, CDN, measured slow: a small blob is redirected", local(PolicyAuto), rated(64<<20, 1<<20), planRedirect},
+		{"auto, CDN, measured, just within the budget", lambda(PolicyAuto), rated(30<<20, 1<<20), planInline},
+		{"auto, CDN, measured, just past the budget", lambda(PolicyAuto), rated(30<<20+1, 1<<20), planRedirect},
 		{"background job never redirects", lambda(PolicyUpstream), fillFacts{size: -1, redirectable: true, background: true}, planInline},
 	}
 	for _, tc := range tests {
