@@ -103,12 +103,13 @@ type fillStats struct {
 	peakRSS          int64
 }
 
-// mirrorFill starts a fresh local mirror on an empty prefix, asks it for
-// one blob and times the answer, then reads the process's peak RSS and
+// mirrorFill starts a fresh local mirror on an empty prefix (env added to
+// its environment), asks it for one blob and times the answer to its last
+// byte, then reads the process's peak RSS and
 // deletes the stored blob again (a 1 GiB object per run adds up).
-func (e *benchEnv) mirrorFill(ctx context.Context, t *testing.T, prefix, repo, dgst string) fillStats {
+func (e *benchEnv) mirrorFill(ctx context.Context, t *testing.T, prefix, repo, dgst string, env ...string) fillStats {
 	t.Helper()
-	base, p := testenv.StartMirror(t, e.local, e.mirrorEnv(e.s3.Endpoint, prefix)...)
+	base, p := testenv.StartMirror(t, e.local, append(e.mirrorEnv(e.s3.Endpoint, prefix), env...)...)
 	defer p.Kill()
 	ctx, cancel := context.WithTimeout(ctx, fillTimeout)
 	defer cancel()
@@ -122,13 +123,21 @@ func (e *benchEnv) mirrorFill(ctx context.Context, t *testing.T, prefix, repo, d
 	if err != nil {
 		t.Fatalf("mirror fill %s: %v\n%s", repo, err, tail(p.Output(), 30))
 	}
-	io.Copy(io.Discard, resp.Body)
+	h := sha256.New()
+	_, rerr := io.Copy(h, resp.Body)
 	resp.Body.Close()
 	st := fillStats{took: time.Since(start), cpu: cpuTime(t, p) - cpu0, s3CPU: cpuTime(t, e.s3.Proc) - s3CPU0}
-	// A 307 elsewhere (the upstream's own blob URL) would mean no fill was
-	// timed.
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, e.s3.Endpoint+"/") {
-		t.Fatalf("mirror fill %s: got %d to %.40q, want 307 to the S3 server\n%s", repo, resp.StatusCode, loc, tail(p.Output(), 30))
+	// The mirror streams a cold blob while it fills it and sends the last
+	// byte once the blob is verified and in S3 (or, filled by then, a 307
+	// to S3). A 307 elsewhere (the upstream's own blob URL) would mean no
+	// fill was timed.
+	switch loc := resp.Header.Get("Location"); {
+	case resp.StatusCode == http.StatusOK:
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); rerr != nil || got != dgst {
+			t.Fatalf("mirror fill %s: streamed body hashes to %s (read error %v), want %s", repo, got, rerr, dgst)
+		}
+	case resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, e.s3.Endpoint+"/"):
+		t.Fatalf("mirror fill %s: got %d to %.40q, want a streamed 200 or a 307 to the S3 server\n%s", repo, resp.StatusCode, loc, tail(p.Output(), 30))
 	}
 	if st.peakRSS, err = peakRSS(p); err != nil {
 		t.Fatal(err)

@@ -149,6 +149,7 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		}
 		c.Proxy.FillPartSize = n
 	}
+	c.Proxy.SpoolDir = get("PULLTHROUGH_SPOOL_DIR", "")
 	if c.Proxy.LeaseTTL < 3*time.Second {
 		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}

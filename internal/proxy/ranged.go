@@ -44,6 +44,11 @@ type rangedFill struct {
 	queue      []*rangePart
 	next       int // the next part to start
 	wg         sync.WaitGroup
+	// free holds part buffers read to the end, for the next parts: a fill
+	// allocates at most parts buffers, however big the blob (no garbage
+	// for the collector to let pile up).
+	free [][]byte
+	held []byte // the buffer cur reads
 }
 
 type rangePart struct {
@@ -75,38 +80,48 @@ func (r *rangedFill) start() {
 		off := int64(r.next) * r.partSize
 		n := min(r.partSize, r.size-off)
 		p := &rangePart{done: make(chan struct{})}
+		if k := len(r.free); k > 0 {
+			p.buf, r.free = r.free[k-1], r.free[:k-1]
+		} else {
+			p.buf = make([]byte, r.partSize)
+		}
 		r.queue = append(r.queue, p)
 		r.next++
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			defer close(p.done)
-			p.buf, p.full, p.err = r.get(off, n)
+			p.buf, p.full, p.err = r.get(off, p.buf[:n])
 		}()
 	}
 }
 
-// get fetches bytes [off, off+n) of the blob. full reports an upstream
-// that answered 200 (Range ignored).
-func (r *rangedFill) get(off, n int64) (buf []byte, full bool, err error) {
-	resp, err := r.fetch(r.ctx, off, n)
+// get fetches bytes [off, off+len(buf)) of the blob into buf. full
+// reports an upstream that answered 200 (Range ignored).
+func (r *rangedFill) get(off int64, buf []byte) (_ []byte, full bool, err error) {
+	n := int64(len(buf))
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	resp, err := r.fetch(ctx, off, n)
 	if err != nil {
-		return nil, false, err
+		return buf, false, err
 	}
 	defer resp.Body.Close()
+	// A part whose body stalls is cut like the plain GET's (idleReader).
+	body := newIdleReader(resp.Body, idleBodyTimeout, cancel)
+	defer body.stop()
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
-		return nil, true, nil
+		return buf, true, nil
 	default:
-		return nil, false, fmt.Errorf("ranged GET of bytes %d-%d: upstream answered %d", off, off+n-1, resp.StatusCode)
+		return buf, false, fmt.Errorf("ranged GET of bytes %d-%d: upstream answered %d", off, off+n-1, resp.StatusCode)
 	}
 	if want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, r.size); resp.Header.Get("Content-Range") != want {
-		return nil, false, fmt.Errorf("ranged GET: got Content-Range %q, want %q", resp.Header.Get("Content-Range"), want)
+		return buf, false, fmt.Errorf("ranged GET: got Content-Range %q, want %q", resp.Header.Get("Content-Range"), want)
 	}
-	buf = make([]byte, n)
-	if _, err := io.ReadFull(resp.Body, buf); err != nil {
-		return nil, false, fmt.Errorf("ranged GET of bytes %d-%d: %w", off, off+n-1, err)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return buf, false, fmt.Errorf("ranged GET of bytes %d-%d: %w", off, off+n-1, err)
 	}
 	return buf, false, nil
 }
@@ -138,6 +153,9 @@ func (r *rangedFill) Read(b []byte) (int, error) {
 		if p.err != nil {
 			return 0, p.err
 		}
+		if p.full && r.probed {
+			return 0, fmt.Errorf("ranged GET of part %d: upstream answered 200 after honouring Range", r.index+1)
+		}
 		if p.full {
 			// Range ignored: the plain GET, still open, carries the rest.
 			r.fell = true
@@ -150,6 +168,11 @@ func (r *rangedFill) Read(b []byte) (int, error) {
 		}
 		r.queue = r.queue[1:]
 		r.index++
+		if r.held != nil {
+			// Read to the end: its bytes were copied on before this Read.
+			r.free = append(r.free, r.held[:cap(r.held)])
+		}
+		r.held = p.buf
 		r.cur = bytes.NewReader(p.buf)
 		r.start()
 	}

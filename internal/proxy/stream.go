@@ -36,7 +36,12 @@ func (p *Proxy) streamMissing(ctx context.Context, w http.ResponseWriter, rt rou
 	for {
 		sp, changed := p.spools.join(key)
 		if sp != nil {
-			err := p.sendSpool(ctx, w, rt, sp)
+			sent, err := p.sendSpool(ctx, w, rt, sp)
+			if sent >= 0 {
+				// The last byte went out after the blob was published: the
+				// next request is a hit without a store lookup (blob.go).
+				p.known.put(rt.digest, sent, p.now())
+			}
 			finish()
 			return 0, err == nil, err
 		}
@@ -60,14 +65,15 @@ func (p *Proxy) streamMissing(ctx context.Context, w http.ResponseWriter, rt rou
 // that fails later cuts the transfer (the client sees a short body, never
 // a complete wrong one: the spool holds the last byte back until the
 // bytes are verified). A client that hangs up ends only its own stream.
-// It returns an error only when nothing was written.
-func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, sp *spool) error {
+// It returns the bytes sent if the whole verified blob was (else -1), and
+// an error only when nothing was written.
+func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, sp *spool) (sent int64, err error) {
 	defer sp.release()
 	r := sp.reader(ctx)
 	buf := make([]byte, 64<<10)
 	n, err := r.Read(buf)
 	if n == 0 && err != nil && err != io.EOF {
-		return fillError(err)
+		return -1, fillError(err)
 	}
 	h := w.Header()
 	blobHeaders(h, rt.digest, sp.size, cacheMiss)
@@ -79,12 +85,16 @@ func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, 
 	for {
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil // the client left; the fill goes on
+				return -1, nil // the client left; the fill goes on
 			}
+			sent += int64(n)
 			rc.Flush()
 		}
 		if err == io.EOF {
-			return nil
+			return sent, nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return -1, nil // the client left while waiting for bytes; the fill goes on
 		}
 		if err != nil {
 			p.log.Warn("streamed fill cut", "digest", rt.digest.String(), "cause", err.Error())
@@ -93,7 +103,7 @@ func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, 
 				// body for a whole one (net/http's documented abort).
 				panic(http.ErrAbortHandler)
 			}
-			return nil
+			return -1, nil
 		}
 		n, err = r.Read(buf)
 	}
