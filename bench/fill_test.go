@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/store"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
@@ -28,8 +29,11 @@ const (
 	// the mirror's default.
 	plainPartSize = store.DefaultPartSize
 	fillTimeout   = 10 * time.Minute
-	// memorySlack is how much more a 1 GiB fill may hold than a 10 MiB one.
-	memorySlack = 64 << 20
+	// memorySlack is how much more a 1 GiB fill may hold than a 10 MiB one:
+	// 64 MiB, plus the parallel ranged fill's part buffers, which a blob
+	// over two parts holds whatever its size and the 10 MiB one does not
+	// (proxy.DefaultFillParts × proxy.DefaultFillPartSize).
+	memorySlack = 64<<20 + proxy.DefaultFillParts*proxy.DefaultFillPartSize
 )
 
 type fillRun struct {

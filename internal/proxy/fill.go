@@ -336,7 +336,9 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 	}()
 	verifier := rt.digest.Algorithm().Hash()
 	var body io.Reader = src.body
-	if size := src.resp.ContentLength; p.cfg.FillParts > 1 && size > 2*p.cfg.FillPartSize {
+	// Only a blob of more parts than run at once: for smaller ones the
+	// extra requests and part buffers cost more than they win.
+	if size := src.resp.ContentLength; p.cfg.FillParts > 1 && size > int64(p.cfg.FillParts)*p.cfg.FillPartSize {
 		rf := newRangedFill(ctx, src.body, src.close, size, p.cfg.FillPartSize, p.cfg.FillParts, func(ctx context.Context, off, n int64) (*http.Response, error) {
 			rng := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
 			return rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), rng)

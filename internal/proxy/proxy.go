@@ -54,9 +54,9 @@ type Config struct {
 	// Lambda: the function invoking itself, which then calls RunFill). When
 	// nil, fills that outlive a request run in goroutines of this process.
 	BackgroundFill func(ctx context.Context, job FillJob) error
-	// FillParts is how many ranged GETs a fill of a big blob runs at once
-	// when the upstream honours Range (ranged.go); 1 turns parallel fills
-	// off. FillPartSize is the size of one part in bytes. A fill holds at
+	// FillParts is how many ranged GETs a fill of a blob over FillParts ×
+	// FillPartSize runs at once when the upstream honours Range
+	// (ranged.go); 1 turns parallel fills off. FillPartSize is the size of one part in bytes. A fill holds at
 	// most FillParts × FillPartSize in memory. Zero means
 	// DefaultFillParts and DefaultFillPartSize.
 	FillParts    int
