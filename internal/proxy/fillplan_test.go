@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestTableFillPlan(t *testing.T) {
 	const large = 1 << 30
@@ -57,5 +60,23 @@ func TestTableFillPlan(t *testing.T) {
 				t.Errorf("planFill(%+v, %+v): got %s, want %s", tc.lim, tc.f, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestFillRateAveragesBigFillsOnly(t *testing.T) {
+	var r fillRate
+	r.note(minRatedFill-1, time.Millisecond) // too small to say anything
+	if got := r.get(); got != 0 {
+		t.Fatalf("after a small fill: got rate %v, want 0 (unmeasured)", got)
+	}
+	r.note(100<<20, time.Second)
+	r.note(300<<20, time.Second)
+	if got, want := r.get(), float64(200<<20); got != want {
+		t.Errorf("got rate %v B/s, want %v (the average of 100 and 300 MiB/s)", got, want)
+	}
+	// What auto then does with a 10 GiB blob: over 30 s at 200 MiB/s.
+	f := fillFacts{size: 10 << 30, redirectable: true, cdn: true, rate: r.get()}
+	if got := planFill(fillLimits{policy: PolicyAuto, largeSize: 1 << 40}, f); got != planRedirect {
+		t.Errorf("10 GiB at the measured rate: got %s, want redirect", got)
 	}
 }
