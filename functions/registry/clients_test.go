@@ -534,6 +534,11 @@ type tap struct {
 	mu     sync.Mutex
 	seen   []tapped
 	marks  []int // where each Reset happened, for the failure log
+	// inflight counts requests whose answer has not ended. A client may
+	// finish before the tap records its last request: go-containerregistry
+	// stops reading a blob at its descriptor's size, and a streamed answer
+	// without Content-Length (a function URL's) ends a little later.
+	inflight atomic.Int32
 }
 
 type tapped struct {
@@ -584,21 +589,29 @@ func newTap(t *testing.T, target string) *tap {
 		},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp.inflight.Add(1)
+		defer tp.inflight.Add(-1)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
 			sw.body = sha256.New()
 		}
+		// Recorded even when the copy is cut: ReverseProxy panics with
+		// http.ErrAbortHandler if the client hangs up first, as
+		// go-containerregistry does once it has read a blob's descriptor
+		// size of a chunked (function URL) answer.
+		defer func() {
+			rec := tapped{
+				method: r.Method, uri: r.URL.RequestURI(), accept: strings.Join(r.Header.Values("Accept"), ", "), rng: r.Header.Get("Range"),
+				status: sw.status, digest: w.Header().Get("Docker-Content-Digest"), cache: w.Header().Get("X-Pullthrough-Cache"),
+			}
+			if sw.body != nil {
+				rec.bodyDigest = "sha256:" + hex.EncodeToString(sw.body.Sum(nil))
+			}
+			tp.mu.Lock()
+			defer tp.mu.Unlock()
+			tp.seen = append(tp.seen, rec)
+		}()
 		rp.ServeHTTP(sw, r)
-		rec := tapped{
-			method: r.Method, uri: r.URL.RequestURI(), accept: strings.Join(r.Header.Values("Accept"), ", "), rng: r.Header.Get("Range"),
-			status: sw.status, digest: w.Header().Get("Docker-Content-Digest"), cache: w.Header().Get("X-Pullthrough-Cache"),
-		}
-		if sw.body != nil {
-			rec.bodyDigest = "sha256:" + hex.EncodeToString(sw.body.Sum(nil))
-		}
-		tp.mu.Lock()
-		defer tp.mu.Unlock()
-		tp.seen = append(tp.seen, rec)
 	}))
 	t.Cleanup(srv.Close)
 	tp.URL = srv.URL
@@ -617,6 +630,10 @@ func (tp *tap) retarget(t *testing.T, target string) {
 
 // requests returns what the tap saw since the last Reset.
 func (tp *tap) requests() []tapped {
+	// Let answers still ending be recorded (at most 5 s).
+	for deadline := time.Now().Add(5 * time.Second); tp.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
 	from := 0
