@@ -27,6 +27,7 @@ func TestBench(t *testing.T) {
 		rep.Contenders = append(rep.Contenders, measurePulls(ctx, t, e, c))
 	}
 	rep.Fill = measureFill(ctx, t, e)
+	rep.Parallel = measureParallelFill(ctx, t, e)
 	rep.ColdStart = measureColdStart(t, e)
 	rep.Total = time.Since(began)
 	rep.LoadEnd = loadAvg()

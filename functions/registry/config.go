@@ -143,6 +143,23 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		}
 		c.Proxy.MaxFills = n
 	}
+	c.Proxy.FillParts = proxy.DefaultFillParts
+	if v := get("PULLTHROUGH_FILL_PARTS", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 16 {
+			bad("PULLTHROUGH_FILL_PARTS", "want 1 to 16, got %q", v)
+		}
+		c.Proxy.FillParts = n
+	}
+	c.Proxy.FillPartSize = proxy.DefaultFillPartSize
+	if v := get("PULLTHROUGH_FILL_PART_SIZE", ""); v != "" {
+		n, err := parseSize(v)
+		if err != nil || n < 1<<20 || n > 256<<20 {
+			bad("PULLTHROUGH_FILL_PART_SIZE", "want 1MiB to 256MiB, got %q", v)
+		}
+		c.Proxy.FillPartSize = n
+	}
+	c.Proxy.SpoolDir = get("PULLTHROUGH_SPOOL_DIR", "")
 	if c.Proxy.LeaseTTL < 3*time.Second {
 		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
 	}

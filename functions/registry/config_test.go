@@ -67,6 +67,20 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "parallel fill parts",
+			env:  map[string]string{"PULLTHROUGH_FILL_PARTS": "1", "PULLTHROUGH_FILL_PART_SIZE": "16MiB"},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.FillParts != 1 || c.Proxy.FillPartSize != 16<<20 {
+					t.Errorf("got FillParts %d FillPartSize %d, want 1 and 16 MiB", c.Proxy.FillParts, c.Proxy.FillPartSize)
+				}
+			},
+		},
+		{
+			name:    "parallel fill parts out of range",
+			env:     map[string]string{"PULLTHROUGH_FILL_PARTS": "0", "PULLTHROUGH_FILL_PART_SIZE": "1KiB"},
+			wantErr: []string{"PULLTHROUGH_FILL_PARTS", "PULLTHROUGH_FILL_PART_SIZE"},
+		},
+		{
 			name:    "fill cap out of range",
 			env:     map[string]string{"PULLTHROUGH_MAX_FILLS": "0"},
 			wantErr: []string{"PULLTHROUGH_MAX_FILLS"},

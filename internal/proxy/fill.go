@@ -34,12 +34,16 @@ type fillOutcome struct {
 
 // missing answers a GET for a blob that is not in the store, following
 // planFill. It returns the size once the blob is stored, or redirected
-// when the client was sent to the upstream's own blob URL.
-func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (size int64, redirected bool, err error) {
+// when it answered the client itself: sent it to the upstream's own blob
+// URL, or streamed it the bytes while filling (stream.go). A Range
+// request is not streamed: it waits for the fill and gets its 206 from
+// the store.
+func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (size int64, redirected bool, err error) {
 	if err := p.knownAbsent(rt); err != nil {
 		return 0, false, err
 	}
-	f := fillFacts{size: -1, redirectable: true, cdn: rt.up.redirectsBlobs.Load()}
+	f := fillFacts{size: -1, redirectable: true, cdn: rt.up.redirectsBlobs.Load(), rate: rt.up.fillRate.get(),
+		streamable: r.Header.Get("Range") == ""}
 	// Each pass learns one fact (the size, or that no redirect is
 	// possible) and planFill asks for neither twice: at most three passes.
 	for {
@@ -67,7 +71,13 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, rt route) (s
 			p.fillBehind(ctx, rt, nil)
 			size, err = p.waitForBlob(ctx, rt, since)
 			return size, false, err
+		case planStream:
+			return p.streamMissing(ctx, w, rt, f)
 		default:
+			if f.streamable {
+				// Lambda, size unknown: the GET's Content-Length decides.
+				return p.streamMissing(ctx, w, rt, f)
+			}
 			since := p.now()
 			out, err := p.fill(ctx, rt, f)
 			if err == nil && out.handedOff {
@@ -129,15 +139,38 @@ func (p *Proxy) fillNow(ctx context.Context, rt route, f fillFacts, owner string
 		return fillOutcome{}, err
 	}
 	f.size, f.redirectable = src.resp.ContentLength, false
-	if planFill(p.limits, f) == planBackground {
+	var sink *spool
+	switch planFill(p.limits, f) {
+	case planBackground:
 		// Lambda: a fill that may outlast this invocation runs in its own,
 		// under the lease taken here.
 		src.close()
 		p.fillBehind(ctx, rt, fl)
 		return fillOutcome{size: f.size, handedOff: true}, nil
+	case planStream:
+		if sink, err = newSpool(p.cfg.SpoolDir, f.size); err != nil {
+			p.log.Warn("fill not streamed: no spool", "digest", rt.digest.String(), "cause", err.Error())
+			sink = nil
+		}
+	}
+	var size int64
+	if sink != nil {
+		key := fillKey(rt)
+		p.spools.put(key, sink)
+		// Readers get the last byte only once the blob is verified and
+		// published and the lease let go: a client that read it all can
+		// count on a hit next.
+		defer func() {
+			p.spools.remove(key, sink)
+			sink.finish(err)
+		}()
 	}
 	defer fl.release(ctx)
-	size, err := fl.hold(ctx, func(ctx context.Context) (int64, error) { return p.copyBlob(ctx, rt, src) })
+	var tee io.Writer // not a nil *spool in an interface
+	if sink != nil {
+		tee = sink
+	}
+	size, err = fl.hold(ctx, func(ctx context.Context) (int64, error) { return p.copyBlob(ctx, rt, src, tee) })
 	return fillOutcome{size: size}, err
 }
 
@@ -279,10 +312,14 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 	return &upstreamBlob{resp: resp, body: newIdleReader(resp.Body, idleBodyTimeout, cancel), cancel: cancel}, nil
 }
 
-// copyBlob streams an opened upstream blob into the store, verifying its
-// length and digest before publishing it; it closes src.
-func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob) (int64, error) {
+// copyBlob streams an opened upstream blob into the store (and sink, if
+// not nil, for clients streaming it), verifying its length and digest
+// before publishing it; it closes src. A big blob from
+// an upstream that honours Range is fetched as parallel ranges
+// (ranged.go).
+func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink io.Writer) (int64, error) {
 	defer src.close()
+	began := time.Now() // a measurement: the real clock, not p.now
 	up, err := p.store.Create(ctx, blobKey(rt.digest))
 	if err != nil {
 		return 0, ErrUnavailable.With("cache storage unavailable", err)
@@ -298,8 +335,23 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob) (int6
 		}
 	}()
 	verifier := rt.digest.Algorithm().Hash()
+	var body io.Reader = src.body
+	// Only a blob of more parts than run at once: for smaller ones the
+	// extra requests and part buffers cost more than they win.
+	if size := src.resp.ContentLength; p.cfg.FillParts > 1 && size > int64(p.cfg.FillParts)*p.cfg.FillPartSize {
+		rf := newRangedFill(ctx, src.body, src.close, size, p.cfg.FillPartSize, p.cfg.FillParts, func(ctx context.Context, off, n int64) (*http.Response, error) {
+			rng := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+			return rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), rng)
+		})
+		defer rf.stop()
+		body = rf
+	}
+	body = io.TeeReader(body, verifier)
+	if sink != nil {
+		body = io.TeeReader(body, sink)
+	}
 	// io.Copy lets the upload read straight into its part buffers.
-	n, err := io.Copy(up, io.TeeReader(src.body, verifier))
+	n, err := io.Copy(up, body)
 	if err != nil {
 		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
 	}
@@ -314,6 +366,7 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob) (int6
 	if !published {
 		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("publish %s: %w", rt.digest, err))
 	}
+	rt.up.fillRate.note(n, time.Since(began))
 	statsFrom(ctx).filledBytes.Add(n)
 	p.link(ctx, rt.up, rt.name, rt.digest)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)

@@ -1,12 +1,31 @@
 package proxy
 
+import "time"
+
 // Large-blob policies: what a GET miss does when a fill may outlast the
 // client's patience (or a Lambda invocation).
 const (
 	PolicyWait     = "wait"              // fill, then redirect to the store
 	PolicyUpstream = "redirect-upstream" // send the client to the upstream's signed blob URL, fill in the background
-	PolicyAuto     = "auto"              // redirect-upstream for blobs of at least LargeBlobSize, else wait
+	PolicyAuto     = "auto"              // redirect-upstream for blobs too slow to wait for (see redirectPays), else wait
 )
+
+// streamLimit is the largest blob a request-bound (Lambda) fill streams to
+// its client while filling: a function URL in RESPONSE_STREAM mode sends
+// the first 6 MB of a response uncapped and the rest at about 2 MB/s
+// (docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html,
+// modelled by internal/lambdaharness). Taken as 6,000,000 bytes, below both
+// readings of "6 MB", with room for the prelude.
+const streamLimit = 6_000_000 - 64<<10
+
+// autoWaitBudget is how long PolicyAuto lets a client wait, with no bytes,
+// for a fill it could instead fetch from the upstream's CDN itself. A
+// redirect costs a second upstream download (the background fill's); a
+// wait costs the client the fill time before its first byte. Past this
+// budget the client risks its own timeouts (containerd gives up on a
+// download that makes no progress for about 5 minutes; dockerd retries),
+// so the redirect is worth its download.
+const autoWaitBudget = 30 * time.Second
 
 // fillPlan is how a missing blob gets into the store.
 type fillPlan int
@@ -25,10 +44,15 @@ const (
 	// planAskSize learns the blob's size from the upstream (a HEAD) before
 	// deciding: only where the size can change the answer.
 	planAskSize
+	// planStream fills in this process and streams the bytes to the client
+	// as they arrive (through a spool, spool.go); other requests for the
+	// blob join the stream. The blob is still published only once its
+	// digest and length check out.
+	planStream
 )
 
 func (pl fillPlan) String() string {
-	return [...]string{"inline", "background", "redirect", "ask-size"}[pl]
+	return [...]string{"inline", "background", "redirect", "ask-size", "stream"}[pl]
 }
 
 // fillLimits are the policy and what the environment allows a fill. They
@@ -59,6 +83,23 @@ type fillFacts struct {
 	redirectable bool
 	background   bool // this fill already runs outside any request (RunFill, or the local server's goroutine)
 	cdn          bool // the upstream was seen to redirect blob GETs to another host
+	// streamable: a client's whole-blob GET waits and can take the bytes
+	// as they arrive (not a Range request, not a warm).
+	streamable bool
+	// rate is this upstream's measured fill throughput in bytes per second
+	// (fillrate.go); 0 until a fill was measured.
+	rate float64
+}
+
+// redirectPays is PolicyAuto's choice for a CDN upstream: redirect when a
+// fill of f.size at the measured fill rate would keep the client waiting
+// past autoWaitBudget. Before any fill was measured, LargeBlobSize stands
+// in for the rate.
+func redirectPays(lim fillLimits, f fillFacts) bool {
+	if f.rate > 0 {
+		return float64(f.size) > f.rate*autoWaitBudget.Seconds()
+	}
+	return f.size >= lim.largeSize
 }
 
 // planFill decides how a missing blob is filled. It is the one place that
@@ -76,12 +117,18 @@ func planFill(lim fillLimits, f fillFacts) fillPlan {
 			// The size costs a HEAD (free on Docker Hub): ask only an
 			// upstream with a CDN to send clients to.
 			return planAskSize
-		case lim.policy == PolicyAuto && f.cdn && f.size >= lim.largeSize:
+		case lim.policy == PolicyAuto && f.cdn && redirectPays(lim, f):
 			return planRedirect
 		}
 	}
 	if lim.requestBound && f.size >= lim.largeSize {
 		return planBackground
+	}
+	// In the local server a stream has no cap; in Lambda only a known size
+	// inside the uncapped part of a streamed response (else the plain GET
+	// is opened first, and the plan asked again with its Content-Length).
+	if f.streamable && (!lim.requestBound || (f.size >= 0 && f.size < streamLimit)) {
+		return planStream
 	}
 	return planInline
 }

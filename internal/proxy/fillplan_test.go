@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestTableFillPlan(t *testing.T) {
 	const large = 1 << 30
@@ -10,6 +13,11 @@ func TestTableFillPlan(t *testing.T) {
 	}
 	client := func(size int64, cdn bool) fillFacts { return fillFacts{size: size, redirectable: true, cdn: cdn} }
 	opened := func(size int64) fillFacts { return fillFacts{size: size} } // the GET is open, or a warm
+	// A client's whole-blob GET, its upstream GET open (or its size known).
+	streaming := func(size int64) fillFacts { return fillFacts{size: size, streamable: true} }
+	rated := func(size int64, rate float64) fillFacts {
+		return fillFacts{size: size, redirectable: true, cdn: true, streamable: true, rate: rate}
+	}
 	tests := []struct {
 		name string
 		lim  fillLimits
@@ -33,6 +41,17 @@ func TestTableFillPlan(t *testing.T) {
 		{"warm in Lambda, large", lambda(PolicyAuto), opened(large), planBackground},
 		{"warm in the local server, large", local(PolicyAuto), opened(large), planInline},
 		{"background job in Lambda fills itself", lambda(PolicyWait), fillFacts{size: large, background: true}, planInline},
+		{"local client GET streams, size unknown", local(PolicyWait), fillFacts{size: -1, redirectable: true, streamable: true}, planStream},
+		{"local client GET streams, large", local(PolicyWait), streaming(large), planStream},
+		{"local Range request does not stream", local(PolicyWait), client(-1, false), planInline},
+		{"Lambda streams a small blob", lambda(PolicyWait), streaming(streamLimit - 1), planStream},
+		{"Lambda does not stream past the uncapped 6 MB", lambda(PolicyWait), streaming(streamLimit), planInline},
+		{"Lambda, size unknown: open the GET first", lambda(PolicyWait), streaming(-1), planInline},
+		{"Lambda, large streamable blob goes to the background", lambda(PolicyWait), streaming(large), planBackground},
+		{"auto, CDN, measured fast: a big blob is waited for", local(PolicyAuto), rated(large, large/10), planStream},
+		{"auto, CDN, measured slow: a small blob is redirected", local(PolicyAuto), rated(64<<20, 1<<20), planRedirect},
+		{"auto, CDN, measured, just within the budget", lambda(PolicyAuto), rated(30<<20, 1<<20), planInline},
+		{"auto, CDN, measured, just past the budget", lambda(PolicyAuto), rated(30<<20+1, 1<<20), planRedirect},
 		{"background job never redirects", lambda(PolicyUpstream), fillFacts{size: -1, redirectable: true, background: true}, planInline},
 	}
 	for _, tc := range tests {
@@ -41,5 +60,23 @@ func TestTableFillPlan(t *testing.T) {
 				t.Errorf("planFill(%+v, %+v): got %s, want %s", tc.lim, tc.f, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestFillRateAveragesBigFillsOnly(t *testing.T) {
+	var r fillRate
+	r.note(minRatedFill-1, time.Millisecond) // too small to say anything
+	if got := r.get(); got != 0 {
+		t.Fatalf("after a small fill: got rate %v, want 0 (unmeasured)", got)
+	}
+	r.note(100<<20, time.Second)
+	r.note(300<<20, time.Second)
+	if got, want := r.get(), float64(200<<20); got != want {
+		t.Errorf("got rate %v B/s, want %v (the average of 100 and 300 MiB/s)", got, want)
+	}
+	// What auto then does with a 10 GiB blob: over 30 s at 200 MiB/s.
+	f := fillFacts{size: 10 << 30, redirectable: true, cdn: true, rate: r.get()}
+	if got := planFill(fillLimits{policy: PolicyAuto, largeSize: 1 << 40}, f); got != planRedirect {
+		t.Errorf("10 GiB at the measured rate: got %s, want redirect", got)
 	}
 }

@@ -54,6 +54,16 @@ type Config struct {
 	// Lambda: the function invoking itself, which then calls RunFill). When
 	// nil, fills that outlive a request run in goroutines of this process.
 	BackgroundFill func(ctx context.Context, job FillJob) error
+	// FillParts is how many ranged GETs a fill of a blob over FillParts ×
+	// FillPartSize runs at once when the upstream honours Range
+	// (ranged.go); 1 turns parallel fills off. FillPartSize is the size of one part in bytes. A fill holds at
+	// most FillParts × FillPartSize in memory. Zero means
+	// DefaultFillParts and DefaultFillPartSize.
+	FillParts    int
+	FillPartSize int64
+	// SpoolDir is where a fill streamed to clients keeps its bytes
+	// (spool.go); "" is the system's temporary directory.
+	SpoolDir string
 	// MaxFills bounds the blob fills this process runs at once (detached
 	// ones included); a fill beyond it gets 503 with Retry-After. Zero
 	// means DefaultMaxFills.
@@ -106,6 +116,7 @@ type Proxy struct {
 	log       *slog.Logger
 	fills     flightGroup[int64]       // manifest and tag exchanges
 	blobFills flightGroup[fillOutcome] // blob fills, by fillKey
+	spools    spools                   // streamed fills in progress, by fillKey
 	limits    fillLimits
 	slots     fillSlots
 	absent    *memo[string, struct{}] // blobs the upstream answered 404 for, by fillKey
@@ -143,6 +154,12 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	}
 	if cfg.LeaseWait <= 0 {
 		cfg.LeaseWait = DefaultLeaseWait
+	}
+	if cfg.FillParts <= 0 {
+		cfg.FillParts = DefaultFillParts
+	}
+	if cfg.FillPartSize <= 0 {
+		cfg.FillPartSize = DefaultFillPartSize
 	}
 	if cfg.MaxFills <= 0 {
 		cfg.MaxFills = DefaultMaxFills

@@ -203,23 +203,37 @@ func TestCorruptOrTruncatedBlobIsNeverStored(t *testing.T) {
 			blobURL := m.URL + "/v2/org/app/blobs/" + ld.String()
 
 			m.Up.SetFault(tc.fault, "blob")
-			resp := do(t, http.MethodGet, blobURL, nil)
-			if resp.StatusCode < 500 || resp.StatusCode > 503 {
-				t.Errorf("got status %d, want 502/503", resp.StatusCode)
+			// A fill that fails before the first byte reaches the client
+			// is an error answer; one that fails while streaming cuts the
+			// transfer. Never a whole body.
+			resp, err := http.Get(blobURL)
+			if err != nil {
+				t.Fatal(err)
 			}
-			assertOCIError(t, resp, "UNAVAILABLE")
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				if rerr == nil {
+					t.Errorf("streamed bad bytes: got a complete %d-byte body, want the transfer cut", len(body))
+				}
+			case resp.StatusCode < 500 || resp.StatusCode > 503:
+				t.Errorf("got status %d, want 502/503 or a cut stream", resp.StatusCode)
+			default:
+				assertOCIError(t, response{Response: resp, body: body}, "UNAVAILABLE")
+			}
 			if _, err := m.Store.Stat(context.Background(), "blobs/sha256/"+ld.Hex); err == nil {
 				t.Fatalf("bad bytes were stored")
 			}
 
 			m.Up.SetFault(testenv.FaultNone, "")
-			resp = do(t, http.MethodGet, blobURL, nil)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("healthy retry: got %d, want 200", resp.StatusCode)
+			healthy := do(t, http.MethodGet, blobURL, nil)
+			if healthy.StatusCode != http.StatusOK {
+				t.Fatalf("healthy retry: got %d, want 200", healthy.StatusCode)
 			}
 			rc, _ := layers[0].Compressed()
 			want, _ := io.ReadAll(rc)
-			if !bytes.Equal(resp.body, want) {
+			if !bytes.Equal(healthy.body, want) {
 				t.Errorf("healthy retry: body differs from the layer")
 			}
 		})

@@ -59,6 +59,7 @@ type Upstream struct {
 	timeouts           struct{ token, manifest time.Duration }
 	retryAt            atomic.Int64 // unix nanos before which we do not call upstream
 	redirectsBlobs     atomic.Bool  // blob GETs were seen to redirect to another host (a CDN)
+	fillRate           fillRate     // measured fill throughput (fillrate.go)
 }
 
 // DockerHubHost and DockerHubURL name the default upstream (see package

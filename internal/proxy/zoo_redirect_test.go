@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -62,6 +63,7 @@ func TestRedirectorBlobsAreNotHandedOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	io.Copy(io.Discard, resp.Body) // the whole stream: the fill is done with it
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("got %d to %q, want 200 from the mirror", resp.StatusCode, resp.Header.Get("Location"))
