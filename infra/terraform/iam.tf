@@ -128,7 +128,7 @@ data "aws_iam_policy_document" "function" {
       sid     = "SweepUnusedContent"
       actions = ["s3:DeleteObject"]
       resources = [for p in ["tags", "manifests", "blobs", "links", "referrers"] :
-      "${aws_s3_bucket.this.arn}/${statement.value}${p}/*"]
+      "${local.bucket_arn}/${statement.value}${p}/*"]
     }
   }
 
