@@ -19,6 +19,7 @@ import (
 // Config is everything the binary reads from its environment.
 type Config struct {
 	Addr        string
+	MaxConns    int    // local server: open connections at most
 	Store       string // file://<dir> or s3://<bucket>[/<prefix>]
 	S3PathStyle bool
 	// S3PartSize and S3Concurrency tune fills: memory per fill is about
@@ -65,11 +66,25 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		return d
 	}
 
+	// intIn reads an integer variable in [lo, hi], def when unset.
+	intIn := func(name string, def, lo, hi int) int {
+		v := get(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			bad(name, "want %d to %d, got %q", lo, hi, v)
+		}
+		return n
+	}
+
 	c := Config{
 		Addr:     get("PULLTHROUGH_ADDR", "127.0.0.1:5000"),
 		Store:    get("PULLTHROUGH_STORE", defaultStore()),
 		LogLevel: strings.ToLower(get("PULLTHROUGH_LOG_LEVEL", "info")),
 		Lambda:   getenv("AWS_LAMBDA_RUNTIME_API") != "",
+		MaxConns: intIn("PULLTHROUGH_MAX_CONNECTIONS", 256, 1, 65535),
 	}
 	if _, _, err := splitStore(c.Store); err != nil {
 		bad("PULLTHROUGH_STORE", "%v", err)
@@ -127,30 +142,9 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		}
 		c.S3PartSize = int(n)
 	}
-	c.S3Concurrency = 4
-	if v := get("PULLTHROUGH_S3_UPLOAD_CONCURRENCY", ""); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 64 {
-			bad("PULLTHROUGH_S3_UPLOAD_CONCURRENCY", "want 1 to 64, got %q", v)
-		}
-		c.S3Concurrency = n
-	}
-	c.Proxy.MaxFills = proxy.DefaultMaxFills
-	if v := get("PULLTHROUGH_MAX_FILLS", ""); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1024 {
-			bad("PULLTHROUGH_MAX_FILLS", "want 1 to 1024, got %q", v)
-		}
-		c.Proxy.MaxFills = n
-	}
-	c.Proxy.FillParts = proxy.DefaultFillParts
-	if v := get("PULLTHROUGH_FILL_PARTS", ""); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 16 {
-			bad("PULLTHROUGH_FILL_PARTS", "want 1 to 16, got %q", v)
-		}
-		c.Proxy.FillParts = n
-	}
+	c.S3Concurrency = intIn("PULLTHROUGH_S3_UPLOAD_CONCURRENCY", 4, 1, 64)
+	c.Proxy.MaxFills = intIn("PULLTHROUGH_MAX_FILLS", proxy.DefaultMaxFills, 1, 1024)
+	c.Proxy.FillParts = intIn("PULLTHROUGH_FILL_PARTS", proxy.DefaultFillParts, 1, 16)
 	c.Proxy.FillPartSize = proxy.DefaultFillPartSize
 	if v := get("PULLTHROUGH_FILL_PART_SIZE", ""); v != "" {
 		n, err := parseSize(v)

@@ -6,15 +6,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/pullthrough/pullthrough/internal/doctor"
 )
@@ -61,25 +58,5 @@ func run() error {
 		serveLambda(h, cfg.Retention)
 		return nil
 	}
-	srv := &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("listening", "addr", cfg.Addr, "store", cfg.Store)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("PULLTHROUGH_ADDR: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return nil
+	return serveLocal(ctx, cfg.Addr, cfg.MaxConns, h, logger)
 }
