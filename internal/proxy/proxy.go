@@ -124,6 +124,7 @@ type Proxy struct {
 	manifests *memo[digest.Digest, storedManifest]
 	tags      *memo[string, tagRecord] // by store key
 	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
+	tagLists  *memo[string, [32]byte]  // SHA-256 of each tag list in the store, by key
 	links     *memo[string, struct{}]  // repository links known to exist, by store key
 	now       func() time.Time
 }
@@ -186,6 +187,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),
 		headless:  newMemo[string, struct{}](256),
+		tagLists:  newMemo[string, [32]byte](10000),
 		links:     newMemo[string, struct{}](100000),
 		absent:    newMemo[string, struct{}](10000),
 		limits:    newFillLimits(cfg),

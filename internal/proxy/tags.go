@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const (
@@ -59,9 +61,7 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		cache = cacheStale
 	} else if cacheKey != "" {
-		if err := p.store.Put(ctx, cacheKey, body); err != nil {
-			p.log.Warn("could not cache tag list", "cause", err.Error())
-		}
+		p.keepTagList(ctx, cacheKey, body)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -200,4 +200,31 @@ func nextLink(h string) string {
 		}
 	}
 	return ""
+}
+
+// keepTagList stores the last good full tag list for stale serving, but
+// only when it changed: a list is rewritten once per change, not once per
+// request (a PUT costs 12 times a GET on S3). The first request per process
+// compares with the stored copy.
+func (p *Proxy) keepTagList(ctx context.Context, key string, body []byte) {
+	sum := sha256.Sum256(body)
+	old, ok := p.tagLists.get(key, p.now(), 24*time.Hour)
+	if !ok {
+		if rc, _, err := p.store.Get(ctx, key); err == nil {
+			stored, rerr := io.ReadAll(io.LimitReader(rc, maxTagListBody+1))
+			rc.Close()
+			if rerr == nil {
+				old, ok = sha256.Sum256(stored), true
+			}
+		}
+	}
+	if ok && old == sum {
+		p.tagLists.put(key, sum, p.now())
+		return
+	}
+	if err := p.store.Put(ctx, key, body); err != nil {
+		p.log.Warn("could not cache tag list", "cause", err.Error())
+		return
+	}
+	p.tagLists.put(key, sum, p.now())
 }
