@@ -21,31 +21,57 @@ type anonTokens struct {
 	challenge func(host, repo string) string // the WWW-Authenticate value
 	// gate decides which requests need a token (nil: all /v2/<name>/...).
 	gate func(r *http.Request) bool
+	// gateBase makes /v2/ itself answer 401 without a token (challenge
+	// without a scope), as Docker Hub does.
+	gateBase bool
+	// realmElsewhere: the realm is served by realm() on another host, not
+	// by wrap on the registry's.
+	realmElsewhere bool
 
 	mu      sync.Mutex
 	tokens  map[string]bool
 	foreign []string
 }
 
+// check reports whether r carries a token a issued, recording any other
+// Authorization header.
+func (a *anonTokens) check(r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	tok, bearer := strings.CutPrefix(auth, "Bearer ")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[string]bool{}
+	}
+	valid := bearer && a.tokens[tok]
+	if auth != "" && !valid {
+		a.foreign = append(a.foreign, auth)
+	}
+	return valid
+}
+
+// realm serves the token endpoint alone, for a realm on its own host.
+func (a *anonTokens) realm() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.check(r)
+		if r.URL.Path != a.realmPath {
+			http.NotFound(w, r)
+			return
+		}
+		issueToken(w, &a.mu, a.tokens)
+	})
+}
+
 func (a *anonTokens) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		tok, bearer := strings.CutPrefix(auth, "Bearer ")
-		a.mu.Lock()
-		if a.tokens == nil {
-			a.tokens = map[string]bool{}
-		}
-		valid := bearer && a.tokens[tok]
-		if auth != "" && !valid {
-			a.foreign = append(a.foreign, auth)
-		}
-		a.mu.Unlock()
-		if r.URL.Path == a.realmPath {
+		valid := a.check(r)
+		if r.URL.Path == a.realmPath && !a.realmElsewhere {
 			issueToken(w, &a.mu, a.tokens)
 			return
 		}
 		repo := repoOf(r.URL.Path)
-		if repo == "" || (a.gate != nil && !a.gate(r)) {
+		base := a.gateBase && (r.URL.Path == "/v2/" || r.URL.Path == "/v2")
+		if !base && (repo == "" || (a.gate != nil && !a.gate(r))) {
 			next.ServeHTTP(w, r)
 			return
 		}
