@@ -16,8 +16,9 @@ import (
 //   - the registry (Front): every /v2/ request, /v2/ itself included,
 //     without a token answers 401 with a Bearer challenge whose realm is on
 //     another host (dockerHubChallenge); anonymous pull tokens, 300 s, for
-//     any (public) repository (docs.docker.com/reference/api/registry/auth/;
-//     FACTS, "Token endpoint");
+//     any (public) repository, each good only for the repositories its
+//     scope named (docs.docker.com/reference/api/registry/auth/; FACTS,
+//     "Token endpoint");
 //   - Realm, the token host (the auth.docker.io shape): /token only;
 //   - Other, the blob CDN: blob GETs and HEADs answer 307 to a short-lived
 //     signed URL there, outside /v2/ (signedCDN);
@@ -32,7 +33,7 @@ func DockerHubLike(t testing.TB) *ZooMember {
 	t.Helper()
 	reg := InProcessRegistry(t)
 	var realm, cdnURL *url.URL
-	gate := &anonTokens{realmPath: "/token", gateBase: true, realmElsewhere: true,
+	gate := &anonTokens{realmPath: "/token", gateBase: true, realmElsewhere: true, scoped: true,
 		challenge: func(_, repo string) string { return dockerHubChallenge(realm, repo) }}
 	cdn := newSignedCDN(reg)
 	realmH, realmN := counted(gate.realm())

@@ -11,7 +11,7 @@ import (
 
 // TestDockerHubLikeTokenRealmAndCDN: the Docker Hub-like member wants a
 // token on every /v2/ request, /v2/ itself included, from a realm on
-// another host; sends blob GETs and HEADs to a signed CDN URL outside
+// another host, good only for the repository it was asked for; sends blob GETs and HEADs to a signed CDN URL outside
 // /v2/ on a third host; and its CDN refuses an Authorization header and a
 // bad or expired signature.
 func TestDockerHubLikeTokenRealmAndCDN(t *testing.T) {
@@ -54,6 +54,10 @@ func TestDockerHubLikeTokenRealmAndCDN(t *testing.T) {
 	tok := hub.PullToken(t, "library/alpine")
 	if resp := get(http.MethodGet, base+"/v2/", tok); resp.StatusCode != 200 {
 		t.Errorf("/v2/ with a token: got %d, want 200", resp.StatusCode)
+	}
+	other := get(http.MethodGet, base+"/v2/library/other/manifests/1", tok)
+	if got := other.Header.Get("WWW-Authenticate"); other.StatusCode != 401 || !strings.HasSuffix(got, `scope="repository:library/other:pull",error="insufficient_scope"`) {
+		t.Errorf("another repository with library/alpine's token: got %d %q, want 401 insufficient_scope", other.StatusCode, got)
 	}
 	var loc *url.URL
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
