@@ -29,12 +29,18 @@ func newZooClients(t *testing.T, members map[string]*testenv.ZooMember) *clientS
 	if testing.Short() {
 		t.Skip("runs real clients")
 	}
-	var ups []string
+	var ups, authHosts []string
 	for host, m := range members {
 		ups = append(ups, host+"="+m.Front.URL.String())
+		if hosts := m.AuthHosts(); len(hosts) > 0 {
+			// A member's token realm on another host is trusted as a
+			// deployment trusts Docker Hub's (README, upstreams).
+			authHosts = append(authHosts, "PULLTHROUGH_UPSTREAM_"+envKey(host)+"_AUTH_HOSTS="+strings.Join(hosts, ","))
+		}
 	}
 	s3 := testenv.StartS3(t)
 	env := append(s3.Env(""), "PULLTHROUGH_UPSTREAMS="+strings.Join(ups, ","), "PULLTHROUGH_MANIFEST_TTL=1h")
+	env = append(env, authHosts...)
 	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), env...)
 	c := &clientStack{tap: newTap(t, mirror), trap: newTrap(t)}
 	t.Cleanup(func() {

@@ -30,7 +30,17 @@ func (a answer) String() string {
 
 func ask(t *testing.T, method, url, accept string) answer {
 	t.Helper()
-	resp := do(t, method, url, http.Header{"Accept": {accept}})
+	return askAs(t, method, url, accept, "")
+}
+
+// askAs is ask with an Authorization header (none if auth is "").
+func askAs(t *testing.T, method, url, accept, auth string) answer {
+	t.Helper()
+	h := http.Header{"Accept": {accept}}
+	if auth != "" {
+		h.Set("Authorization", auth)
+	}
+	resp := do(t, method, url, h)
 	a := answer{Status: resp.StatusCode}
 	if resp.StatusCode == http.StatusOK {
 		a.Digest, a.ContentType = resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Content-Type")
@@ -57,7 +67,7 @@ func TestNarrowAcceptNeverChangesTheTag(t *testing.T) {
 				want := map[string]answer{}
 				for _, repo := range []string{"org/multi", "org/oci"} {
 					for _, a := range accepts {
-						want[repo+" "+a] = ask(t, http.MethodGet, hub.Front.URL.String()+"/v2/"+repo+"/manifests/v1", a)
+						want[repo+" "+a] = askAs(t, http.MethodGet, hub.Front.URL.String()+"/v2/"+repo+"/manifests/v1", a, hub.PullToken(t, repo))
 					}
 				}
 				return want
@@ -110,7 +120,9 @@ func TestConcurrentColdTagRequestsShareOneUpstreamGet(t *testing.T) {
 	var mu sync.Mutex
 	gets := map[string]int{}
 	hub.Front.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+		// Only GETs with a token reach the registry (and count as pulls);
+		// the token challenge refuses the others.
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") && r.Header.Get("Authorization") != "" {
 			mu.Lock()
 			gets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
 			mu.Unlock()

@@ -48,7 +48,7 @@ func zooMirrorAs(t *testing.T, host string, member *testenv.ZooMember, dir strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := proxy.NewUpstream(proxy.UpstreamConfig{Host: host, URL: member.Front.URL.String()})
+	up, err := proxy.NewUpstream(proxy.UpstreamConfig{Host: host, URL: member.Front.URL.String(), AuthHosts: member.AuthHosts()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestZooPull(t *testing.T) {
 		revalidateHeads, revalidateGets int
 		tokens                          bool // the member hands out anonymous tokens
 	}{
-		{testenv.DockerHubLike, "hub.example", "library/app", 1, 0, false},
+		{testenv.DockerHubLike, "hub.example", "library/app", 1, 0, true},
 		{testenv.ArtifactoryLike, "artifactory.example", "org/app", 0, 1, false},
 		{testenv.QuayLike, "quay.example", "org/app", 1, 0, false},
 		{testenv.GHCRLike, "ghcr.example", "org/app", 1, 0, true},
@@ -131,14 +131,25 @@ func TestZooPull(t *testing.T) {
 			if got := testenv.PullImage(t, mirror, ref); got != want {
 				t.Fatalf("cold: got %s, want the linux/amd64 image %s", got, want)
 			}
+			// A token realm on its own host ran the token flow, and a
+			// blob CDN on its own host served the blobs.
+			if member.Realm != nil && (member.RealmRequests() == 0 || member.Issued() == 0) {
+				t.Errorf("cold: the realm host got %d requests and issued %d tokens, want some", member.RealmRequests(), member.Issued())
+			}
+			if member.Name == "Docker Hub-like" && member.OtherRequests() == 0 {
+				t.Errorf("cold: the CDN host got no request, want the blobs fetched from it")
+			}
 
 			member.Front.Reset()
-			issued := member.Issued()
+			issued, realmHits, otherHits := member.Issued(), member.RealmRequests(), member.OtherRequests()
 			if got := testenv.PullImage(t, mirror, ref); got != want {
 				t.Errorf("warm: got %s, want %s", got, want)
 			}
 			if n, tokens := member.Front.Total(), member.Issued()-issued; n != 0 || tokens != 0 {
 				t.Errorf("warm: got %d upstream requests and %d new tokens, want 0 and 0", n, tokens)
+			}
+			if r, o := member.RealmRequests()-realmHits, member.OtherRequests()-otherHits; r != 0 || o != 0 {
+				t.Errorf("warm: got %d requests to the realm host and %d to the other host, want 0 and 0", r, o)
 			}
 
 			_, moved := seedDockerList(t, member.Reg, tc.repo+":1")
@@ -164,6 +175,8 @@ func TestZooPull(t *testing.T) {
 			if got := member.Issued() > 0; got != tc.tokens {
 				t.Errorf("the member issued %d tokens, want any: %v", member.Issued(), tc.tokens)
 			}
+			// ForeignAuth includes any Authorization header a signed-URL
+			// CDN received: a signed URL is its own authorization.
 			if foreign := member.ForeignAuth(); len(foreign) != 0 {
 				t.Errorf("the member received credentials it did not issue: %q", foreign)
 			}

@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -31,11 +33,72 @@ type ZooMember struct {
 	// target, a blob CDN), nil when it has none. It is not behind Front:
 	// requests to it are not counted.
 	Other *url.URL
+	// Realm is the host of the member's token realm when it is neither
+	// the registry's host nor Other (Docker Hub-like only, else nil): a
+	// mirror must be configured to trust it (UpstreamConfig.AuthHosts).
+	// Like Other, it is not behind Front.
+	Realm *url.URL
 	// Schema1 scripts the member's signed schema 1 tags (quay-like only,
 	// else nil).
 	Schema1 *Schema1Tags
 
 	gates []*anonTokens
+	// realmHits and otherHits count requests to Realm and Other, for
+	// members that count them (else nil).
+	realmHits, otherHits *atomic.Int64
+	// cdn is the member's signed-URL CDN (Docker Hub-like only, else nil).
+	cdn *signedCDN
+}
+
+// AuthHosts is what a mirror must list in UpstreamConfig.AuthHosts for
+// this member: Realm's host, or nothing.
+func (m *ZooMember) AuthHosts() []string {
+	if m.Realm == nil {
+		return nil
+	}
+	return []string{m.Realm.Host}
+}
+
+// RealmRequests counts the requests Realm received (0 for a member
+// without a counted realm host).
+func (m *ZooMember) RealmRequests() int64 { return load(m.realmHits) }
+
+// OtherRequests counts the requests Other received, for members that
+// count them (Docker Hub-like), else 0.
+func (m *ZooMember) OtherRequests() int64 { return load(m.otherHits) }
+
+func load(n *atomic.Int64) int64 {
+	if n == nil {
+		return 0
+	}
+	return n.Load()
+}
+
+// counted wraps h with a request counter.
+func counted(h http.Handler) (http.Handler, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h.ServeHTTP(w, r)
+	}), n
+}
+
+// headerLog records header values a host received.
+type headerLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *headerLog) add(v string) {
+	l.mu.Lock()
+	l.seen = append(l.seen, v)
+	l.mu.Unlock()
+}
+
+func (l *headerLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.seen...)
 }
 
 // A Quirk wraps the handler in front of a member's registry (next reaches
@@ -60,13 +123,17 @@ func NewZooMember(t testing.TB, name string, reg *url.URL, quirks ...Quirk) *Zoo
 
 // ForeignAuth returns every Authorization header the member's token
 // endpoints and token-gated hosts received other than tokens they issued
-// themselves: what a mirror sent of its own credentials.
+// themselves (what a mirror sent of its own credentials), and any a
+// signed-URL CDN received at all.
 func (m *ZooMember) ForeignAuth() []string {
 	var out []string
 	for _, g := range m.gates {
 		g.mu.Lock()
 		out = append(out, g.foreign...)
 		g.mu.Unlock()
+	}
+	if m.cdn != nil {
+		out = append(out, m.cdn.auth.all()...)
 	}
 	return out
 }

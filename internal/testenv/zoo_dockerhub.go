@@ -5,19 +5,66 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// DockerHubLike stands in for Docker Hub's registry: manifests answered as
-// distribution answers them (Docker Hub runs on distribution's code; see
-// DockerHubManifests), with its pull-rate headers on manifest GETs, HEAD
-// free.
+// DockerHubLike stands in for Docker Hub's registry, on three hosts:
+//   - the registry (Front): every /v2/ request, /v2/ itself included,
+//     without a token answers 401 with a Bearer challenge whose realm is on
+//     another host (dockerHubChallenge); anonymous pull tokens, 300 s, for
+//     any (public) repository, each good only for the repositories its
+//     scope named (docs.docker.com/reference/api/registry/auth/; FACTS,
+//     "Token endpoint");
+//   - Realm, the token host (the auth.docker.io shape): /token only;
+//   - Other, the blob CDN: blob GETs and HEADs answer 307 to a short-lived
+//     signed URL there, outside /v2/ (signedCDN);
+//
+// and manifests answered as distribution answers them (Docker Hub runs on
+// distribution's code; see DockerHubManifests), with its pull-rate headers
+// on manifest GETs, HEAD free. Realm and Other count their requests
+// (RealmRequests, OtherRequests); the CDN's Authorization headers are in ForeignAuth.
+// A mirror must list Realm in its AuthHosts (AuthHosts), as it lists
+// Docker Hub's token host by default.
 func DockerHubLike(t testing.TB) *ZooMember {
 	t.Helper()
-	return NewZooMember(t, "Docker Hub-like", nil, DockerHubRateLimit(100), DockerHubManifests)
+	reg := InProcessRegistry(t)
+	var realm, cdnURL *url.URL
+	gate := &anonTokens{realmPath: "/token", gateBase: true, realmElsewhere: true, scoped: true,
+		challenge: func(_, repo string) string { return dockerHubChallenge(realm, repo) }}
+	cdn := newSignedCDN(reg)
+	realmH, realmN := counted(gate.realm())
+	cdnH, cdnN := counted(cdn)
+	realm, cdnURL = serveHandler(t, realmH), serveHandler(t, cdnH)
+	m := NewZooMember(t, "Docker Hub-like", reg, gate.wrap, DockerHubRateLimit(100),
+		cdn.redirectBlobs(func() *url.URL { return cdnURL }), DockerHubManifests)
+	m.Realm, m.Other = realm, cdnURL
+	m.gates, m.realmHits, m.otherHits, m.cdn = []*anonTokens{gate}, realmN, cdnN, cdn
+	return m
+}
+
+// PullToken is an anonymous pull token for repo from the member's token
+// realm on another host, as "Bearer <token>", for tests that ask the
+// member directly; "" for a member without such a realm.
+func (m *ZooMember) PullToken(t testing.TB, repo string) string {
+	t.Helper()
+	if m.Realm == nil {
+		return ""
+	}
+	q := url.Values{"service": {dockerHubService}, "scope": {"repository:" + repo + ":pull"}}
+	resp, err := http.Get(m.Realm.String() + "/token?" + q.Encode())
+	if err != nil {
+		t.Fatalf("pull token: %v", err)
+	}
+	defer resp.Body.Close()
+	var tr struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || tr.Token == "" {
+		t.Fatalf("pull token: %d, %v", resp.StatusCode, err)
+	}
+	return "Bearer " + tr.Token
 }
 
 // DockerHubRateLimit counts manifest GETs against an anonymous pull limit

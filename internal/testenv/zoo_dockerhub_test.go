@@ -27,6 +27,7 @@ func TestDockerHubLikeAnswersAsDistribution(t *testing.T) {
 	real := DistributionRegistry(t)
 	hub := DockerHubLike(t)
 	seeded := seedAcceptCases(t, real)
+	token := hub.PullToken(t, "zoo/accept")
 	refs := map[string]string{}
 	for tag, d := range seedAcceptCases(t, hub.Reg) {
 		if d != seeded[tag] {
@@ -51,8 +52,8 @@ func TestDockerHubLikeAnswersAsDistribution(t *testing.T) {
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		for label, ref := range refs {
 			for _, accept := range accepts {
-				want := answerOf(t, method, real, ref, accept)
-				got := answerOf(t, method, hub.Front.URL, ref, accept)
+				want := answerOf(t, method, real, ref, accept, "")
+				got := answerOf(t, method, hub.Front.URL, ref, accept, token)
 				if got != want {
 					t.Errorf("%s %s (%s) Accept %q: got %s, want %s (distribution's)", method, ref, label, accept, got, want)
 				}
@@ -111,7 +112,7 @@ func fixedSource(seed string) rand.Source {
 }
 
 // answerOf is what a client notices of a manifest answer.
-func answerOf(t *testing.T, method string, base *url.URL, ref, accept string) string {
+func answerOf(t *testing.T, method string, base *url.URL, ref, accept, auth string) string {
 	t.Helper()
 	req, err := http.NewRequest(method, base.String()+"/v2/zoo/accept/manifests/"+ref, nil)
 	if err != nil {
@@ -119,6 +120,9 @@ func answerOf(t *testing.T, method string, base *url.URL, ref, accept string) st
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
