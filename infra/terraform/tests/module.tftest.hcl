@@ -864,7 +864,7 @@ run "sweep_enabled" {
     error_message = "a daily schedule must send the sweep event"
   }
   assert {
-    condition     = length(aws_s3_bucket_lifecycle_configuration.this.rule) == 1
+    condition     = length(aws_s3_bucket_lifecycle_configuration.this[0].rule) == 1
     error_message = "the creation-date expiry stays off unless cache_expiration_days is set"
   }
 }
