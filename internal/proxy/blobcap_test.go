@@ -2,13 +2,16 @@ package proxy_test
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
+	"github.com/pullthrough/pullthrough/internal/store"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
 
@@ -130,5 +133,41 @@ func TestChunkedBlobOverSizeCapCutsTheStream(t *testing.T) {
 	}
 	if files := storedFiles(t, m.Store.Root()); len(files) != 0 {
 		t.Errorf("got stored files %v, want none", files)
+	}
+}
+
+// With the S3 store a blob sent without a length that grows past the cap
+// after the first 8 MiB part was uploaded leaves no object and no pending
+// multipart upload: the fill aborts the upload it started.
+func TestChunkedBlobOverSizeCapLeavesNoMultipartUpload(t *testing.T) {
+	srv := testenv.StartS3(t)
+	reg := testenv.InProcessRegistry(t)
+	img := testenv.SeedImage(t, reg, "org/big:v1", 12<<20, 1)
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	up := testenv.NewUpstream(t, reg)
+	chunkedBlobs(t, up, reg.String())
+	u, err := proxy.NewUpstream(proxy.UpstreamConfig{URL: up.URL.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewS3(srv.Client(), srv.Bucket, "cap")
+	h, err := proxy.New(proxy.Config{MaxBlobSize: 9 << 20}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+
+	resp := do(t, http.MethodGet, s.URL+"/v2/org/big/blobs/"+d.String(), http.Header{"Range": {"bytes=0-9"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("got %d %s, want 403", resp.StatusCode, resp.body)
+	}
+	assertOCIError(t, resp, "DENIED")
+	if n := srv.PendingUploads(t); n != 0 {
+		t.Errorf("got %d pending multipart uploads, want 0", n)
+	}
+	if keys := srv.Keys(t); len(keys) != 0 {
+		t.Errorf("got objects %v, want none", keys)
 	}
 }
