@@ -908,15 +908,27 @@ run "allows_open_url_with_client_cidrs" {
   }
 }
 
-run "allows_open_url_with_credentials_secret" {
+run "allows_open_url_with_created_credentials_secret" {
   command = plan
   variables {
     allow_public_access                = false
     create_upstream_credentials_secret = true
   }
   assert {
-    condition     = local.environment["PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:created-AbCdEf"
-    error_message = "a credentials secret (for client tokens/users) must be enough to plan without allow_public_access"
+    condition     = length(aws_secretsmanager_secret.upstream_credentials) == 1
+    error_message = "a created credentials secret (for client tokens/users) must be enough to plan without allow_public_access"
+  }
+}
+
+run "allows_open_url_with_existing_credentials_secret" {
+  command = plan
+  variables {
+    allow_public_access             = false
+    upstream_credentials_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:existing-AbCdEf"
+  }
+  assert {
+    condition     = local.environment["PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:existing-AbCdEf"
+    error_message = "an existing credentials secret (for client tokens/users) must be enough to plan without allow_public_access"
   }
 }
 
