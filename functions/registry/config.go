@@ -126,6 +126,16 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		}
 		c.Proxy.LargeBlobSize = n
 	}
+	c.Proxy.MaxBlobSize = proxy.DefaultMaxBlobSize
+	if v := get("PULLTHROUGH_MAX_BLOB_SIZE", ""); v == "0" {
+		c.Proxy.MaxBlobSize = 0 // no cap
+	} else if v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			bad("PULLTHROUGH_MAX_BLOB_SIZE", "want a size such as 10GiB, or 0 for no cap, got %q", v)
+		}
+		c.Proxy.MaxBlobSize = n
+	}
 	c.FunctionName = getenv("AWS_LAMBDA_FUNCTION_NAME")
 	if v := get("PULLTHROUGH_RETENTION", ""); v != "" {
 		d, err := parseRetention(v)

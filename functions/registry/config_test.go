@@ -76,6 +76,34 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "blob size cap default",
+			env:  map[string]string{},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.MaxBlobSize != 10<<30 {
+					t.Errorf("got MaxBlobSize %d, want 10 GiB", c.Proxy.MaxBlobSize)
+				}
+			},
+		},
+		{
+			name: "blob size cap set",
+			env:  map[string]string{"PULLTHROUGH_MAX_BLOB_SIZE": "512MiB"},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.MaxBlobSize != 512<<20 {
+					t.Errorf("got MaxBlobSize %d, want 512 MiB", c.Proxy.MaxBlobSize)
+				}
+			},
+		},
+		{
+			name: "blob size cap off",
+			env:  map[string]string{"PULLTHROUGH_MAX_BLOB_SIZE": "0"},
+			check: func(t *testing.T, c Config) {
+				if c.Proxy.MaxBlobSize != 0 {
+					t.Errorf("got MaxBlobSize %d, want 0 (no cap)", c.Proxy.MaxBlobSize)
+				}
+			},
+		},
+		{name: "bad blob size cap", env: map[string]string{"PULLTHROUGH_MAX_BLOB_SIZE": "10GB"}, wantErr: []string{"PULLTHROUGH_MAX_BLOB_SIZE"}},
+		{
 			name:    "parallel fill parts out of range",
 			env:     map[string]string{"PULLTHROUGH_FILL_PARTS": "0", "PULLTHROUGH_FILL_PART_SIZE": "1KiB"},
 			wantErr: []string{"PULLTHROUGH_FILL_PARTS", "PULLTHROUGH_FILL_PART_SIZE"},

@@ -65,6 +65,7 @@ locals {
         PULLTHROUGH_DEFAULT_UPSTREAM            = var.default_upstream
         PULLTHROUGH_LARGE_BLOB_POLICY           = var.large_blob_policy
         PULLTHROUGH_LARGE_BLOB_SIZE             = var.large_blob_size
+        PULLTHROUGH_MAX_BLOB_SIZE               = var.max_blob_size
         PULLTHROUGH_FILL_TIMEOUT                = var.fill_timeout
         PULLTHROUGH_FILL_WAIT                   = var.fill_wait
         PULLTHROUGH_CLIENT_CIDRS                = length(var.client_cidrs) > 0 ? join(",", var.client_cidrs) : null

@@ -115,9 +115,9 @@ variable "timeout" {
 }
 
 variable "reserved_concurrent_executions" {
-  description = "Concurrency reserved for (and capping) the function. null leaves it unreserved; 0 stops all invocations, an emergency brake for a public URL."
+  description = "Concurrency reserved for (and capping) the function, and with it the Lambda part of the bill (about $0.05 an hour per execution environment at 1024 MB arm64). Size it as concurrent pulls of uncached blobs (each holds an environment for its whole fill, up to fill_timeout) plus cached hits (about 10 ms each): 50 serves tens of nodes pulling at once. Taken from the account's regional limit (1,000 by default), which must keep 100 unreserved. null leaves it unreserved (capped only by the account limit); 0 stops all invocations, an emergency brake."
   type        = number
-  default     = null
+  default     = 50
 
   validation {
     condition     = var.reserved_concurrent_executions == null || try(var.reserved_concurrent_executions >= 0 && floor(var.reserved_concurrent_executions) == var.reserved_concurrent_executions, false)
@@ -390,6 +390,31 @@ variable "client_cidrs" {
   }
 }
 
+variable "allow_public_access" {
+  description = "Acknowledge a mirror that anyone who learns its URL can pull through at your expense. Without client_cidrs or a credentials secret (upstream_credentials_secret_arn or create_upstream_credentials_secret, holding the client tokens/users), planning fails unless this is true. The module cannot read the secret: it must hold `tokens` or `users` for clients to be asked for credentials (see README)."
+  type        = bool
+  default     = false
+  nullable    = false
+
+  # A variable validation, not a check block: a check only warns, and this
+  # must stop the plan. Cross-variable references need Terraform >= 1.9.
+  validation {
+    condition     = var.allow_public_access || length(var.client_cidrs) > 0 || var.upstream_credentials_secret_arn != null || var.create_upstream_credentials_secret
+    error_message = "This mirror would be open to the whole internet: set client_cidrs (your nodes' public or NAT gateway addresses), or a credentials secret holding client tokens/users (create_upstream_credentials_secret or upstream_credentials_secret_arn), or allow_public_access = true to accept that anyone who learns the URL pulls through it at your expense."
+  }
+}
+
+variable "max_blob_size" {
+  description = "Largest blob the mirror fetches and stores, in bytes or with a binary unit: 10737418240, 512MiB, 10GiB (PULLTHROUGH_MAX_BLOB_SIZE). Bigger blobs get 403 DENIED before any byte is stored; \"0\" removes the cap. null keeps the binary's default (10GiB)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.max_blob_size == null || can(regex("^(0|[1-9][0-9]*(B|KiB|MiB|GiB)?)$", var.max_blob_size))
+    error_message = "max_blob_size must be 0 or a whole number of bytes, optionally with B, KiB, MiB or GiB (10GiB)."
+  }
+}
+
 variable "log_level" {
   description = "Lowest level the function logs (PULLTHROUGH_LOG_LEVEL); Lambda's application log level follows it."
   type        = string
@@ -447,7 +472,7 @@ variable "extra_environment" {
       for k in keys(var.extra_environment) : can(regex("^[A-Za-z][A-Za-z0-9_]*$", k)) && !contains([
         "PULLTHROUGH_STORE", "PULLTHROUGH_UPSTREAM", "PULLTHROUGH_UPSTREAMS", "PULLTHROUGH_DEFAULT_UPSTREAM",
         "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL", "PULLTHROUGH_LOG_LEVEL",
-        "PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", "PULLTHROUGH_LARGE_BLOB_POLICY", "PULLTHROUGH_LARGE_BLOB_SIZE",
+        "PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", "PULLTHROUGH_LARGE_BLOB_POLICY", "PULLTHROUGH_LARGE_BLOB_SIZE", "PULLTHROUGH_MAX_BLOB_SIZE",
         "PULLTHROUGH_FILL_TIMEOUT", "PULLTHROUGH_FILL_WAIT", "PULLTHROUGH_CLIENT_CIDRS",
         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",

@@ -276,6 +276,7 @@ cat >"$tmp/test.tfvars.json" <<-JSON
 	  "force_destroy": true,
 	  "publish": true,
 	  "upstreams": ["docker.io", "ghcr.io"],
+	  "allow_public_access": true,
 	  "aws_endpoints": {
 	    "cloudwatch": "$moto_url",
 	    "iam": "$moto_url",
@@ -450,7 +451,7 @@ if python3 - "$moto_url" "$fn" >"$tmp/monitoring.json" <<-'PY'; then
 	assert "$m" "dashboard charts throttling per upstream host" \
 		'[.dashboard.widgets[].properties.metrics[] | select(.[1] == "UpstreamThrottled") | .[5]] | sort == ["docker.io", "ghcr.io"]'
 	assert "$m" "function alarms on Errors, Throttles, ConcurrentExecutions and Duration (90% of 900 s)" \
-		'.function_alarms == [["ConcurrentExecutions", "Maximum", 800, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Duration", "Maximum", 810000, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Errors", "Sum", 5, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Throttles", "Sum", 1, [{"Name": "FunctionName", "Value": "pullthrough-test"}]]]'
+		'.function_alarms == [["ConcurrentExecutions", "Maximum", 40, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Duration", "Maximum", 810000, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Errors", "Sum", 5, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Throttles", "Sum", 1, [{"Name": "FunctionName", "Value": "pullthrough-test"}]]]'
 	assert "$outputs" "alarm_arns names both alarms" '.alarm_arns.value | keys == ["docker.io", "ghcr.io"]'
 	assert "$outputs" "dashboard_url opens the dashboard" '.dashboard_url.value | endswith("#dashboards/dashboard/pullthrough-test")'
 else

@@ -50,6 +50,9 @@ func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		switch planFill(p.limits, f) {
 		case planAskSize:
 			if n, err := p.headUpstreamBlob(ctx, rt); err == nil {
+				if err := p.overCap(rt, n); err != nil {
+					return 0, false, err
+				}
 				f.size = n
 			} else {
 				f.redirectable = false // fill it here, as if the upstream had no CDN
@@ -135,6 +138,11 @@ func (p *Proxy) fillNow(ctx context.Context, rt route, f fillFacts, owner string
 	}
 	src, err := p.openBlob(ctx, rt)
 	if err != nil {
+		fl.release(ctx)
+		return fillOutcome{}, err
+	}
+	if err := p.overCap(rt, src.resp.ContentLength); err != nil {
+		src.close()
 		fl.release(ctx)
 		return fillOutcome{}, err
 	}
@@ -346,12 +354,15 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 		defer rf.stop()
 		body = rf
 	}
-	body = io.TeeReader(body, verifier)
+	body = io.TeeReader(p.capped(rt, body), verifier)
 	if sink != nil {
 		body = io.TeeReader(body, sink)
 	}
 	// io.Copy lets the upload read straight into its part buffers.
 	n, err := io.Copy(up, body)
+	if e := (*Error)(nil); errors.As(err, &e) && errors.Is(e, ErrBlobTooLarge) {
+		return 0, e // nothing published: the deferred Abort drops the upload
+	}
 	if err != nil {
 		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
 	}

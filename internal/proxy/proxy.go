@@ -50,6 +50,12 @@ type Config struct {
 	// default), and LargeBlobSize the threshold PolicyAuto applies.
 	LargeBlobPolicy string
 	LargeBlobSize   int64
+	// MaxBlobSize is the largest blob, in bytes, the mirror fetches and
+	// stores (blobcap.go): bigger ones get 403 DENIED before any byte is
+	// stored, whether the upstream announces the size or sends a body
+	// without a length. Zero or less means no cap; the binary defaults it
+	// to DefaultMaxBlobSize.
+	MaxBlobSize int64
 	// BackgroundFill, when set, starts a fill outside the request (in
 	// Lambda: the function invoking itself, which then calls RunFill). When
 	// nil, fills that outlive a request run in goroutines of this process.

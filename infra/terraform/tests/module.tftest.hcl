@@ -69,6 +69,9 @@ mock_provider "aws" {
 
 variables {
   package_path = "tests/empty.zip"
+  # Most runs test other branches; the runs named *public_access* and
+  # *open_mirror* below test this guard.
+  allow_public_access = true
 }
 
 run "defaults" {
@@ -161,8 +164,8 @@ run "defaults" {
     error_message = "only the abort-multipart rule is on by default"
   }
   assert {
-    condition     = aws_lambda_function.this.reserved_concurrent_executions == -1
-    error_message = "concurrency must be unreserved by default"
+    condition     = aws_lambda_function.this.reserved_concurrent_executions == 50
+    error_message = "concurrency must be reserved (and capped) at 50 by default"
   }
   assert {
     condition     = aws_lambda_function.this.logging_config[0].application_log_level == "INFO"
@@ -215,12 +218,12 @@ run "defaults_names_alarms_and_recipes" {
     condition = {
       for k, a in aws_cloudwatch_metric_alarm.function : k => [a.namespace, a.metric_name, a.statistic, a.threshold, a.dimensions.FunctionName]
       } == {
-      concurrency = ["AWS/Lambda", "ConcurrentExecutions", "Maximum", 800, "pullthrough"]
+      concurrency = ["AWS/Lambda", "ConcurrentExecutions", "Maximum", 40, "pullthrough"]
       duration    = ["AWS/Lambda", "Duration", "Maximum", 810000, "pullthrough"]
       errors      = ["AWS/Lambda", "Errors", "Sum", 5, "pullthrough"]
       throttles   = ["AWS/Lambda", "Throttles", "Sum", 1, "pullthrough"]
     }
-    error_message = "function alarms: errors >= 5, throttles >= 1, concurrency >= 800 (unreserved), duration >= 90% of 900 s"
+    error_message = "function alarms: errors >= 5, throttles >= 1, concurrency >= 40 (80% of the default 50), duration >= 90% of 900 s"
   }
   assert {
     condition     = keys(output.function_alarm_arns) == ["concurrency", "duration", "errors", "throttles"]
@@ -872,4 +875,89 @@ run "rejects_retention_of_a_day" {
     retention_days = 1
   }
   expect_failures = [var.retention_days]
+}
+
+run "refuses_open_mirror_by_default" {
+  command = plan
+  variables {
+    allow_public_access = false
+  }
+  expect_failures = [var.allow_public_access]
+}
+
+run "allows_public_access_when_asked" {
+  command = plan
+  variables {
+    allow_public_access = true
+  }
+  assert {
+    condition     = aws_lambda_function_url.this.authorization_type == "NONE" && !contains(keys(local.environment), "PULLTHROUGH_CLIENT_CIDRS")
+    error_message = "allow_public_access must plan the open mirror it acknowledges"
+  }
+}
+
+run "allows_open_url_with_client_cidrs" {
+  command = plan
+  variables {
+    allow_public_access = false
+    client_cidrs        = ["203.0.113.10/32"]
+  }
+  assert {
+    condition     = local.environment["PULLTHROUGH_CLIENT_CIDRS"] == "203.0.113.10/32"
+    error_message = "client_cidrs must be enough to plan without allow_public_access"
+  }
+}
+
+run "allows_open_url_with_created_credentials_secret" {
+  command = plan
+  variables {
+    allow_public_access                = false
+    create_upstream_credentials_secret = true
+  }
+  assert {
+    condition     = length(aws_secretsmanager_secret.upstream_credentials) == 1
+    error_message = "a created credentials secret (for client tokens/users) must be enough to plan without allow_public_access"
+  }
+}
+
+run "allows_open_url_with_existing_credentials_secret" {
+  command = plan
+  variables {
+    allow_public_access             = false
+    upstream_credentials_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:existing-AbCdEf"
+  }
+  assert {
+    condition     = local.environment["PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:existing-AbCdEf"
+    error_message = "an existing credentials secret (for client tokens/users) must be enough to plan without allow_public_access"
+  }
+}
+
+run "unreserved_concurrency_alarms_at_account_limit" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = null
+  }
+  assert {
+    condition     = aws_lambda_function.this.reserved_concurrent_executions == -1 && aws_cloudwatch_metric_alarm.function["concurrency"].threshold == 800
+    error_message = "null must leave concurrency unreserved, alarming at 800 (80% of the default account limit)"
+  }
+}
+
+run "max_blob_size_passed" {
+  command = plan
+  variables {
+    max_blob_size = "2GiB"
+  }
+  assert {
+    condition     = local.environment["PULLTHROUGH_MAX_BLOB_SIZE"] == "2GiB"
+    error_message = "max_blob_size must reach the function as PULLTHROUGH_MAX_BLOB_SIZE"
+  }
+}
+
+run "rejects_bad_max_blob_size" {
+  command = plan
+  variables {
+    max_blob_size = "10GB"
+  }
+  expect_failures = [var.max_blob_size]
 }

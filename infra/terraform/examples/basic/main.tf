@@ -34,6 +34,11 @@ module "pullthrough" {
   upstreams     = var.upstreams
   publish       = var.publish
 
+  # Who may use the mirror: the module refuses to plan one open to the
+  # whole internet unless allow_public_access says so.
+  client_cidrs        = var.client_cidrs
+  allow_public_access = var.allow_public_access
+
   extra_environment = var.extra_environment
 
   # A released zip in S3, or else a local one: `make package` writes it at

@@ -51,6 +51,20 @@ variable "upstreams" {
   nullable    = false
 }
 
+variable "client_cidrs" {
+  description = "Public source addresses allowed to pull (your nodes' NAT gateway addresses, e.g. 203.0.113.10/32). Without them, set allow_public_access."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "allow_public_access" {
+  description = "Deploy a mirror anyone who learns the URL can use, at your expense (the module refuses otherwise when client_cidrs is empty)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "extra_environment" {
   description = "More environment variables for the function, e.g. PULLTHROUGH_S3_PATH_STYLE for an S3 stand-in."
   type        = map(string)
