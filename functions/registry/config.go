@@ -110,7 +110,7 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		PresignTTL:  duration("PULLTHROUGH_PRESIGN_TTL", proxy.DefaultPresignTTL),
 		FillTimeout: duration("PULLTHROUGH_FILL_TIMEOUT", proxy.DefaultFillTimeout),
 		LeaseTTL:    duration("PULLTHROUGH_FILL_LEASE_TTL", proxy.DefaultLeaseTTL),
-		LeaseWait:   duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultLeaseWait),
+		FillWait:    duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultFillWait),
 		DeniedGrace: duration("PULLTHROUGH_DENIED_GRACE", 0),
 	}
 	c.Proxy.LargeBlobPolicy = get("PULLTHROUGH_LARGE_BLOB_POLICY", proxy.PolicyAuto)

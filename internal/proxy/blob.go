@@ -111,7 +111,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	if rt.up.backingOff(p.now()) {
 		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
 	}
-	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.metadata)
 	defer cancel()
 	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
 	if err != nil {

@@ -103,7 +103,7 @@ func (p *Proxy) fill(ctx context.Context, rt route, f fillFacts) (fillOutcome, e
 	if p.limits.requestBound {
 		return p.blobFills.do(ctx, key, false, 0, run)
 	}
-	return p.blobFills.do(ctx, key, true, p.cfg.LeaseWait, run)
+	return p.blobFills.do(ctx, key, true, p.cfg.FillWait, run)
 }
 
 // fillKey names one fill: the upstream, the repository and the digest.
@@ -237,7 +237,7 @@ func (p *Proxy) RunFill(ctx context.Context, job FillJob) error {
 // for at most FillWait. It stops early if a fill that started after since
 // is known to have failed (fillfail.go).
 func (p *Proxy) waitForBlob(ctx context.Context, rt route, since time.Time) (int64, error) {
-	deadline := p.now().Add(p.cfg.LeaseWait)
+	deadline := p.now().Add(p.cfg.FillWait)
 	backoff := 100 * time.Millisecond
 	for {
 		if size, err := p.store.Stat(ctx, blobKey(rt.digest)); err == nil {

@@ -172,7 +172,7 @@ func TestFillCapRefusesBeyondMaxFills(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	const maxFills, requests = 4, 32
-	m := mirrorFor(t, proxy.Config{MaxFills: maxFills, LeaseWait: 100 * time.Millisecond}, proxy.UpstreamConfig{}, up)
+	m := mirrorFor(t, proxy.Config{MaxFills: maxFills, FillWait: 100 * time.Millisecond}, proxy.UpstreamConfig{}, up)
 	img := testenv.SeedImage(t, reg, "org/many:1", 16<<10, requests)
 	layers, _ := img.Layers()
 	up.Reset()

@@ -151,7 +151,7 @@ func TestWaitPolicyNeverSendsClientsUpstream(t *testing.T) {
 func TestSlowFillAnswersRetryAfterAndCarriesOn(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
-	m := mirrorFor(t, proxy.Config{LeaseWait: 500 * time.Millisecond}, proxy.UpstreamConfig{}, up)
+	m := mirrorFor(t, proxy.Config{FillWait: 500 * time.Millisecond}, proxy.UpstreamConfig{}, up)
 	img := testenv.SeedImage(t, reg, "org/slow:1", 8<<20, 1)
 	d, body := layerOf(t, img, 0)
 	up.SetFault(testenv.FaultThrottle, "blob")

@@ -202,7 +202,7 @@ func (p *Proxy) acquireLease(ctx context.Context, rt route) (*fillLease, int64, 
 		return &fillLease{}, 0, nil
 	}
 	key := blobKey(rt.digest)
-	deadline := p.now().Add(p.cfg.LeaseWait)
+	deadline := p.now().Add(p.cfg.FillWait)
 	backoff := 100 * time.Millisecond
 	retry, failures := 50*time.Millisecond, 0
 	// The caller has just seen the blob missing, so try for the lease

@@ -304,7 +304,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 // headManifest asks the upstream for a tag's digest without a body. It
 // returns the status and the digest the upstream named ("" if none).
 func (p *Proxy) headManifest(ctx context.Context, rt route) (int, digest.Digest, error) {
-	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.metadata)
 	defer cancel()
 	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "manifests/"+rt.tag, http.Header{"Accept": {resolveAccept}})
 	if err != nil {
@@ -359,7 +359,7 @@ func (p *Proxy) fetchManifestIfChanged(ctx context.Context, up *Upstream, name, 
 // schema 1 manifest is verified by its payload's digest (manifestDigests).
 // A 304 reports notModified and the ETag the request carried.
 func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string, hdr http.Header) (m storedManifest, etag string, notModified bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, up.timeouts.metadata)
 	defer cancel()
 	resp, err := up.do(ctx, http.MethodGet, name, "manifests/"+ref, hdr)
 	if err != nil {

@@ -38,9 +38,9 @@ type Config struct {
 	// LeaseTTL is how long a fill lease lives without renewal: the time
 	// before another instance takes over from a filler that died.
 	LeaseTTL time.Duration
-	// LeaseWait bounds how long a request waits for another instance's
+	// FillWait bounds how long a request waits for another instance's
 	// fill before it is told to retry (keep it under client timeouts).
-	LeaseWait time.Duration
+	FillWait time.Duration
 	// MaxManifestSize bounds manifests read into memory.
 	MaxManifestSize int64
 	// DefaultUpstream is the host of the upstream for requests that name
@@ -108,7 +108,7 @@ const (
 	DefaultFillTimeout     = 14 * time.Minute
 	DefaultMaxManifestSize = 4 << 20
 	DefaultLeaseTTL        = 30 * time.Second
-	DefaultLeaseWait       = 4 * time.Minute
+	DefaultFillWait        = 4 * time.Minute
 	DefaultLargeBlobSize   = 1 << 30
 )
 
@@ -159,8 +159,8 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
 	}
-	if cfg.LeaseWait <= 0 {
-		cfg.LeaseWait = DefaultLeaseWait
+	if cfg.FillWait <= 0 {
+		cfg.FillWait = DefaultFillWait
 	}
 	if cfg.FillParts <= 0 {
 		cfg.FillParts = DefaultFillParts

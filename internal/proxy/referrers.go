@@ -107,7 +107,7 @@ func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, 
 	if rt.up.backingOff(p.now()) {
 		return nil, ErrTooManyRequests.With("upstream asked the mirror to back off", nil)
 	}
-	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.metadata)
 	defer cancel()
 	hdr := http.Header{"Accept": {mediaOCIIndex}}
 	body, err := p.getIndex(ctx, rt, "referrers/"+rt.digest.String(), hdr)

@@ -117,7 +117,7 @@ func cloneValues(v url.Values) url.Values {
 // fetchTags GETs a tag list and returns its body and the query of its next
 // page, if the upstream links one on the same tag list.
 func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) ([]byte, url.Values, error) {
-	ctx, cancel := context.WithTimeout(ctx, up.timeouts.manifest)
+	ctx, cancel := context.WithTimeout(ctx, up.timeouts.metadata)
 	defer cancel()
 	resp, err := up.do(ctx, http.MethodGet, name, rest, nil)
 	if err != nil {

@@ -56,10 +56,10 @@ type Upstream struct {
 	tokenClient        *http.Client // token realms: no redirects, no auth layer
 	tokens             tokenCache
 	dockerHub          bool
-	timeouts           struct{ token, manifest time.Duration }
-	retryAt            atomic.Int64 // unix nanos before which we do not call upstream
-	redirectsBlobs     atomic.Bool  // blob GETs were seen to redirect to another host (a CDN)
-	fillRate           fillRate     // measured fill throughput (fillrate.go)
+	timeouts           struct{ token, metadata time.Duration } // metadata: manifests, blob HEADs, tag lists, referrers
+	retryAt            atomic.Int64                            // unix nanos before which we do not call upstream
+	redirectsBlobs     atomic.Bool                             // blob GETs were seen to redirect to another host (a CDN)
+	fillRate           fillRate                                // measured fill throughput (fillrate.go)
 }
 
 // DockerHubHost and DockerHubURL name the default upstream (see package
@@ -102,7 +102,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		dockerHub: dockerhub.Is(base.Host) || dockerhub.Is(host),
 	}
 	u.timeouts.token = 30 * time.Second
-	u.timeouts.manifest = 60 * time.Second
+	u.timeouts.metadata = 60 * time.Second
 	if u.dockerHub && len(u.authHosts) == 0 {
 		u.authHosts = []string{dockerhub.AuthHost}
 	}
