@@ -164,8 +164,8 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		c.Proxy.FillPartSize = n
 	}
 	c.Proxy.SpoolDir = get("PULLTHROUGH_SPOOL_DIR", "")
-	if c.Proxy.LeaseTTL < 3*time.Second {
-		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least 3s, got %s", c.Proxy.LeaseTTL)
+	if c.Proxy.LeaseTTL < proxy.MinLeaseTTL {
+		bad("PULLTHROUGH_FILL_LEASE_TTL", "want at least %s, got %s", proxy.MinLeaseTTL, c.Proxy.LeaseTTL)
 	}
 	c.Proxy.DefaultUpstream = get("PULLTHROUGH_DEFAULT_UPSTREAM", "")
 	if d := c.Proxy.DefaultUpstream; d != "" && !hasUpstream(c.Upstreams, d) {

@@ -108,6 +108,7 @@ const (
 	DefaultFillTimeout     = 14 * time.Minute
 	DefaultMaxManifestSize = 4 << 20
 	DefaultLeaseTTL        = 30 * time.Second
+	MinLeaseTTL            = 3 * time.Second
 	DefaultFillWait        = 4 * time.Minute
 	DefaultLargeBlobSize   = 1 << 30
 )
@@ -158,6 +159,11 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.LeaseTTL < MinLeaseTTL {
+		// Renewal ticks every third of it; a tiny TTL would spin (or, under
+		// 3ns, make time.NewTicker panic).
+		return nil, fmt.Errorf("proxy: LeaseTTL %s is under the minimum %s", cfg.LeaseTTL, MinLeaseTTL)
 	}
 	if cfg.FillWait <= 0 {
 		cfg.FillWait = DefaultFillWait
