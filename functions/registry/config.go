@@ -272,7 +272,7 @@ func parseUpstreams(get func(string, string) string, bad func(string, string, ..
 			bad(name, "the URL for %q holds credentials (user:password@): set them with PULLTHROUGH_UPSTREAM_<HOST>_USERNAME/_PASSWORD or the credentials secret", e.host)
 			continue
 		} else if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") {
-			bad(name, "want a base URL such as https://registry-1.docker.io, got %q", redactURLs(e.url))
+			bad(name, "want a base URL such as https://registry-1.docker.io, got %q", redactURL(e.url))
 			continue
 		}
 		if e.host == "" || strings.ContainsAny(e.host, "/@ ") || seen[e.host] {
@@ -437,9 +437,9 @@ func hostsFor(lambda bool, hosts []string) []string {
 	return hosts
 }
 
-// redactURLs drops the query and credentials of a URL for an error
+// redactURL drops the query and credentials of one URL for an error
 // message; text that is not a URL is returned as is.
-func redactURLs(raw string) string {
+func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return raw

@@ -340,10 +340,7 @@ func TestSweepKeepsUsedContent(t *testing.T) {
 // Hits record use at most once a day per manifest and per tag, however
 // many there are: the sweep's inputs must not cost a write per pull.
 func TestUseIsRecordedOncePerDay(t *testing.T) {
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
-	front := testenv.NewUpstream(t, target)
-	st := store.NewS3(srv.ClientAt(front.URL.String()), srv.Bucket, "cache")
+	st, front := countedS3(t)
 	t0 := time.Now()
 	clock := &testClock{t: t0}
 	// Tags are not revalidated in this test: a revalidation is a write
@@ -391,9 +388,7 @@ func TestUseIsRecordedOncePerDay(t *testing.T) {
 // The lease release (a DELETE under leases/) is held at the S3 front, so
 // the sweep runs between the fill's publish and its release.
 func TestSweepRacingFillKeepsBlob(t *testing.T) {
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
-	front := testenv.NewUpstream(t, target)
+	st, front := countedS3(t)
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	front.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
@@ -406,7 +401,6 @@ func TestSweepRacingFillKeepsBlob(t *testing.T) {
 		}
 		return false
 	})
-	st := store.NewS3(srv.ClientAt(front.URL.String()), srv.Bucket, "cache")
 	// Everything real-time is older than the retention on this clock, so
 	// only the lease can keep the blob.
 	clock := &testClock{t: time.Now().Add(60 * 24 * time.Hour)}
@@ -452,10 +446,7 @@ func TestSweepRacingFillKeepsBlob(t *testing.T) {
 // the store: one HeadObject per blob request the mirror answers, nothing
 // for the manifest within its TTL, and the client's own presigned GETs.
 func TestWarmPullStoreRequests(t *testing.T) {
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
-	s3front := testenv.NewUpstream(t, target)
-	st := store.NewS3(srv.ClientAt(s3front.URL.String()), srv.Bucket, "cache")
+	st, s3front := countedS3(t)
 	_, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: time.Hour}, nil)
 	mirrorURL, _ := url.Parse(base)
 	clientFront := testenv.NewUpstream(t, mirrorURL) // counts what the client asks the mirror
@@ -485,10 +476,7 @@ func TestSweepCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pulls 100 images")
 	}
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
-	front := testenv.NewUpstream(t, target)
-	st := store.NewS3(srv.ClientAt(front.URL.String()), srv.Bucket, "cache")
+	st, front := countedS3(t)
 	t0 := time.Now()
 	clock := &testClock{t: t0}
 	h, base, _, reg := mirrorOn(t, st, proxy.Config{}, clock)
@@ -523,4 +511,14 @@ func TestSweepCost(t *testing.T) {
 			t.Errorf("%s: got %d S3 requests, want %d reads and deletes plus a few listing pages", tc.name, n, want)
 		}
 	}
+}
+
+// countedS3 is an S3 store (prefix "cache") on a fresh versitygw reached
+// through a counting, interceptable front, so tests see every store request.
+func countedS3(t *testing.T) (*store.S3, *testenv.Upstream) {
+	t.Helper()
+	srv := testenv.StartS3(t)
+	target, _ := url.Parse(srv.Endpoint)
+	front := testenv.NewUpstream(t, target)
+	return store.NewS3(srv.ClientAt(front.URL.String()), srv.Bucket, "cache"), front
 }

@@ -2,13 +2,11 @@ package proxy_test
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
-	"github.com/pullthrough/pullthrough/internal/store"
 	"github.com/pullthrough/pullthrough/internal/testenv"
 )
 
@@ -16,10 +14,7 @@ import (
 // when it changed: ten listings of an unchanged repository cost one PUT,
 // and a new tag one more.
 func TestTagListStoredOnlyWhenChanged(t *testing.T) {
-	srv := testenv.StartS3(t)
-	target, _ := url.Parse(srv.Endpoint)
-	s3front := testenv.NewUpstream(t, target)
-	st := store.NewS3(srv.ClientAt(s3front.URL.String()), srv.Bucket, "cache")
+	st, s3front := countedS3(t)
 	_, base, _, reg := mirrorOn(t, st, proxy.Config{}, nil)
 	testenv.SeedImage(t, reg, "org/app:1", 1<<10, 1)
 	var listPuts atomic.Int64
