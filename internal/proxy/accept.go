@@ -1,21 +1,11 @@
 package proxy
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-)
-
-// Manifest media types the mirror knows by name.
-const (
-	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mediaOCIIndex       = "application/vnd.oci.image.index.v1+json"
-	mediaSchema1Signed  = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	mediaSchema1        = "application/vnd.docker.distribution.manifest.v1+json"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // resolveAccept is the Accept header every upstream manifest request
@@ -26,7 +16,8 @@ const (
 // type the client did not list, falling back to schema 1
 // (quay/quay endpoints/v2/manifest.py, _rewrite_schema_if_necessary).
 var resolveAccept = strings.Join([]string{
-	mediaOCIIndex, mediaDockerList, mediaOCIManifest, mediaDockerManifest, mediaSchema1Signed, mediaSchema1,
+	ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList, ocispec.MediaTypeImageManifest, MediaTypeDockerManifest,
+	MediaTypeDockerSchema1Signed, MediaTypeDockerSchema1,
 }, ", ")
 
 // acceptList is a client's Accept header reduced to media types.
@@ -72,7 +63,7 @@ func (a acceptList) allows(mediaType string) bool {
 // (its index type is not the manifest-list type it tests for) and serves
 // the index. The mirror answers as Docker Hub does.
 func (a acceptList) refuses(mediaType string) bool {
-	return !a.allows(mediaType) && (mediaType == mediaOCIManifest || mediaType == mediaOCIIndex)
+	return !a.allows(mediaType) && (mediaType == ocispec.MediaTypeImageManifest || mediaType == ocispec.MediaTypeImageIndex)
 }
 
 // listRewritten reports whether a registry answers this client's request
@@ -80,7 +71,7 @@ func (a acceptList) refuses(mediaType string) bool {
 // instead (distribution's GetManifest: the client did not list the
 // manifest-list type).
 func (a acceptList) listRewritten(mediaType string) bool {
-	return mediaType == mediaDockerList && !a.allows(mediaDockerList)
+	return mediaType == MediaTypeDockerManifestList && !a.allows(MediaTypeDockerManifestList)
 }
 
 // Default platform of the list rewrite: distribution's defaultOS and
@@ -94,20 +85,12 @@ const (
 // a manifest list, matching OS and architecture only (variant and features
 // are ignored), as distribution picks it.
 func defaultPlatformChild(list []byte) (digest.Digest, bool) {
-	var l struct {
-		Manifests []struct {
-			Digest   digest.Digest `json:"digest"`
-			Platform struct {
-				OS           string `json:"os"`
-				Architecture string `json:"architecture"`
-			} `json:"platform"`
-		} `json:"manifests"`
-	}
-	if json.Unmarshal(list, &l) != nil {
+	var l ocispec.Index
+	if decodeSpec(list, &l) != nil {
 		return "", false
 	}
 	for _, m := range l.Manifests {
-		if m.Platform.OS == defaultOS && m.Platform.Architecture == defaultArch {
+		if m.Platform != nil && m.Platform.OS == defaultOS && m.Platform.Architecture == defaultArch {
 			return m.Digest, m.Digest.Validate() == nil
 		}
 	}

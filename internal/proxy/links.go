@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Repository links. The cache holds manifests and blobs by digest alone, so
@@ -108,7 +108,7 @@ func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m s
 }
 
 func isIndex(mediaType string) bool {
-	return mediaType == mediaOCIIndex || mediaType == mediaDockerList
+	return mediaType == ocispec.MediaTypeImageIndex || mediaType == MediaTypeDockerManifestList
 }
 
 // manifestRefs lists the digests a manifest references: an image's config
@@ -116,28 +116,29 @@ func isIndex(mediaType string) bool {
 // subject is not included: the upstream does not require it to exist.
 // Invalid digests are skipped.
 func manifestRefs(data []byte) []digest.Digest {
-	type desc struct {
-		Digest digest.Digest `json:"digest"`
-	}
 	var m struct {
-		Config    desc   `json:"config"`
-		Layers    []desc `json:"layers"`
-		Manifests []desc `json:"manifests"`
-		FSLayers  []struct {
+		ocispec.Manifest                      // an image: config and layers
+		Manifests        []ocispec.Descriptor `json:"manifests"` // an index
+		// Docker schema 1 (distribution docs/content/spec/deprecated-schema-v1.md)
+		// lists its layers as fsLayers[].blobSum, which image-spec has no type for.
+		FSLayers []struct {
 			BlobSum digest.Digest `json:"blobSum"`
 		} `json:"fsLayers"`
 	}
-	if json.Unmarshal(data, &m) != nil {
+	if decodeSpec(data, &m) != nil {
 		return nil
 	}
-	all := append(append([]desc{m.Config}, m.Layers...), m.Manifests...)
+	all := []digest.Digest{m.Config.Digest}
+	for _, d := range append(m.Layers, m.Manifests...) {
+		all = append(all, d.Digest)
+	}
 	for _, l := range m.FSLayers {
-		all = append(all, desc{l.BlobSum})
+		all = append(all, l.BlobSum)
 	}
 	var out []digest.Digest
 	for _, d := range all {
-		if d.Digest.Validate() == nil {
-			out = append(out, d.Digest)
+		if d.Validate() == nil {
+			out = append(out, d)
 		}
 	}
 	return out

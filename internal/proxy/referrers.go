@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // referrersRecord caches the full (unfiltered) referrers index of one
@@ -18,10 +21,13 @@ type referrersRecord struct {
 	Index   json.RawMessage `json:"index"`
 }
 
+// referrersIndex is the image index the referrers API answers. It is not
+// ocispec.Index: its descriptors stay raw so that each reaches the client
+// byte for byte, with any field image-spec does not know.
 type referrersIndex struct {
-	SchemaVersion int               `json:"schemaVersion"`
-	MediaType     string            `json:"mediaType"`
-	Manifests     []json.RawMessage `json:"manifests"`
+	specs.Versioned
+	MediaType string            `json:"mediaType"`
+	Manifests []json.RawMessage `json:"manifests"`
 }
 
 func referrersKey(host, name string, rt route) string {
@@ -64,10 +70,8 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 	if artifactType != "" {
 		kept := []json.RawMessage{}
 		for _, m := range idx.Manifests {
-			var d struct {
-				ArtifactType string `json:"artifactType"`
-			}
-			if json.Unmarshal(m, &d) == nil && d.ArtifactType == artifactType {
+			var d ocispec.Descriptor
+			if decodeSpec(m, &d) == nil && d.ArtifactType == artifactType {
 				kept = append(kept, m)
 			}
 		}
@@ -77,13 +81,13 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 	if idx.Manifests == nil {
 		idx.Manifests = []json.RawMessage{}
 	}
-	idx.SchemaVersion, idx.MediaType = 2, mediaOCIIndex
+	idx.SchemaVersion, idx.MediaType = 2, ocispec.MediaTypeImageIndex
 	body, err := json.Marshal(idx)
 	if err != nil {
 		return err
 	}
 	h := w.Header()
-	h.Set("Content-Type", mediaOCIIndex)
+	h.Set("Content-Type", ocispec.MediaTypeImageIndex)
 	h.Set(headerCache, cache)
 	setLength(h, int64(len(body)))
 	w.WriteHeader(http.StatusOK)
@@ -109,7 +113,7 @@ func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.metadata)
 	defer cancel()
-	hdr := http.Header{"Accept": {mediaOCIIndex}}
+	hdr := http.Header{"Accept": {ocispec.MediaTypeImageIndex}}
 	body, err := p.getIndex(ctx, rt, "referrers/"+rt.digest.String(), hdr)
 	if !errors.Is(err, errNotAnIndex) {
 		return body, err
@@ -118,7 +122,7 @@ func (p *Proxy) fetchReferrers(ctx context.Context, rt route) (json.RawMessage, 
 	body, err = p.getIndex(ctx, rt, "manifests/"+tag, hdr)
 	if errors.Is(err, errNotAnIndex) {
 		// The spec: no valid index under the tag means no referrers.
-		return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + mediaOCIIndex + `","manifests":[]}`), nil
+		return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","manifests":[]}`), nil
 	}
 	return body, err
 }
@@ -148,13 +152,9 @@ func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.He
 	if err != nil {
 		return nil, ErrUnavailable.With("upstream referrers download failed", fmt.Errorf("%s: %w", rest, err))
 	}
-	var idx struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     []json.RawMessage `json:"manifests"`
-	}
-	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
-		!(idx.MediaType == mediaOCIIndex || idx.MediaType == "" && mediaTypeOf(resp.Header) == mediaOCIIndex) {
+	var idx ocispec.Index
+	if decodeSpec(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
+		!(idx.MediaType == ocispec.MediaTypeImageIndex || idx.MediaType == "" && mediaTypeOf(resp.Header) == ocispec.MediaTypeImageIndex) {
 		return nil, fmt.Errorf("%s: %w", rest, errNotAnIndex)
 	}
 	return body, nil

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // manifestDigests lists the digests a manifest's bytes may be addressed
@@ -33,9 +34,9 @@ func manifestDigests(alg digest.Algorithm, mediaType string, data []byte) []dige
 // is schema 1's historical type).
 func isSchema1(mediaType string, data []byte) bool {
 	switch mediaType {
-	case mediaSchema1Signed, mediaSchema1:
+	case MediaTypeDockerSchema1Signed, MediaTypeDockerSchema1:
 		return true
-	case mediaDockerManifest, mediaDockerList, mediaOCIManifest, mediaOCIIndex:
+	case MediaTypeDockerManifest, MediaTypeDockerManifestList, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex:
 		return false
 	}
 	var probe struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // warmPath is the pre-warm endpoint. It is outside /v2/ and answers only
@@ -93,19 +94,10 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 	}
 	fmt.Fprintf(progress, "manifest %s %s\n", m.Digest, m.MediaType)
 	images := []storedManifest{m}
-	if m.MediaType == mediaOCIIndex || m.MediaType == mediaDockerList {
+	if isIndex(m.MediaType) {
 		images = nil
-		var idx struct {
-			Manifests []struct {
-				Digest   digest.Digest `json:"digest"`
-				Platform *struct {
-					OS           string `json:"os"`
-					Architecture string `json:"architecture"`
-					Variant      string `json:"variant"`
-				} `json:"platform"`
-			} `json:"manifests"`
-		}
-		if err := json.Unmarshal(m.Data, &idx); err != nil {
+		var idx ocispec.Index
+		if err := decodeSpec(m.Data, &idx); err != nil {
 			return ErrManifestInvalid.With("index unreadable", err)
 		}
 		for _, d := range idx.Manifests {
@@ -129,15 +121,8 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 		}
 	}
 	for _, im := range images {
-		var doc struct {
-			Config struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"config"`
-			Layers []struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"layers"`
-		}
-		if err := json.Unmarshal(im.Data, &doc); err != nil {
+		var doc ocispec.Manifest
+		if err := decodeSpec(im.Data, &doc); err != nil {
 			return ErrManifestInvalid.With("manifest unreadable", err)
 		}
 		blobs := []digest.Digest{doc.Config.Digest}
