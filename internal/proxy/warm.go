@@ -95,65 +95,90 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 	fmt.Fprintf(progress, "manifest %s %s\n", m.Digest, m.MediaType)
 	images := []storedManifest{m}
 	if isIndex(m.MediaType) {
-		images = nil
-		var idx ocispec.Index
-		if err := decodeSpec(m.Data, &idx); err != nil {
-			return ErrManifestInvalid.With("index unreadable", err)
-		}
-		for _, d := range idx.Manifests {
-			plat := ""
-			if d.Platform != nil {
-				plat = strings.TrimSuffix(d.Platform.OS+"/"+d.Platform.Architecture+"/"+d.Platform.Variant, "/")
-			}
-			if !platformWanted(plat, platforms) {
-				continue
-			}
-			child := route{kind: routeManifest, name: rt.name, digest: d.Digest, up: rt.up}
-			cm, _, err := p.manifest(ctx, child, fullAccept)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(progress, "manifest %s %s\n", cm.Digest, plat)
-			images = append(images, cm)
-		}
-		if len(images) == 0 {
-			return ErrManifestUnknown.With(fmt.Sprintf("no image for platforms %v", platforms), nil)
+		if images, err = p.warmIndex(ctx, rt, m, platforms, progress); err != nil {
+			return err
 		}
 	}
 	for _, im := range images {
-		var doc ocispec.Manifest
-		if err := decodeSpec(im.Data, &doc); err != nil {
-			return ErrManifestInvalid.With("manifest unreadable", err)
+		if err := p.warmImage(ctx, rt, im, progress); err != nil {
+			return err
 		}
-		blobs := []digest.Digest{doc.Config.Digest}
-		for _, l := range doc.Layers {
-			blobs = append(blobs, l.Digest)
+	}
+	return nil
+}
+
+// warmIndex fetches the images of an index (an OCI index or a Docker
+// manifest list) for the chosen platforms.
+func (p *Proxy) warmIndex(ctx context.Context, rt route, m storedManifest, platforms []string, progress io.Writer) ([]storedManifest, error) {
+	var idx ocispec.Index
+	if err := decodeSpec(m.Data, &idx); err != nil {
+		return nil, ErrManifestInvalid.With("index unreadable", err)
+	}
+	var images []storedManifest
+	for _, d := range idx.Manifests {
+		plat := ""
+		if d.Platform != nil {
+			plat = strings.TrimSuffix(d.Platform.OS+"/"+d.Platform.Architecture+"/"+d.Platform.Variant, "/")
 		}
-		for _, d := range blobs {
-			if err := d.Validate(); err != nil {
-				return ErrManifestInvalid.With("manifest names an invalid digest", err)
-			}
-			start := time.Now()
-			br := route{kind: routeBlob, name: rt.name, digest: d, up: rt.up}
-			if size, err := p.store.Stat(ctx, blobKey(d)); err == nil {
-				fmt.Fprintf(progress, "blob %s %d bytes cached\n", d, size)
-				continue
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				return ErrUnavailable.With("cache storage unavailable", err)
-			}
-			if err := p.knownAbsent(br); err != nil {
-				return err
-			}
-			out, err := p.fill(ctx, br, fillFacts{size: -1})
-			switch {
-			case err != nil:
-				return err
-			case out.handedOff:
-				fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, out.size)
-			default:
-				fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, time.Since(start).Round(time.Millisecond))
-			}
+		if !platformWanted(plat, platforms) {
+			continue
 		}
+		child := route{kind: routeManifest, name: rt.name, digest: d.Digest, up: rt.up}
+		cm, _, err := p.manifest(ctx, child, fullAccept)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "manifest %s %s\n", cm.Digest, plat)
+		images = append(images, cm)
+	}
+	if len(images) == 0 {
+		return nil, ErrManifestUnknown.With(fmt.Sprintf("no image for platforms %v", platforms), nil)
+	}
+	return images, nil
+}
+
+// warmImage fills an image's config and layers, in that order.
+func (p *Proxy) warmImage(ctx context.Context, rt route, im storedManifest, progress io.Writer) error {
+	var doc ocispec.Manifest
+	if err := decodeSpec(im.Data, &doc); err != nil {
+		return ErrManifestInvalid.With("manifest unreadable", err)
+	}
+	blobs := []digest.Digest{doc.Config.Digest}
+	for _, l := range doc.Layers {
+		blobs = append(blobs, l.Digest)
+	}
+	for _, d := range blobs {
+		if err := d.Validate(); err != nil {
+			return ErrManifestInvalid.With("manifest names an invalid digest", err)
+		}
+		if err := p.warmBlob(ctx, route{kind: routeBlob, name: rt.name, digest: d, up: rt.up}, progress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warmBlob fills one blob unless the cache has it.
+func (p *Proxy) warmBlob(ctx context.Context, br route, progress io.Writer) error {
+	d := br.digest
+	start := time.Now()
+	if size, err := p.store.Stat(ctx, blobKey(d)); err == nil {
+		fmt.Fprintf(progress, "blob %s %d bytes cached\n", d, size)
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return ErrUnavailable.With("cache storage unavailable", err)
+	}
+	if err := p.knownAbsent(br); err != nil {
+		return err
+	}
+	out, err := p.fill(ctx, br, fillFacts{size: -1})
+	switch {
+	case err != nil:
+		return err
+	case out.handedOff:
+		fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, out.size)
+	default:
+		fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
