@@ -147,8 +147,35 @@ type sweptManifest struct {
 // sweep that fails half-way may leave any subset: that is safe, because
 // nothing left behind is used and a hit on anything missing refills it.
 func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
-	var roots []digest.Digest
-	var tags []ObjectInfo
+	tags, roots, err := s.readTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	manifestRoots, err := s.readManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.walk(append(roots, manifestRoots...))
+	if err := s.readLeases(ctx); err != nil {
+		return nil, err
+	}
+	condemned := map[digest.Digest]bool{}
+	plan := append(tags, s.deadManifests(condemned)...)
+	blobs, err := s.deadBlobs(ctx, condemned)
+	if err != nil {
+		return nil, err
+	}
+	plan = append(plan, blobs...)
+	records, err := s.deadRecords(ctx, condemned)
+	if err != nil {
+		return nil, err
+	}
+	return append(plan, records...), nil
+}
+
+// readTags returns the tag records and tag lists not used within the
+// retention, and the digests of the tags that were: roots.
+func (s *sweep) readTags(ctx context.Context) (dead []ObjectInfo, roots []digest.Digest, err error) {
 	// Under tags/ are tag records (…/_tag/<tag>) and cached tag lists
 	// (…/_list), which only go when old: nothing references them.
 	otherThanTag := func(o ObjectInfo) bool {
@@ -158,21 +185,24 @@ func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 		if s.used(time.Time{}, o) {
 			s.rep.Kept++
 		} else {
-			tags = append(tags, o)
+			dead = append(dead, o)
 		}
 		return true
 	}
-	err := readEach(ctx, s, "tags/", otherThanTag, func(o ObjectInfo, tr *tagRecord) {
+	err = readEach(ctx, s, "tags/", otherThanTag, func(o ObjectInfo, tr *tagRecord) {
 		if s.used(tr.lastUse(), o) {
 			roots = append(roots, tr.Digest)
 			s.rep.Kept++
 		} else {
-			tags = append(tags, o)
+			dead = append(dead, o)
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
+	return dead, roots, err
+}
+
+// readManifests records every cached manifest and what it references in
+// s.manifests, and returns those used within the retention: roots.
+func (s *sweep) readManifests(ctx context.Context) (roots []digest.Digest, err error) {
 	err = readEach(ctx, s, "manifests/", nil, func(o ObjectInfo, m *storedManifest) {
 		dg, ok := keyDigest(o.Key, "manifests/")
 		if !ok {
@@ -183,43 +213,50 @@ func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 			roots = append(roots, dg)
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	s.walk(roots)
-	if err := s.readLeases(ctx); err != nil {
-		return nil, err
-	}
-	plan := tags
-	condemned := map[digest.Digest]bool{}
-	var manifests []ObjectInfo
+	return roots, err
+}
+
+// deadManifests returns the manifests no root reaches, by key, and adds
+// their digests to condemned.
+func (s *sweep) deadManifests(condemned map[digest.Digest]bool) []ObjectInfo {
+	var dead []ObjectInfo
 	for dg, m := range s.manifests {
 		if s.live[dg] {
 			s.rep.Kept++
 			continue
 		}
-		manifests = append(manifests, m.info)
+		dead = append(dead, m.info)
 		condemned[dg] = true
 	}
-	slices.SortFunc(manifests, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
-	plan = append(plan, manifests...)
-	err = s.each(ctx, "blobs/", func(o ObjectInfo) error {
+	slices.SortFunc(dead, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	return dead
+}
+
+// deadBlobs lists blobs/ and returns those no root reaches, written before
+// the retention and not being filled; it adds their digests to condemned.
+func (s *sweep) deadBlobs(ctx context.Context, condemned map[digest.Digest]bool) ([]ObjectInfo, error) {
+	var dead []ObjectInfo
+	err := s.each(ctx, "blobs/", func(o ObjectInfo) error {
 		dg, ok := keyDigest(o.Key, "blobs/")
 		if !ok || s.live[dg] || !o.Modified.Before(s.cutoff) || s.leased[o.Key] {
 			s.rep.Kept++
 			return nil
 		}
-		plan = append(plan, o)
+		dead = append(dead, o)
 		condemned[dg] = true
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
+	return dead, err
+}
+
+// deadRecords returns the repository links and referrers records of
+// condemned digests.
+func (s *sweep) deadRecords(ctx context.Context, condemned map[digest.Digest]bool) ([]ObjectInfo, error) {
+	var dead []ObjectInfo
 	for _, prefix := range []string{"links/", "referrers/"} {
 		err := s.each(ctx, prefix, func(o ObjectInfo) error {
 			if dg, ok := trailingDigest(o.Key); ok && condemned[dg] {
-				plan = append(plan, o)
+				dead = append(dead, o)
 			}
 			return nil
 		})
@@ -227,7 +264,7 @@ func (s *sweep) plan(ctx context.Context) ([]ObjectInfo, error) {
 			return nil, err
 		}
 	}
-	return plan, nil
+	return dead, nil
 }
 
 // used reports whether a record was used within the retention: its
