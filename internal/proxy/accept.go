@@ -16,8 +16,8 @@ import (
 // type the client did not list, falling back to schema 1
 // (quay/quay endpoints/v2/manifest.py, _rewrite_schema_if_necessary).
 var resolveAccept = strings.Join([]string{
-	ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList, ocispec.MediaTypeImageManifest, MediaTypeDockerManifest,
-	MediaTypeDockerSchema1Signed, MediaTypeDockerSchema1,
+	ocispec.MediaTypeImageIndex, mediaDockerList, ocispec.MediaTypeImageManifest, mediaDockerManifest,
+	mediaSchema1Signed, mediaSchema1,
 }, ", ")
 
 // acceptList is a client's Accept header reduced to media types.
@@ -71,7 +71,7 @@ func (a acceptList) refuses(mediaType string) bool {
 // instead (distribution's GetManifest: the client did not list the
 // manifest-list type).
 func (a acceptList) listRewritten(mediaType string) bool {
-	return mediaType == MediaTypeDockerManifestList && !a.allows(MediaTypeDockerManifestList)
+	return mediaType == mediaDockerList && !a.allows(mediaDockerList)
 }
 
 // Default platform of the list rewrite: distribution's defaultOS and

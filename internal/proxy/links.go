@@ -108,7 +108,7 @@ func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m s
 }
 
 func isIndex(mediaType string) bool {
-	return mediaType == ocispec.MediaTypeImageIndex || mediaType == MediaTypeDockerManifestList
+	return mediaType == ocispec.MediaTypeImageIndex || mediaType == mediaDockerList
 }
 
 // manifestRefs lists the digests a manifest references: an image's config

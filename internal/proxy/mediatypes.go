@@ -11,20 +11,14 @@ import (
 // not in it. They are defined by Docker's "Image Manifest Version 2,
 // Schema 2" spec (distribution/distribution
 // docs/content/spec/manifest-v2-2.md, "Media Types") and, for schema 1,
-// docs/content/spec/deprecated-schema-v1.md.
+// docs/content/spec/deprecated-schema-v1.md. The mirror alone uses them:
+// doctor and testenv share no code with it, and take Docker's types from
+// go-containerregistry's pkg/v1/types.
 const (
-	MediaTypeDockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList  = "application/vnd.docker.distribution.manifest.list.v2+json"
-	MediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	MediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
-)
-
-// Older names of three of the Docker types above, kept while manifest.go
-// and the package's tests still spell them so.
-const (
-	mediaDockerManifest = MediaTypeDockerManifest
-	mediaSchema1Signed  = MediaTypeDockerSchema1Signed
-	mediaSchema1        = MediaTypeDockerSchema1
+	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaSchema1Signed  = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	mediaSchema1        = "application/vnd.docker.distribution.manifest.v1+json"
 )
 
 // decodeSpec reads a manifest or index from the upstream into image-spec

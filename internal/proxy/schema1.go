@@ -34,9 +34,9 @@ func manifestDigests(alg digest.Algorithm, mediaType string, data []byte) []dige
 // is schema 1's historical type).
 func isSchema1(mediaType string, data []byte) bool {
 	switch mediaType {
-	case MediaTypeDockerSchema1Signed, MediaTypeDockerSchema1:
+	case mediaSchema1Signed, mediaSchema1:
 		return true
-	case MediaTypeDockerManifest, MediaTypeDockerManifestList, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex:
+	case mediaDockerManifest, mediaDockerList, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex:
 		return false
 	}
 	var probe struct {
