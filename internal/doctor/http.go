@@ -11,6 +11,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // maxBody bounds what doctor reads of any answer: manifests are at most a
@@ -18,9 +21,11 @@ import (
 const maxBody = 64 << 20
 
 // manifestAccept is what dockerd and containerd send when they resolve a
-// tag: every manifest type a pull can use.
-const manifestAccept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, " +
-	"application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+// tag: every manifest type a pull can use. The OCI types are image-spec's;
+// the Docker types, which image-spec lacks, are go-containerregistry's
+// (doctor shares no code with the mirror, see TestDoctorIsOnlyAClient).
+const manifestAccept = ocispec.MediaTypeImageIndex + ", " + string(types.DockerManifestList) + ", " +
+	ocispec.MediaTypeImageManifest + ", " + string(types.DockerManifestSchema2)
 
 func newTransport() *http.Transport {
 	return &http.Transport{
