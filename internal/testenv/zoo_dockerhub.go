@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // DockerHubLike stands in for Docker Hub's registry, on three hosts:
@@ -97,12 +100,14 @@ func DockerHubRateLimit(limit int) Quirk {
 	}
 }
 
-// Manifest media types the Accept rules below name.
+// Manifest media types the Accept rules below name: the OCI ones from
+// image-spec, Docker's (which image-spec lacks) from go-containerregistry,
+// not from the mirror under test.
 const (
-	mtDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mtDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mtOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mtOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	mtDockerManifest = string(types.DockerManifestSchema2)
+	mtDockerList     = string(types.DockerManifestList)
+	mtOCIManifest    = ocispec.MediaTypeImageManifest
+	mtOCIIndex       = ocispec.MediaTypeImageIndex
 )
 
 // DockerHubManifests answers manifest GET and HEAD the way distribution's
@@ -186,18 +191,13 @@ func DockerHubManifests(next http.Handler) http.Handler {
 
 // amd64Child is the digest of a list's first linux/amd64 entry, or "".
 func amd64Child(list []byte) string {
-	var l struct {
-		Manifests []struct {
-			Digest   string `json:"digest"`
-			Platform struct{ OS, Architecture string }
-		} `json:"manifests"`
-	}
+	var l ocispec.Index
 	if json.Unmarshal(list, &l) != nil {
 		return ""
 	}
 	for _, m := range l.Manifests {
-		if m.Platform.OS == "linux" && m.Platform.Architecture == "amd64" {
-			return m.Digest
+		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == "amd64" {
+			return m.Digest.String()
 		}
 	}
 	return ""
