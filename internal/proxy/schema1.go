@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -39,9 +40,7 @@ func isSchema1(mediaType string, data []byte) bool {
 	case mediaDockerManifest, mediaDockerList, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex:
 		return false
 	}
-	var probe struct {
-		SchemaVersion int `json:"schemaVersion"`
-	}
+	var probe specs.Versioned
 	return json.Unmarshal(data, &probe) == nil && probe.SchemaVersion == 1
 }
 
