@@ -76,7 +76,7 @@ func (s *Schema1Tags) serve(next http.Handler) http.Handler {
 			e, scripted := s.refs[repo+"@"+ref]
 			s.mu.Unlock()
 			if scripted {
-				w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+				w.Header().Set("Content-Type", string(types.DockerManifestSchema1Signed))
 				w.Header().Set("Docker-Content-Digest", e.digest)
 				w.Header().Set("Content-Length", strconv.Itoa(len(e.signed)))
 				w.WriteHeader(http.StatusOK)
