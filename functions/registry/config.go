@@ -101,8 +101,10 @@ func parseServer(e *env) Config {
 	}
 	if v := e.get("PULLTHROUGH_RETENTION", ""); v != "" {
 		d, err := parseRetention(v)
-		if err != nil || d < proxy.MinRetention {
-			e.bad("PULLTHROUGH_RETENTION", "want a duration of at least 2d such as 30d or 720h, got %q", v)
+		if err != nil {
+			e.bad("PULLTHROUGH_RETENTION", "want days such as 30d or a Go duration such as 720h, got %q", v)
+		} else {
+			e.fieldErrors(proxy.SweepOptions{Retention: d}.Validate(), map[string]string{"Retention": "PULLTHROUGH_RETENTION"})
 		}
 		c.Retention = d
 	}

@@ -254,6 +254,7 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, `PULLTHROUGH_UPSTREAMS: the URL for "r.example" holds credentials`},
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io", "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME": "u"}, "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME: want both a user name and a password, or neither"},
 		{map[string]string{"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example/token"}, `PULLTHROUGH_UPSTREAM_AUTH_HOSTS: want host[:port] names, got "auth.example/token"`},
+		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
 		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {

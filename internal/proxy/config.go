@@ -146,6 +146,15 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return pfx.Masked(), nil
 }
 
+// Validate reports a Retention under MinRetention as a *field.Error for
+// "Retention"; Sweep refuses such options.
+func (o SweepOptions) Validate() error {
+	if o.Retention < MinRetention {
+		return field.Errorf("Retention", o.Retention, "want at least %s, got %s", field.Duration(MinRetention), field.Duration(o.Retention))
+	}
+	return nil
+}
+
 // ErrURLCredentials is the rule an UpstreamConfig.URL with user:password@
 // breaks; the binary recognises it (errors.Is) to name the variables that
 // take credentials instead.

@@ -143,6 +143,24 @@ func TestTableValidateUpstreamHosts(t *testing.T) {
 	}
 }
 
+// A sweep keeps what was used within at least MinRetention.
+func TestTableSweepOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		retention time.Duration
+		want      []string
+	}{
+		{proxy.MinRetention, nil},
+		{30 * 24 * time.Hour, nil},
+		{proxy.MinRetention - time.Second, []string{"Retention"}},
+		{0, []string{"Retention"}},
+	} {
+		err := proxy.SweepOptions{Retention: tc.retention}.Validate()
+		if got := fieldsOf(t, err); !slices.Equal(got, tc.want) {
+			t.Errorf("retention %s: got fields %v (%v), want %v", tc.retention, got, err, tc.want)
+		}
+	}
+}
+
 // New applies the defaults, then the same rules: a zero Config is valid, a
 // broken rule is New's error naming the field, and upstream sets are
 // checked.
