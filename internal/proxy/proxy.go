@@ -136,9 +136,11 @@ type Proxy struct {
 	now       func() time.Time
 }
 
-// New builds the handler. upstreams must not be empty; requests that name
-// no registry go to the one whose host is cfg.DefaultUpstream, or the
-// first. A nil logger discards logs.
+// New builds the handler. It fills cfg's zero fields with defaults
+// (Config.WithDefaults) and refuses a cfg that Config.Validate rejects,
+// with its field errors. upstreams must not be empty, nor name a host
+// twice; requests that name no registry go to the one whose host is
+// cfg.DefaultUpstream, or the first. A nil logger discards logs.
 func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*Proxy, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
