@@ -227,3 +227,44 @@ func TestApplySecret(t *testing.T) {
 		t.Errorf("bad JSON: got %v, want an error without the secret", err)
 	}
 }
+
+// A value that breaks a rule of proxy.Config, proxy.UpstreamConfig or
+// store.UploadTuning (their Validate methods own the rules) is reported
+// under the variable it came from, with the rule.
+func TestParseConfigNamesVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"PULLTHROUGH_PRESIGN_TTL": "200h"}, "PULLTHROUGH_PRESIGN_TTL: want between 1s and 168h, got 200h"},
+		{map[string]string{"PULLTHROUGH_FILL_TIMEOUT": "500ms"}, "PULLTHROUGH_FILL_TIMEOUT: want at least 1s, got 500ms"},
+		{map[string]string{"PULLTHROUGH_FILL_LEASE_TTL": "1s"}, "PULLTHROUGH_FILL_LEASE_TTL: want at least 3s, got 1s"},
+		{map[string]string{"PULLTHROUGH_LARGE_BLOB_POLICY": "later"}, `PULLTHROUGH_LARGE_BLOB_POLICY: want wait, redirect-upstream or auto, got "later"`},
+		{map[string]string{"PULLTHROUGH_FILL_PARTS": "17"}, "PULLTHROUGH_FILL_PARTS: want 1 to 16, got 17"},
+		{map[string]string{"PULLTHROUGH_FILL_PART_SIZE": "512MiB"}, "PULLTHROUGH_FILL_PART_SIZE: want 1MiB to 256MiB, got 512MiB"},
+		{map[string]string{"PULLTHROUGH_MAX_FILLS": "2000"}, "PULLTHROUGH_MAX_FILLS: want 1 to 1024, got 2000"},
+		{map[string]string{"PULLTHROUGH_CLIENT_USERS": ":hunter2"}, "PULLTHROUGH_CLIENT_USERS: a user has an empty"},
+		{map[string]string{"PULLTHROUGH_CLIENT_CIDRS": "10.0.0.0/33"}, `PULLTHROUGH_CLIENT_CIDRS: "10.0.0.0/33" is not a CIDR or address`},
+		{map[string]string{"PULLTHROUGH_S3_PART_SIZE": "4MiB"}, "PULLTHROUGH_S3_PART_SIZE: want 5MiB to 5GiB, got 4MiB"},
+		{map[string]string{"PULLTHROUGH_S3_UPLOAD_CONCURRENCY": "65"}, "PULLTHROUGH_S3_UPLOAD_CONCURRENCY: want 1 to 64, got 65"},
+		{map[string]string{"PULLTHROUGH_UPSTREAM": "ftp://r.example"}, `PULLTHROUGH_UPSTREAM: want a base URL such as https://registry-1.docker.io, got "ftp://r.example"`},
+		{map[string]string{"PULLTHROUGH_UPSTREAM": "https://r.example?x=1"}, "PULLTHROUGH_UPSTREAM: want a base URL without a path or query"},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r@x=https://r.example"}, `PULLTHROUGH_UPSTREAMS: want a registry host such as ghcr.io or registry.example:5000, got "r@x"`},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io,GHCR.IO"}, `PULLTHROUGH_UPSTREAMS: registry host "ghcr.io" is configured twice`},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, `PULLTHROUGH_UPSTREAMS: the URL for "r.example" holds credentials`},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io", "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME": "u"}, "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME: want both a user name and a password, or neither"},
+		{map[string]string{"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example/token"}, `PULLTHROUGH_UPSTREAM_AUTH_HOSTS: want host[:port] names, got "auth.example/token"`},
+		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
+		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := parseConfig(func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got error %v, want one containing %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q echoes a password", err)
+			}
+		})
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdaurl"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -48,11 +47,7 @@ func serveLambda(p *proxy.Proxy, retention time.Duration) {
 }
 
 // selfInvoker starts fills as asynchronous invocations of this function.
-func selfInvoker(ctx context.Context, functionName string) (func(context.Context, proxy.FillJob) error, error) {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
-	}
+func selfInvoker(awsCfg aws.Config, functionName string) func(context.Context, proxy.FillJob) error {
 	client := awslambda.NewFromConfig(awsCfg)
 	return func(ctx context.Context, job proxy.FillJob) error {
 		payload, err := json.Marshal(fillEvent{Pullthrough: "fill", Job: job})
@@ -65,5 +60,5 @@ func selfInvoker(ctx context.Context, functionName string) (func(context.Context
 			Payload:        payload,
 		})
 		return err
-	}, nil
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -17,12 +19,19 @@ import (
 
 // newProxy builds store, upstreams and handler from the configuration.
 func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Proxy, error) {
-	st, err := openStore(ctx, cfg)
+	var awsCfg aws.Config
+	if needsAWS(cfg) {
+		var err error
+		if awsCfg, err = loadAWS(ctx); err != nil {
+			return nil, err
+		}
+	}
+	st, err := openStore(cfg, awsCfg)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.CredentialsSecret != "" {
-		if err := loadSecret(ctx, &cfg); err != nil {
+		if err := loadSecret(ctx, awsCfg, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -39,16 +48,35 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 	cfg.Proxy.NoContentLength = cfg.Lambda
 	cfg.Proxy.MetricsFunction = cfg.FunctionName
 	if cfg.Lambda && cfg.FunctionName != "" {
-		if cfg.Proxy.BackgroundFill, err = selfInvoker(ctx, cfg.FunctionName); err != nil {
-			return nil, err
-		}
+		cfg.Proxy.BackgroundFill = selfInvoker(awsCfg, cfg.FunctionName)
 	}
 	return proxy.New(cfg.Proxy, st, ups, logger)
 }
 
-// openStore builds the store named by PULLTHROUGH_STORE. S3 endpoint,
-// region and credentials come from the SDK's standard environment.
-func openStore(ctx context.Context, cfg Config) (proxy.Store, error) {
+// needsAWS says whether the configuration uses any AWS service: an S3
+// store, the credentials secret, or fills in invocations of the function
+// itself. A local server on a directory never loads the AWS configuration.
+func needsAWS(cfg Config) bool {
+	scheme, _, _ := splitStore(cfg.Store)
+	return scheme == "s3" || cfg.CredentialsSecret != "" || (cfg.Lambda && cfg.FunctionName != "")
+}
+
+// loadAWS loads the AWS configuration (region, credentials, endpoints from
+// the SDK's standard environment) once per process; every AWS client of
+// the process is built from it.
+func loadAWS(ctx context.Context) (aws.Config, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("aws configuration: %w", err)
+	}
+	return awsCfg, nil
+}
+
+// openStore builds the store named by PULLTHROUGH_STORE; an S3 store's
+// client comes from awsCfg.
+func openStore(cfg Config, awsCfg aws.Config) (proxy.Store, error) {
 	scheme, rest, err := splitStore(cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("PULLTHROUGH_STORE: %w", err)
@@ -56,14 +84,10 @@ func openStore(ctx context.Context, cfg Config) (proxy.Store, error) {
 	if scheme == "file" {
 		return store.NewFilesystem(rest)
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
-	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	st := store.NewS3(client, bucket, prefix)
-	if err := st.SetUploadTuning(cfg.S3PartSize, cfg.S3Concurrency); err != nil {
+	if err := st.SetUploadTuning(cfg.S3Upload); err != nil {
 		return nil, err
 	}
 	return st, nil

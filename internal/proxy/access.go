@@ -3,7 +3,6 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,7 +36,9 @@ type access struct {
 	hosts    map[string]bool // nil: any Host
 }
 
-func newAccess(c AccessConfig) (access, error) {
+// newAccess compiles a validated AccessConfig (see AccessConfig.Validate):
+// credentials are kept as SHA-256 sums, networks as prefixes.
+func newAccess(c AccessConfig) access {
 	a := access{users: map[string][32]byte{}}
 	for _, h := range c.Hosts {
 		h = strings.ToLower(strings.TrimSpace(h))
@@ -52,36 +53,18 @@ func newAccess(c AccessConfig) (access, error) {
 			a.hosts[h] = true
 		}
 	}
-	// An empty credential is refused, not skipped: skipping would leave a
-	// mirror open that its operator configured as protected.
-	for i, t := range c.Tokens {
-		if strings.TrimSpace(t) == "" {
-			return access{}, fmt.Errorf("proxy: client token %d is empty", i+1)
-		}
+	for _, t := range c.Tokens {
 		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 	}
 	for u, p := range c.Users {
-		if u == "" || p == "" {
-			return access{}, errors.New("proxy: a client user has an empty name or password")
-		}
 		a.users[u] = sha256.Sum256([]byte(p))
 	}
 	for _, s := range c.CIDRs {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
+		if pfx, err := parseCIDR(s); err == nil && pfx.IsValid() {
+			a.prefixes = append(a.prefixes, pfx)
 		}
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return access{}, fmt.Errorf("proxy: bad CIDR %q", s)
-			}
-			pfx = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		a.prefixes = append(a.prefixes, pfx.Masked())
 	}
-	return a, nil
+	return a
 }
 
 // check admits or refuses a request. The source address is the

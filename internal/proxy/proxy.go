@@ -136,65 +136,26 @@ type Proxy struct {
 	now       func() time.Time
 }
 
-// New builds the handler. upstreams must not be empty; requests that name
-// no registry go to the one whose host is cfg.DefaultUpstream, or the
-// first. A nil logger discards logs.
+// New builds the handler. It fills cfg's zero fields with defaults
+// (Config.WithDefaults) and refuses a cfg that Config.Validate rejects,
+// with its field errors. upstreams must not be empty, nor name a host
+// twice; requests that name no registry go to the one whose host is
+// cfg.DefaultUpstream, or the first. A nil logger discards logs.
 func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*Proxy, error) {
-	if cfg.PresignTTL <= 0 {
-		cfg.PresignTTL = DefaultPresignTTL
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	if cfg.FillTimeout <= 0 {
-		cfg.FillTimeout = DefaultFillTimeout
-	}
-	if cfg.LargeBlobPolicy == "" {
-		cfg.LargeBlobPolicy = PolicyAuto
-	}
-	switch cfg.LargeBlobPolicy {
-	case PolicyWait, PolicyUpstream, PolicyAuto:
-	default:
-		return nil, fmt.Errorf("proxy: unknown large-blob policy %q", cfg.LargeBlobPolicy)
-	}
-	if cfg.LargeBlobSize <= 0 {
-		cfg.LargeBlobSize = DefaultLargeBlobSize
-	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = DefaultLeaseTTL
-	}
-	if cfg.LeaseTTL < MinLeaseTTL {
-		// Renewal ticks every third of it; a tiny TTL would spin (or, under
-		// 3ns, make time.NewTicker panic).
-		return nil, fmt.Errorf("proxy: LeaseTTL %s is under the minimum %s", cfg.LeaseTTL, MinLeaseTTL)
-	}
-	if cfg.FillWait <= 0 {
-		cfg.FillWait = DefaultFillWait
-	}
-	if cfg.FillParts <= 0 {
-		cfg.FillParts = DefaultFillParts
-	}
-	if cfg.FillPartSize <= 0 {
-		cfg.FillPartSize = DefaultFillPartSize
-	}
-	if cfg.MaxFills <= 0 {
-		cfg.MaxFills = DefaultMaxFills
-	}
-	if cfg.MaxManifestSize <= 0 {
-		cfg.MaxManifestSize = DefaultMaxManifestSize
-	}
-	if cfg.ManifestTTL < 0 {
-		cfg.ManifestTTL = 0
-	}
-	if cfg.DeniedGrace < 0 {
-		cfg.DeniedGrace = 0
+	byHost, def, err := indexUpstreams(upstreams, cfg.DefaultUpstream)
+	if err != nil {
+		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = slog.New(redactingHandler{logger.Handler()})
-	if len(upstreams) == 0 {
-		return nil, errors.New("proxy: no upstream configured")
-	}
-	p := &Proxy{
-		cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now,
+	return &Proxy{
+		cfg: cfg, store: store, upstreams: byHost, def: def, access: newAccess(cfg.Access),
+		log: slog.New(redactingHandler{logger.Handler()}), now: time.Now,
 		presigned: newMemo[string, string](10000),
 		manifests: newMemo[digest.Digest, storedManifest](1024),
 		tags:      newMemo[string, tagRecord](10000),
@@ -204,28 +165,29 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		absent:    newMemo[string, struct{}](10000),
 		limits:    newFillLimits(cfg),
 		slots:     make(fillSlots, cfg.MaxFills),
+	}, nil
+}
+
+// indexUpstreams maps upstreams by lower-case host and picks the default:
+// the one named defaultHost, or the first.
+func indexUpstreams(upstreams []*Upstream, defaultHost string) (map[string]*Upstream, *Upstream, error) {
+	if len(upstreams) == 0 {
+		return nil, nil, errors.New("proxy: no upstream configured")
 	}
-	for _, u := range upstreams {
-		h := strings.ToLower(u.Host())
-		if _, dup := p.upstreams[h]; dup {
-			return nil, fmt.Errorf("proxy: upstream %s configured twice", h)
-		}
-		p.upstreams[h] = u
+	hosts := make([]string, len(upstreams))
+	byHost := map[string]*Upstream{}
+	for i, u := range upstreams {
+		hosts[i] = u.Host()
+		byHost[strings.ToLower(u.Host())] = u
 	}
-	p.def = upstreams[0]
-	if cfg.DefaultUpstream != "" {
-		d, ok := p.upstreams[strings.ToLower(cfg.DefaultUpstream)]
-		if !ok {
-			return nil, fmt.Errorf("proxy: default upstream %s is not configured", cfg.DefaultUpstream)
-		}
-		p.def = d
+	if err := ValidateUpstreamHosts(defaultHost, hosts); err != nil {
+		return nil, nil, fmt.Errorf("proxy: %w", err)
 	}
-	a, err := newAccess(cfg.Access)
-	if err != nil {
-		return nil, err
+	def := upstreams[0]
+	if defaultHost != "" {
+		def = byHost[strings.ToLower(defaultHost)]
 	}
-	p.access = a
-	return p, nil
+	return byHost, def, nil
 }
 
 // Cache results, reported in the X-Pullthrough-Cache response header and

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -16,7 +17,8 @@ import (
 // Range, as one stream when it answers a ranged GET with the whole body,
 // and not at all when a part's bytes are wrong.
 func TestParallelRangedFill(t *testing.T) {
-	const partSize = 256 << 10
+	// proxy.MinFillPartSize: a smaller part is refused by Config.Validate.
+	const partSize = 1 << 20
 	for _, tc := range []struct {
 		name        string
 		ignoreRange bool // the stand-in drops Range: the registry answers 200, whole
@@ -32,9 +34,9 @@ func TestParallelRangedFill(t *testing.T) {
 			reg := testenv.InProcessRegistry(t)
 			up := testenv.NewUpstream(t, reg)
 			m := mirrorFor(t, proxy.Config{FillParts: 3, FillPartSize: partSize}, proxy.UpstreamConfig{}, up)
-			// random.Image's layer of 1 MiB is a tarball a little over
-			// that: five parts of 256 KiB.
-			img := testenv.SeedImage(t, reg, "org/big:1", 1<<20, 1)
+			// random.Image's layer of 4 MiB is a tarball a little over
+			// that: five parts of 1 MiB.
+			img := testenv.SeedImage(t, reg, "org/big:1", 4<<20, 1)
 			d, body := layerOf(t, img, 0)
 			if parts := (len(body) + partSize - 1) / partSize; parts != 5 {
 				t.Fatalf("the layer is %d bytes, %d parts; the test wants 5", len(body), parts)
@@ -48,7 +50,7 @@ func TestParallelRangedFill(t *testing.T) {
 				switch {
 				case tc.ignoreRange:
 					r.Header.Del("Range")
-				case tc.corrupt && strings.HasPrefix(r.Header.Get("Range"), "bytes=524288-"):
+				case tc.corrupt && strings.HasPrefix(r.Header.Get("Range"), fmt.Sprintf("bytes=%d-", 2*partSize)):
 					corruptPart(t, w, r, reg.String())
 					return true
 				}

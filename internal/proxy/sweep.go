@@ -87,8 +87,8 @@ func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error
 	if !ok || !ok2 {
 		return rep, errors.New("sweep: the store cannot list or delete objects")
 	}
-	if opt.Retention < MinRetention {
-		return rep, fmt.Errorf("sweep: retention %s is shorter than the minimum %s", opt.Retention, MinRetention)
+	if err := opt.Validate(); err != nil {
+		return rep, fmt.Errorf("sweep: %w", err)
 	}
 	now := p.now()
 	s := &sweep{p: p, l: l, rep: &rep, cutoff: now.Add(-opt.Retention), now: now,

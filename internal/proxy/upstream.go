@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,11 +70,15 @@ const (
 	DockerHubURL  = dockerhub.URL
 )
 
-// NewUpstream validates cfg and builds the client.
+// NewUpstream validates cfg (UpstreamConfig.Validate) and builds the
+// client.
 func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cmp.Or(cfg.Host, redactConfigURL(cfg.URL)), err)
+	}
 	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
-	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") || base.User != nil {
-		return nil, fmt.Errorf("upstream URL %q: want http(s)://host[:port]", cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Host, err)
 	}
 	allow, err := compileGlobs(cfg.Allow)
 	if err != nil {
@@ -82,9 +87,6 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	deny, err := compileGlobs(cfg.Deny)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Host, err)
-	}
-	if base.Path != "" || base.RawQuery != "" {
-		return nil, fmt.Errorf("upstream URL %q: must not have a path or query", cfg.URL)
 	}
 	host := cfg.Host
 	if host == "" {

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/pullthrough/pullthrough/internal/field"
 )
 
 // s3API lists the only S3 calls the store makes; the IAM policy in
@@ -47,6 +49,37 @@ const DefaultPartSize = 8 << 20
 // once: enough to keep S3 busy while the upstream streams, 5 parts of
 // memory in all.
 const DefaultUploadConcurrency = 4
+
+// Bounds of UploadTuning. S3 takes multipart parts of 5 MiB to 5 GiB (the
+// last part may be smaller); see the S3 user guide, "Amazon S3 multipart
+// upload limits".
+const (
+	MinPartSize          = 5 << 20
+	MaxPartSize          = 5 << 30
+	MaxUploadConcurrency = 64
+)
+
+// UploadTuning sets how the S3 store uploads a large object: in parts of
+// PartSize bytes, Concurrency of them at once. A fill holds about
+// (Concurrency+1) × PartSize bytes of memory.
+type UploadTuning struct {
+	PartSize    int
+	Concurrency int
+}
+
+// Validate reports each field that breaks a rule as joined *field.Error
+// values: PartSize within S3's part limits, Concurrency 1 to
+// MaxUploadConcurrency.
+func (t UploadTuning) Validate() error {
+	var errs []error
+	if t.PartSize < MinPartSize || t.PartSize > MaxPartSize {
+		errs = append(errs, field.Errorf("PartSize", t.PartSize, "want %s to %s, got %s", field.Size(MinPartSize), field.Size(MaxPartSize), field.Size(int64(t.PartSize))))
+	}
+	if t.Concurrency < 1 || t.Concurrency > MaxUploadConcurrency {
+		errs = append(errs, field.Errorf("Concurrency", t.Concurrency, "want 1 to %d, got %d", MaxUploadConcurrency, t.Concurrency))
+	}
+	return errors.Join(errs...)
+}
 
 // partTimeout bounds the upload of one part.
 const partTimeout = 2 * time.Minute
@@ -256,13 +289,13 @@ func (s *S3) putBuf(b []byte) {
 	}
 }
 
-// SetUploadTuning sets the multipart part size (at least S3's 5 MiB) and
-// how many parts of one object are uploaded at once.
-func (s *S3) SetUploadTuning(partSize, concurrency int) error {
-	if partSize < 5<<20 || partSize > 5<<30 || concurrency < 1 || concurrency > 64 {
-		return fmt.Errorf("store: part size must be 5 MiB to 5 GiB and concurrency 1 to 64, got %d and %d", partSize, concurrency)
+// SetUploadTuning replaces the upload tuning after checking it
+// (UploadTuning.Validate).
+func (s *S3) SetUploadTuning(t UploadTuning) error {
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
-	s.partSize, s.concurrency = partSize, concurrency
+	s.partSize, s.concurrency = t.PartSize, t.Concurrency
 	return nil
 }
 
