@@ -20,13 +20,19 @@ func TestCanonical(t *testing.T) {
 // The Terraform module maps docker.io to its API endpoint itself (HCL
 // cannot import Go); keep the two equal.
 func TestTerraformAgrees(t *testing.T) {
-	tf, err := os.ReadFile("../../infra/terraform/main.tf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`e[0] == "` + Host + `" ? "` + URL + `"`, `"/^` + strings.ReplaceAll(strings.TrimPrefix(URL, "https://"), ".", `\\.`) + `$/", "` + Host + `"`} {
-		if !strings.Contains(string(tf), want) {
-			t.Errorf("infra/terraform/main.tf does not contain %s: keep it equal to package dockerhub", want)
+	endpoint := `"/^` + strings.ReplaceAll(strings.TrimPrefix(URL, "https://"), ".", `\\.`) + `$/", "` + Host + `"`
+	for file, wants := range map[string][]string{
+		"main.tf":      {`e[0] == "` + Host + `" ? "` + URL + `"`, endpoint},
+		"variables.tf": {endpoint, `default     = "` + URL + `"`},
+	} {
+		tf, err := os.ReadFile("../../infra/terraform/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range wants {
+			if !strings.Contains(string(tf), want) {
+				t.Errorf("infra/terraform/%s does not contain %s: keep it equal to package dockerhub", file, want)
+			}
 		}
 	}
 }

@@ -31,7 +31,7 @@ func (d *doctor) checkNamespaces(ctx context.Context, m manifests) []Result {
 	if len(namespaces) == 0 {
 		ns := m.head.header.Get(hNamespace)
 		if ns == "" {
-			ns = "docker.io"
+			ns = dockerhub.Host
 		}
 		namespaces = []string{ns}
 	}
