@@ -13,10 +13,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func blobKey(d digest.Digest) string {
-	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	key := blobKey(rt.digest)
 	cache := cacheHit
@@ -154,13 +150,13 @@ type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, 
 // for the next. memoKey names the request (method and key).
 func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
 	reuse := p.cfg.PresignTTL / 2
-	if u, ok := p.presigned.get(memoKey, p.now(), reuse); ok {
+	if u, ok := p.cache.presigned.get(memoKey, p.now(), reuse); ok {
 		return u, nil
 	}
 	u, err := sign(ctx, key, p.cfg.PresignTTL)
 	if err != nil {
 		return "", err
 	}
-	p.presigned.put(memoKey, u, p.now())
+	p.cache.presigned.put(memoKey, u, p.now())
 	return u, nil
 }

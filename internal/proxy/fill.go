@@ -313,7 +313,7 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 		rt.up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		if resp.StatusCode == http.StatusNotFound {
-			p.absent.put(fillKey(rt), struct{}{}, p.now())
+			p.cache.absent.put(fillKey(rt), struct{}{}, p.now())
 		}
 		return nil, upstreamError(resp, ErrBlobUnknown)
 	}
@@ -393,7 +393,7 @@ const absentTTL = 30 * time.Second
 // knownAbsent fails with BLOB_UNKNOWN if the upstream answered 404 for
 // this blob in this repository moments ago.
 func (p *Proxy) knownAbsent(rt route) error {
-	if _, ok := p.absent.get(fillKey(rt), p.now(), absentTTL); ok {
+	if _, ok := p.cache.absent.get(fillKey(rt), p.now(), absentTTL); ok {
 		return ErrBlobUnknown.With("", fmt.Errorf("upstream %s answered 404 for %s less than %s ago", rt.up.Host(), rt.digest, absentTTL))
 	}
 	return nil

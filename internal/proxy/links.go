@@ -38,17 +38,6 @@ import (
 // Cost: at most one small PUT per (upstream, repository, digest) per
 // process (the memo), one Stat per link per process lifetime on hits.
 
-// linkKey is the store key of a link. "_digest" cannot be a repository path
-// component, so no repository's links collide with another's.
-func linkKey(host, name string, d digest.Digest) string {
-	return "links/" + host + "/" + name + "/_digest/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
-// linkRecord is the content of a link object; the time is for operators.
-type linkRecord struct {
-	Linked time.Time `json:"linked"`
-}
-
 // linkedFor is how long a link stays in the memo. Links are never removed
 // by the mirror; the memo only bounds how long a bucket lifecycle rule
 // that removed one goes unnoticed by a running process.
@@ -57,13 +46,13 @@ const linkedFor = 24 * time.Hour
 // linked reports whether d is linked to the route's repository.
 func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.Digest) (bool, error) {
 	key := linkKey(up.Host(), name, d)
-	if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+	if _, ok := p.cache.links.get(key, p.now(), linkedFor); ok {
 		return true, nil
 	}
 	_, err := p.store.Stat(ctx, key)
 	switch {
 	case err == nil:
-		p.links.put(key, struct{}{}, p.now())
+		p.cache.links.put(key, struct{}{}, p.now())
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
@@ -79,14 +68,14 @@ func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.
 func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...digest.Digest) {
 	for _, d := range ds {
 		key := linkKey(up.Host(), name, d)
-		if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+		if _, ok := p.cache.links.get(key, p.now(), linkedFor); ok {
 			continue
 		}
-		if err := p.saveJSON(ctx, key, linkRecord{Linked: p.now().UTC()}); err != nil {
+		if err := p.cache.saveJSON(ctx, key, linkRecord{Linked: p.now().UTC()}); err != nil {
 			p.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
 			continue
 		}
-		p.links.put(key, struct{}{}, p.now())
+		p.cache.links.put(key, struct{}{}, p.now())
 	}
 }
 
@@ -101,7 +90,7 @@ func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m s
 		return
 	}
 	for _, c := range refs {
-		if cm, err := p.loadManifest(ctx, c); err == nil {
+		if cm, err := p.cache.loadManifest(ctx, c); err == nil {
 			p.link(ctx, up, name, manifestRefs(cm.Data)...)
 		}
 	}
@@ -162,7 +151,7 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 	if up.backingOff(p.now()) {
 		return errUnconfirmed(name, "upstream asked the mirror to back off", nil)
 	}
-	if _, headless := p.headless.get(up.Host(), p.now(), headlessFor); !headless {
+	if !p.cache.headless(up.Host()) {
 		status, got, err := p.headManifest(ctx, route{up: up, name: name, tag: d.String()})
 		switch {
 		case err != nil:

@@ -17,41 +17,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// storedManifest is the cache record of one manifest: exact upstream bytes
-// and the media type they were served with. It is keyed by digest and so
-// immutable.
-type storedManifest struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Data      []byte        `json:"data"`
-	// Used is when the record was last written for a pull: the fill, or a
-	// later hit (use.go). Zero in records written before use was recorded.
-	Used time.Time `json:"used,omitzero"`
-}
-
-// tagRecord maps a tag of one upstream repository to a manifest digest:
-// what the upstream answers a client that accepts every manifest type.
-type tagRecord struct {
-	Digest    digest.Digest `json:"digest"`
-	MediaType string        `json:"mediaType"`
-	ETag      string        `json:"etag,omitempty"`
-	Checked   time.Time     `json:"checked"`
-	// Used is when a hit was last recorded (use.go); a revalidation
-	// (Checked) is a use too.
-	Used time.Time `json:"used,omitzero"`
-}
-
-func manifestKey(d digest.Digest) string {
-	return "manifests/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
-// tagKey scopes tags by upstream host. "_tag" cannot be a repository path
-// component (they start with a letter or digit), so a repository and a tag
-// never share a key.
-func tagKey(host, name, tag string) string {
-	return "tags/" + host + "/" + name + "/_tag/" + tag
-}
-
 func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	m, cache, err := p.manifest(ctx, rt, parseAccept(r.Header))
 	if err != nil {
@@ -119,13 +84,13 @@ func (p *Proxy) forClient(ctx context.Context, rt route, accept acceptList, m st
 // from the upstream on a miss. Concurrent misses in this process share one
 // upstream GET.
 func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string, d digest.Digest) (storedManifest, string, error) {
-	m, err := p.loadManifest(ctx, d)
+	m, err := p.cache.loadManifest(ctx, d)
 	switch {
 	case err == nil:
 		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
 			return storedManifest{}, "", err
 		}
-		return p.noteManifestUse(ctx, m), cacheHit, nil
+		return p.cache.noteManifestUse(ctx, m), cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -144,7 +109,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 		return storedManifest{}, "", err
 	}
 	if !led {
-		if m, err = p.loadManifest(ctx, d); err != nil {
+		if m, err = p.cache.loadManifest(ctx, d); err != nil {
 			return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 		}
 	}
@@ -158,10 +123,10 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 // the cache.
 func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, string, error) {
 	key := tagKey(rt.up.Host(), rt.name, rt.tag)
-	tr, m, err := p.loadTag(ctx, key)
+	tr, m, err := p.cache.loadTag(ctx, key)
 	switch {
 	case err == nil && p.fresh(tr):
-		p.noteTagUse(ctx, key, tr)
+		p.cache.noteTagUse(ctx, key, tr)
 		return m, cacheHit, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
@@ -183,7 +148,7 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 	if err != nil || led {
 		return m, cache, err
 	}
-	if _, m, err = p.loadTag(ctx, key); err != nil {
+	if _, m, err = p.cache.loadTag(ctx, key); err != nil {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 	cache = cacheHit // the leader fetched it; this request did not
@@ -196,7 +161,7 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 // cacheResults are the cache results a tag exchange can have.
 var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
-func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
+func (p *Proxy) fresh(tr tagRecord) bool { return p.cache.policy.fresh(tr.Checked, p.now()) }
 
 // deniedGrace reports whether a tag the upstream now denies may still be
 // served stale: only within Config.DeniedGrace of its last confirmation.
@@ -207,7 +172,7 @@ func (p *Proxy) deniedGrace(tr tagRecord) bool {
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
-	tr, m, err := p.loadTag(ctx, key)
+	tr, m, err := p.cache.loadTag(ctx, key)
 	switch {
 	case err == nil && p.fresh(tr):
 		return m, cacheHit, nil
@@ -223,7 +188,7 @@ func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedMan
 	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
+	if err := p.cache.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
 		return storedManifest{}, "", err
 	}
 	return m, cacheMiss, nil
@@ -244,22 +209,22 @@ const headlessFor = 6 * time.Hour
 // trouble serves the cached copy, marked stale.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
 	if rt.up.backingOff(p.now()) {
-		p.noteTagUse(ctx, key, tr)
+		p.cache.noteTagUse(ctx, key, tr)
 		return cached, cacheStale, nil
 	}
 	stale := func(attrs ...any) (storedManifest, string, error) {
 		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
-		p.noteTagUse(ctx, key, tr)
+		p.cache.noteTagUse(ctx, key, tr)
 		return cached, cacheStale, nil
 	}
 	headUnusable := 0 // the status of a HEAD that did not name a digest
-	if _, headless := p.headless.get(rt.up.Host(), p.now(), headlessFor); !headless {
+	if !p.cache.headless(rt.up.Host()) {
 		status, d, err := p.headManifest(ctx, rt)
 		switch {
 		case err != nil:
 			return stale("cause", err.Error())
 		case status == http.StatusOK && d == tr.Digest:
-			p.touchTag(ctx, key, tr, tr.ETag)
+			p.cache.touchTag(ctx, key, tr, tr.ETag)
 			return cached, cacheRevalidated, nil
 		case status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented):
 			return stale("upstream_status", status)
@@ -286,16 +251,16 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		// GET works where HEAD did not: remembered only now, so that an
 		// auth failure of both never moves a Docker Hub-like upstream to
 		// counted GETs.
-		p.noteHeadless(rt.up, headUnusable)
+		p.cache.noteHeadless(rt.up.Host(), headUnusable)
 	}
 	if notModified || m.Digest == tr.Digest {
-		p.touchTag(ctx, key, tr, etag)
+		p.cache.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
 	}
 	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
+	if err := p.cache.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
 		return storedManifest{}, "", err
 	}
 	return m, cacheMiss, nil
@@ -320,15 +285,6 @@ func (p *Proxy) headManifest(ctx context.Context, rt route) (int, digest.Digest,
 		d = ""
 	}
 	return resp.StatusCode, d, nil
-}
-
-// noteHeadless remembers, per upstream and for headlessFor, that its
-// manifest HEAD is not to be trusted, so revalidation goes straight to GET.
-func (p *Proxy) noteHeadless(up *Upstream, status int) {
-	if _, known := p.headless.get(up.Host(), p.now(), headlessFor); !known {
-		p.log.Info("upstream has no usable manifest HEAD, revalidating with conditional GET", "upstream", up.Host(), "head_status", status)
-	}
-	p.headless.put(up.Host(), struct{}{}, p.now())
 }
 
 // notAccepted answers as a registry does when a manifest exists only in a
@@ -426,108 +382,14 @@ func manifestMediaType(contentType string, data []byte) string {
 	return mt
 }
 
-// memoManifestMax is the largest manifest kept in memory; typical ones are
-// a few KiB, and the memo holds at most 1024 of them.
-const memoManifestMax = 64 << 10
-
-func (p *Proxy) loadManifest(ctx context.Context, d digest.Digest) (storedManifest, error) {
-	if m, ok := p.manifests.get(d, p.now(), time.Hour); ok {
-		return m, nil
-	}
-	m, err := p.loadManifestFromStore(ctx, d)
-	if err == nil && len(m.Data) <= memoManifestMax {
-		p.manifests.put(d, m, p.now())
-	}
-	return m, err
-}
-
-func (p *Proxy) loadManifestFromStore(ctx context.Context, d digest.Digest) (storedManifest, error) {
-	var m storedManifest
-	if err := p.loadJSON(ctx, manifestKey(d), &m); err != nil {
-		return m, err
-	}
-	// A record that does not hash to its key is damage, not content.
-	if m.Digest != d || !slices.Contains(manifestDigests(d.Algorithm(), m.MediaType, m.Data), d) {
-		return storedManifest{}, fmt.Errorf("manifest record %s is corrupt: %w", d, fs.ErrNotExist)
-	}
-	return m, nil
-}
-
-// loadTag reads a tag record, from memory while it is fresh (a stale one
-// is re-read: another instance may have revalidated it meanwhile).
-func (p *Proxy) loadTag(ctx context.Context, key string) (tagRecord, storedManifest, error) {
-	tr, ok := p.tags.get(key, p.now(), p.cfg.ManifestTTL)
-	if !ok || p.now().Sub(tr.Checked) >= p.cfg.ManifestTTL {
-		if err := p.loadJSON(ctx, key, &tr); err != nil {
-			return tr, storedManifest{}, err
-		}
-		p.tags.put(key, tr, p.now())
-	}
-	m, err := p.loadManifest(ctx, tr.Digest)
-	return tr, m, err
-}
-
-func (p *Proxy) loadJSON(ctx context.Context, key string, v any) error {
-	rc, _, err := p.store.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	// base64 in JSON is 4/3 of the manifest plus a little.
-	data, err := io.ReadAll(io.LimitReader(rc, 2*p.cfg.MaxManifestSize+4096))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("record %s unreadable (%v): %w", key, err, fs.ErrNotExist)
-	}
-	return nil
-}
-
-func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
-	return p.saveJSON(ctx, manifestKey(m.Digest), m)
-}
-
 // storeManifest saves a manifest the upstream served for a repository and
 // links it and its references to that repository.
 func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
 	m.Used = p.now().UTC() // a fill is a use
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.cache.saveManifest(ctx, m); err != nil {
 		return err
 	}
 	p.linkManifest(ctx, up, name, m)
-	return nil
-}
-
-// touchTag records that the upstream confirmed a tag just now. A failure
-// only costs an earlier revalidation next time, so it is logged, not fatal.
-func (p *Proxy) touchTag(ctx context.Context, key string, tr tagRecord, etag string) {
-	tr.Checked = p.now()
-	if etag != "" {
-		tr.ETag = etag
-	}
-	if err := p.saveTag(ctx, key, tr); err != nil {
-		p.log.Warn("could not record revalidation", "cause", err.Error())
-	}
-}
-
-func (p *Proxy) saveTag(ctx context.Context, key string, tr tagRecord) error {
-	p.tags.put(key, tr, p.now())
-	return p.saveJSON(ctx, key, tr)
-}
-
-func (p *Proxy) saveJSON(ctx context.Context, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	// Storing must finish even if the client hangs up: the bytes are
-	// verified and the next client wants them.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := p.store.Put(ctx, key, data); err != nil {
-		return ErrUnavailable.With("cache storage unavailable", fmt.Errorf("put %s: %w", key, err))
-	}
 	return nil
 }
 

@@ -21,8 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/pullthrough/pullthrough/internal/dockerhub"
 )
 
@@ -126,15 +124,11 @@ type Proxy struct {
 	spools    spools                   // streamed fills in progress, by fillKey
 	limits    fillLimits
 	slots     fillSlots
-	absent    *memo[string, struct{}] // blobs the upstream answered 404 for, by fillKey
-	presigned *memo[string, string]   // presigned URLs, by key
-	manifests *memo[digest.Digest, storedManifest]
-	tags      *memo[string, tagRecord] // by store key
-	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
-	tagLists  *memo[string, [32]byte]  // SHA-256 of each tag list in the store, by key
-	links     *memo[string, struct{}]  // repository links known to exist, by store key
-	now       func() time.Time
+	cache     *cache // records, memos and the clock
 }
+
+// now is the mirror's clock: the cache's, which tests replace.
+func (p *Proxy) now() time.Time { return p.cache.now() }
 
 // New builds the handler. upstreams must not be empty; requests that name
 // no registry go to the one whose host is cfg.DefaultUpstream, or the
@@ -194,16 +188,10 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		return nil, errors.New("proxy: no upstream configured")
 	}
 	p := &Proxy{
-		cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger, now: time.Now,
-		presigned: newMemo[string, string](10000),
-		manifests: newMemo[digest.Digest, storedManifest](1024),
-		tags:      newMemo[string, tagRecord](10000),
-		headless:  newMemo[string, struct{}](256),
-		tagLists:  newMemo[string, [32]byte](10000),
-		links:     newMemo[string, struct{}](100000),
-		absent:    newMemo[string, struct{}](10000),
-		limits:    newFillLimits(cfg),
-		slots:     make(fillSlots, cfg.MaxFills),
+		cfg: cfg, store: store, upstreams: map[string]*Upstream{}, log: logger,
+		cache:  newCache(cfg, store, logger),
+		limits: newFillLimits(cfg),
+		slots:  make(fillSlots, cfg.MaxFills),
 	}
 	for _, u := range upstreams {
 		h := strings.ToLower(u.Host())

@@ -38,7 +38,7 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	cacheKey := "tags/" + rt.up.Host() + "/" + rt.name + "/_list"
+	cacheKey := tagListKey(rt.up.Host(), rt.name)
 	rest := "tags/list"
 	if q != "" {
 		rest += "?" + q
@@ -208,7 +208,7 @@ func nextLink(h string) string {
 // compares with the stored copy.
 func (p *Proxy) keepTagList(ctx context.Context, key string, body []byte) {
 	sum := sha256.Sum256(body)
-	old, ok := p.tagLists.get(key, p.now(), 24*time.Hour)
+	old, ok := p.cache.tagLists.get(key, p.now(), 24*time.Hour)
 	if !ok {
 		if rc, _, err := p.store.Get(ctx, key); err == nil {
 			stored, rerr := io.ReadAll(io.LimitReader(rc, maxTagListBody+1))
@@ -219,12 +219,12 @@ func (p *Proxy) keepTagList(ctx context.Context, key string, body []byte) {
 		}
 	}
 	if ok && old == sum {
-		p.tagLists.put(key, sum, p.now())
+		p.cache.tagLists.put(key, sum, p.now())
 		return
 	}
 	if err := p.store.Put(ctx, key, body); err != nil {
 		p.log.Warn("could not cache tag list", "cause", err.Error())
 		return
 	}
-	p.tagLists.put(key, sum, p.now())
+	p.cache.tagLists.put(key, sum, p.now())
 }
