@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -124,12 +123,12 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, string, error) {
 	key := tagKey(rt.up.Host(), rt.name, rt.tag)
 	tr, m, err := p.cache.loadTag(ctx, key)
-	switch {
-	case err == nil && p.fresh(tr):
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	if p.cache.policy.lookup(tr, err == nil, p.now()) == tagServe {
 		p.cache.noteTagUse(ctx, key, tr)
 		return m, cacheHit, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 	var (
 		led   bool
@@ -161,30 +160,28 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 // cacheResults are the cache results a tag exchange can have.
 var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
-func (p *Proxy) fresh(tr tagRecord) bool { return p.cache.policy.fresh(tr.Checked, p.now()) }
-
-// deniedGrace reports whether a tag the upstream now denies may still be
-// served stale: only within Config.DeniedGrace of its last confirmation.
-func (p *Proxy) deniedGrace(tr tagRecord) bool {
-	return p.now().Sub(tr.Checked) < p.cfg.DeniedGrace
-}
-
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
 	tr, m, err := p.cache.loadTag(ctx, key)
-	switch {
-	case err == nil && p.fresh(tr):
-		return m, cacheHit, nil
-	case err == nil:
-		return p.revalidate(ctx, key, rt, tr, m)
-	case !errors.Is(err, fs.ErrNotExist):
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	switch p.cache.policy.lookup(tr, err == nil, p.now()) {
+	case tagServe:
+		return m, cacheHit, nil
+	case tagRevalidate:
+		return p.revalidate(ctx, key, rt, tr, m)
 	}
 	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag)
 	if err != nil {
 		return storedManifest{}, "", err
 	}
+	return p.replaceTag(ctx, key, rt, m, etag)
+}
+
+// replaceTag stores a manifest fetched for a tag and points the tag at it.
+func (p *Proxy) replaceTag(ctx context.Context, key string, rt route, m storedManifest, etag string) (storedManifest, string, error) {
 	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
@@ -194,76 +191,55 @@ func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedMan
 	return m, cacheMiss, nil
 }
 
-// headlessFor is how long an upstream whose manifest HEAD failed (or
-// named no digest) where a GET then worked is revalidated with GET only,
-// before HEAD is tried again.
-const headlessFor = 6 * time.Hour
-
 // revalidate checks an expired tag upstream and downloads the manifest
-// only if the digest moved. It asks with a HEAD (not a counted pull on
-// Docker Hub) where the upstream supports one, else with a conditional GET
-// (If-None-Match with the stored ETag): some registries answer manifest
-// HEAD with 405, 403 or 404 while GET works. Only a GET's 404 says the tag
-// is gone, and only a GET's 401/403 (after the token flow) that it is
-// revoked (DENIED, unless within Config.DeniedGrace); any other upstream
-// trouble serves the cached copy, marked stale.
+// only if the digest moved: a HEAD where the upstream has a usable one,
+// then, if that did not settle it, a conditional GET (If-None-Match with
+// the stored ETag). What the answers mean is cachePolicy.afterRevalidation's
+// to decide; this does the asking and applies the verdict.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
-	if rt.up.backingOff(p.now()) {
-		p.cache.noteTagUse(ctx, key, tr)
-		return cached, cacheStale, nil
-	}
-	stale := func(attrs ...any) (storedManifest, string, error) {
-		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
-		p.cache.noteTagUse(ctx, key, tr)
-		return cached, cacheStale, nil
-	}
-	headUnusable := 0 // the status of a HEAD that did not name a digest
-	if !p.cache.headless(rt.up.Host()) {
+	a := revalAnswer{BackingOff: rt.up.backingOff(p.now())}
+	var cause error // the last upstream error, for the log
+	if !a.BackingOff && !p.cache.headless(rt.up.Host()) {
 		status, d, err := p.headManifest(ctx, rt)
-		switch {
-		case err != nil:
-			return stale("cause", err.Error())
-		case status == http.StatusOK && d == tr.Digest:
-			p.cache.touchTag(ctx, key, tr, tr.ETag)
-			return cached, cacheRevalidated, nil
-		case status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented):
-			return stale("upstream_status", status)
-		case status != http.StatusOK || d == "":
-			headUnusable = status
-		}
+		a.Head, cause = headAnswer{Asked: true, Failed: err != nil, Status: status, Digest: d}, err
 	}
-	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
-	if err != nil {
-		var oe *Error
-		if errors.Is(err, ErrManifestUnknown) {
-			return storedManifest{}, "", err // GET confirms: the tag is gone
-		}
-		if errors.As(err, &oe) && errors.Is(err, ErrDenied) && !p.deniedGrace(tr) {
-			// 401/403 after the token flow: deleted, taken down or made
-			// private upstream. Serving it stale would outlive the
-			// revocation forever.
-			p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
-			return storedManifest{}, "", err
-		}
-		return stale("cause", err.Error())
+	v := p.cache.policy.afterRevalidation(tr, p.now(), a)
+	var (
+		m    storedManifest
+		etag = tr.ETag
+	)
+	if v == verdictAskGET {
+		var notModified bool
+		m, etag, notModified, cause = p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
+		a.Get = getAnswerOf(m, notModified, cause)
+		v = p.cache.policy.afterRevalidation(tr, p.now(), a)
 	}
-	if headUnusable != 0 {
-		// GET works where HEAD did not: remembered only now, so that an
-		// auth failure of both never moves a Docker Hub-like upstream to
-		// counted GETs.
-		p.cache.noteHeadless(rt.up.Host(), headUnusable)
+	if s := a.headlessStatus(); s != 0 {
+		p.cache.noteHeadless(rt.up.Host(), s)
 	}
-	if notModified || m.Digest == tr.Digest {
+	switch v {
+	case verdictRevalidated:
 		p.cache.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
+	case verdictReplaced:
+		return p.replaceTag(ctx, key, rt, m, etag)
+	case verdictGone:
+		return storedManifest{}, "", cause
+	case verdictDenied:
+		var oe *Error
+		errors.As(cause, &oe)
+		p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
+		return storedManifest{}, "", cause
 	}
-	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
-		return storedManifest{}, "", err
+	if !a.BackingOff {
+		attrs := []any{"tag", rt.name + ":" + rt.tag, "upstream_status", a.Head.Status}
+		if cause != nil {
+			attrs = []any{"tag", rt.name + ":" + rt.tag, "cause", cause.Error()}
+		}
+		p.log.Warn("revalidation failed, serving stale", attrs...)
 	}
-	if err := p.cache.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
-		return storedManifest{}, "", err
-	}
-	return m, cacheMiss, nil
+	p.cache.noteTagUse(ctx, key, tr)
+	return cached, cacheStale, nil
 }
 
 // headManifest asks the upstream for a tag's digest without a body. It

@@ -35,7 +35,7 @@ func (tr tagRecord) lastUse() time.Time {
 // older than it is, at worst refetched later.
 func (c *cache) noteTagUse(ctx context.Context, key string, tr tagRecord) {
 	now := c.now()
-	if now.Sub(tr.lastUse()) < useEvery {
+	if !useDue(tr.lastUse(), now) {
 		return
 	}
 	tr.Used = now.UTC()
@@ -48,7 +48,7 @@ func (c *cache) noteTagUse(ctx context.Context, key string, tr tagRecord) {
 // day (see useEvery), and returns the record as now stored.
 func (c *cache) noteManifestUse(ctx context.Context, m storedManifest) storedManifest {
 	now := c.now()
-	if now.Sub(m.Used) < useEvery {
+	if !useDue(m.Used, now) {
 		return m
 	}
 	m.Used = now.UTC()
