@@ -120,7 +120,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed:
 	default:
-		return 0, upstreamError(resp, ErrBlobUnknown)
+		return 0, upstreamError(resp, ErrBlobUnknown, p.now())
 	}
 	resp, err = rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
 	if err != nil {
@@ -139,7 +139,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
 		return resp.ContentLength, nil
 	}
-	return 0, upstreamError(resp, ErrBlobUnknown)
+	return 0, upstreamError(resp, ErrBlobUnknown, p.now())
 }
 
 // signFunc presigns one request for an object in the store.

@@ -315,7 +315,7 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 		if resp.StatusCode == http.StatusNotFound {
 			p.cache.absent.put(fillKey(rt), struct{}{}, p.now())
 		}
-		return nil, upstreamError(resp, ErrBlobUnknown)
+		return nil, upstreamError(resp, ErrBlobUnknown, p.now())
 	}
 	return &upstreamBlob{resp: resp, body: newIdleReader(resp.Body, idleBodyTimeout, cancel), cancel: cancel}, nil
 }
@@ -327,7 +327,10 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 // (ranged.go).
 func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink io.Writer) (int64, error) {
 	defer src.close()
-	began := time.Now() // a measurement: the real clock, not p.now
+	// A measurement of the network, not a cache decision: the real clock.
+	// A test's clock stands still or jumps hours, and the fill rate it
+	// gave would steer PolicyAuto (redirectPays) wrongly.
+	began := time.Now()
 	up, err := p.store.Create(ctx, blobKey(rt.digest))
 	if err != nil {
 		return 0, ErrUnavailable.With("cache storage unavailable", err)

@@ -304,7 +304,7 @@ func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string,
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return storedManifest{}, "", false, upstreamError(resp, ErrManifestUnknown)
+		return storedManifest{}, "", false, upstreamError(resp, ErrManifestUnknown, p.now())
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxManifestSize+1))
 	if err != nil {

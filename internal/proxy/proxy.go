@@ -238,7 +238,7 @@ const (
 const headerUpstreamRateLimit = "X-Pullthrough-Upstream-Ratelimit-Remaining"
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := p.now()
 	rec := &recorder{ResponseWriter: w}
 	id := requestID(r)
 	rec.Header().Set(headerAPIVersion, apiVersionV2Value)
@@ -301,7 +301,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"cache", cache,
 		"status", rec.status,
 		"bytes", rec.bytes,
-		"duration_ms", time.Since(start).Milliseconds(),
+		"duration_ms", p.now().Sub(start).Milliseconds(),
 	}
 	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
 }

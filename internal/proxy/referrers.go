@@ -130,7 +130,7 @@ func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.He
 		return nil, fmt.Errorf("%s: upstream answered %d: %w", rest, s, errNotAnIndex)
 	default:
 		rt.up.noteFailure(resp, p.now())
-		return nil, upstreamError(resp, ErrManifestUnknown)
+		return nil, upstreamError(resp, ErrManifestUnknown, p.now())
 	}
 	body, err := readBounded(resp.Body, p.cfg.MaxManifestSize)
 	if err != nil {

@@ -126,7 +126,7 @@ func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
-		return nil, nil, upstreamError(resp, ErrNameUnknown)
+		return nil, nil, upstreamError(resp, ErrNameUnknown, p.now())
 	}
 	body, err := readBounded(resp.Body, maxTagListBody)
 	if err != nil {

@@ -148,7 +148,7 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 			if err := d.Validate(); err != nil {
 				return ErrManifestInvalid.With("manifest names an invalid digest", err)
 			}
-			start := time.Now()
+			start := p.now()
 			br := route{kind: routeBlob, name: rt.name, digest: d, up: rt.up}
 			if size, err := p.store.Stat(ctx, blobKey(d)); err == nil {
 				fmt.Fprintf(progress, "blob %s %d bytes cached\n", d, size)
@@ -166,7 +166,7 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 			case out.handedOff:
 				fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, out.size)
 			default:
-				fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, time.Since(start).Round(time.Millisecond))
+				fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, p.now().Sub(start).Round(time.Millisecond))
 			}
 		}
 	}
