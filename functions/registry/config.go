@@ -113,6 +113,9 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		FillWait:    duration("PULLTHROUGH_FILL_WAIT", proxy.DefaultFillWait),
 		DeniedGrace: duration("PULLTHROUGH_DENIED_GRACE", 0),
 	}
+	if c.Proxy.ManifestTTL == 0 { // PULLTHROUGH_MANIFEST_TTL=0s: revalidate every request
+		c.Proxy.ManifestTTL = proxy.RevalidateAlways
+	}
 	c.Proxy.LargeBlobPolicy = get("PULLTHROUGH_LARGE_BLOB_POLICY", proxy.PolicyAuto)
 	switch c.Proxy.LargeBlobPolicy {
 	case proxy.PolicyWait, proxy.PolicyUpstream, proxy.PolicyAuto:

@@ -26,8 +26,10 @@ import (
 
 // Config is the cache policy.
 type Config struct {
-	// ManifestTTL is how long a tag is served from cache before it is
-	// revalidated upstream. Zero revalidates on every request.
+	// ManifestTTL is how long a tag (or a referrers answer) is served from
+	// cache before it is revalidated upstream. Zero means
+	// DefaultManifestTTL, like the other fields; RevalidateAlways (or any
+	// negative value) revalidates on every request.
 	ManifestTTL time.Duration
 	// PresignTTL is the lifetime of presigned blob URLs.
 	PresignTTL time.Duration
@@ -98,6 +100,10 @@ type Config struct {
 	// private). Zero, the default, answers DENIED at once.
 	DeniedGrace time.Duration
 }
+
+// RevalidateAlways as Config.ManifestTTL asks the upstream about a tag on
+// every request (PULLTHROUGH_MANIFEST_TTL=0s).
+const RevalidateAlways time.Duration = -1
 
 // Defaults for zero Config fields.
 const (
@@ -174,8 +180,8 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.MaxManifestSize <= 0 {
 		cfg.MaxManifestSize = DefaultMaxManifestSize
 	}
-	if cfg.ManifestTTL < 0 {
-		cfg.ManifestTTL = 0
+	if cfg.ManifestTTL == 0 {
+		cfg.ManifestTTL = DefaultManifestTTL
 	}
 	if cfg.DeniedGrace < 0 {
 		cfg.DeniedGrace = 0
