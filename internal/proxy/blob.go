@@ -149,8 +149,7 @@ type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, 
 // costs more than the rest of a hit, and a URL is as good for one client as
 // for the next. memoKey names the request (method and key).
 func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
-	reuse := p.cache.policy.presignReuse()
-	if u, ok := p.cache.presigned.get(memoKey, p.now(), reuse); ok {
+	if u, ok := p.cache.presignedURL(memoKey); ok {
 		return u, nil
 	}
 	u, err := sign(ctx, key, p.cfg.PresignTTL)

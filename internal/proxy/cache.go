@@ -221,6 +221,12 @@ func (c *cache) saveJSON(ctx context.Context, key string, v any) error {
 	return nil
 }
 
+// presignedURL returns the URL presigned for memoKey (method and key) while
+// it is still worth handing out (cachePolicy.presignReuse).
+func (c *cache) presignedURL(memoKey string) (string, bool) {
+	return c.presigned.get(memoKey, c.now(), c.policy.presignReuse())
+}
+
 // forget drops what this process remembers about a deleted object.
 func (c *cache) forget(key string) {
 	if dg, ok := keyDigest(key, "manifests/"); ok {
