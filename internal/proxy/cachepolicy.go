@@ -50,6 +50,8 @@ const (
 	tagFetch                     // no record: GET the tag
 )
 
+func (s tagStep) String() string { return [...]string{"serve", "revalidate", "fetch"}[s] }
+
 // lookup decides a tag request from its record (found false: none).
 func (pol cachePolicy) lookup(tr tagRecord, found bool, now time.Time) tagStep {
 	switch {

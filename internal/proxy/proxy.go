@@ -183,9 +183,6 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if cfg.ManifestTTL == 0 {
 		cfg.ManifestTTL = DefaultManifestTTL
 	}
-	if cfg.DeniedGrace < 0 {
-		cfg.DeniedGrace = 0
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
