@@ -382,7 +382,7 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 	}
 	rt.up.fillRate.note(n, time.Since(began))
 	statsFrom(ctx).filledBytes.Add(n)
-	p.link(ctx, rt.up, rt.name, rt.digest)
+	p.cache.link(ctx, rt.up.Host(), rt.name, rt.digest)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
 	return n, nil
 }

@@ -44,15 +44,15 @@ import (
 const linkedFor = 24 * time.Hour
 
 // linked reports whether d is linked to the route's repository.
-func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.Digest) (bool, error) {
-	key := linkKey(up.Host(), name, d)
-	if _, ok := p.cache.links.get(key, p.now(), linkedFor); ok {
+func (c *cache) linked(ctx context.Context, host, name string, d digest.Digest) (bool, error) {
+	key := linkKey(host, name, d)
+	if _, ok := c.links.get(key, c.now(), linkedFor); ok {
 		return true, nil
 	}
-	_, err := p.store.Stat(ctx, key)
+	_, err := c.store.Stat(ctx, key)
 	switch {
 	case err == nil:
-		p.cache.links.put(key, struct{}{}, p.now())
+		c.links.put(key, struct{}{}, c.now())
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
@@ -65,17 +65,17 @@ func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.
 // costs nothing when this process already knows the link. A failure is
 // logged, not returned: the content was verified, and a missing link only
 // costs one upstream HEAD later.
-func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...digest.Digest) {
+func (c *cache) link(ctx context.Context, host, name string, ds ...digest.Digest) {
 	for _, d := range ds {
-		key := linkKey(up.Host(), name, d)
-		if _, ok := p.cache.links.get(key, p.now(), linkedFor); ok {
+		key := linkKey(host, name, d)
+		if _, ok := c.links.get(key, c.now(), linkedFor); ok {
 			continue
 		}
-		if err := p.cache.saveJSON(ctx, key, linkRecord{Linked: p.now().UTC()}); err != nil {
-			p.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
+		if err := c.saveJSON(ctx, key, linkRecord{Linked: c.now().UTC()}); err != nil {
+			c.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
 			continue
 		}
-		p.cache.links.put(key, struct{}{}, p.now())
+		c.links.put(key, struct{}{}, c.now())
 	}
 }
 
@@ -83,15 +83,15 @@ func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...diges
 // and everything it references. For an index, cached children's references
 // are linked too, so a child cached for another repository does not cost
 // an upstream HEAD per layer.
-func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m storedManifest) {
+func (c *cache) linkManifest(ctx context.Context, host, name string, m storedManifest) {
 	refs := manifestRefs(m.Data)
-	p.link(ctx, up, name, append([]digest.Digest{m.Digest}, refs...)...)
+	c.link(ctx, host, name, append([]digest.Digest{m.Digest}, refs...)...)
 	if !isIndex(m.MediaType) {
 		return
 	}
-	for _, c := range refs {
-		if cm, err := p.cache.loadManifest(ctx, c); err == nil {
-			p.link(ctx, up, name, manifestRefs(cm.Data)...)
+	for _, child := range refs {
+		if cm, err := c.loadManifest(ctx, child); err == nil {
+			c.link(ctx, host, name, manifestRefs(cm.Data)...)
 		}
 	}
 }
@@ -136,14 +136,14 @@ func manifestRefs(data []byte) []digest.Digest {
 // repository: linked already, or confirmed upstream now (HEAD; a GET by
 // digest where the upstream has no usable manifest HEAD) and then linked.
 func (p *Proxy) checkLinkedManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
-	ok, err := p.linked(ctx, up, name, m.Digest)
+	ok, err := p.cache.linked(ctx, up.Host(), name, m.Digest)
 	if err != nil || ok {
 		return err
 	}
 	if err := p.confirmManifest(ctx, up, name, m.Digest); err != nil {
 		return err
 	}
-	p.linkManifest(ctx, up, name, m)
+	p.cache.linkManifest(ctx, up.Host(), name, m)
 	return nil
 }
 
@@ -180,7 +180,7 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 // repository: linked already, or confirmed with the upstream's blob HEAD
 // (a one-byte ranged GET where HEAD is refused) and then linked.
 func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
-	ok, err := p.linked(ctx, rt.up, rt.name, rt.digest)
+	ok, err := p.cache.linked(ctx, rt.up.Host(), rt.name, rt.digest)
 	if err != nil || ok {
 		return err
 	}
@@ -190,7 +190,7 @@ func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
 		}
 		return errUnconfirmed(rt.name, "upstream registry unavailable", err)
 	}
-	p.link(ctx, rt.up, rt.name, rt.digest)
+	p.cache.link(ctx, rt.up.Host(), rt.name, rt.digest)
 	return nil
 }
 

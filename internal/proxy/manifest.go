@@ -365,7 +365,7 @@ func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m 
 	if err := p.cache.saveManifest(ctx, m); err != nil {
 		return err
 	}
-	p.linkManifest(ctx, up, name, m)
+	p.cache.linkManifest(ctx, up.Host(), name, m)
 	return nil
 }
 
