@@ -7,6 +7,10 @@ import "time"
 // tags without sleeping. Call it before serving requests.
 func (p *Proxy) SetClock(now func() time.Time) { p.cache.now = now }
 
-// SetClock replaces the clock an upstream judges its bearer tokens'
-// expiry by. Call it before the upstream is used.
-func (u *Upstream) SetClock(now func() time.Time) { u.now = now }
+// SetUpstreamClock replaces the clock the proxy's upstreams judge their
+// bearer tokens' expiry by (auth.go). Call it before serving requests.
+func (p *Proxy) SetUpstreamClock(now func() time.Time) {
+	for _, u := range p.upstreams {
+		u.now = now
+	}
+}
