@@ -227,7 +227,7 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagReco
 		return storedManifest{}, "", cause
 	case verdictDenied:
 		var oe *Error
-		errors.As(cause, &oe)
+		errors.As(cause, &oe) // getAnswerOf saw an *Error to call it denied
 		p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
 		return storedManifest{}, "", cause
 	}
