@@ -130,6 +130,9 @@ func parseProxy(e *env) proxy.Config {
 		SpoolDir:        e.get("PULLTHROUGH_SPOOL_DIR", ""),
 		DefaultUpstream: e.get("PULLTHROUGH_DEFAULT_UPSTREAM", ""),
 	}
+	if c.ManifestTTL == 0 { // PULLTHROUGH_MANIFEST_TTL=0s: revalidate every request
+		c.ManifestTTL = proxy.RevalidateAlways
+	}
 	if e.get("PULLTHROUGH_MAX_BLOB_SIZE", "") == "0" {
 		c.MaxBlobSize = 0 // no cap
 	} else {

@@ -37,7 +37,7 @@ func TestParseConfig(t *testing.T) {
 				"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example, token.example", "PULLTHROUGH_DENIED_GRACE": "2h",
 			},
 			check: func(t *testing.T, c Config) {
-				if c.Store != "s3://my-bucket/cache/" || !c.S3PathStyle || c.Proxy.ManifestTTL != 0 || c.Proxy.PresignTTL != 5*time.Minute || !c.Lambda || c.Proxy.DeniedGrace != 2*time.Hour {
+				if c.Store != "s3://my-bucket/cache/" || !c.S3PathStyle || c.Proxy.ManifestTTL >= 0 || c.Proxy.PresignTTL != 5*time.Minute || !c.Lambda || c.Proxy.DeniedGrace != 2*time.Hour {
 					t.Errorf("got %+v", c)
 				}
 				if u := c.Upstreams[0]; u.Host != "registry.example:5000" || u.Username != "u" || len(u.AuthHosts) != 2 || u.AuthHosts[1] != "token.example" {

@@ -12,7 +12,7 @@ import (
 // Sec-Fetch-Site and Origin) nor a DNS name the attacker rebound to the
 // mirror's address (Host). Registry clients send none of these.
 func TestBrowserAndForeignHostRequestsRefused(t *testing.T) {
-	cfg := proxy.Config{Access: proxy.AccessConfig{Hosts: []string{"localhost", "mirror.internal"}}}
+	cfg := proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: proxy.AccessConfig{Hosts: []string{"localhost", "mirror.internal"}}}
 	m, hub, _, _ := newTwoRegistries(t, cfg, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	path := "/v2/library/alpine/manifests/latest"
 	for _, tc := range []struct {
@@ -57,7 +57,7 @@ func TestBrowserAndForeignHostRequestsRefused(t *testing.T) {
 		})
 	}
 	// An empty Hosts list (as under Lambda) answers any name.
-	open, _, _, _ := newTwoRegistries(t, proxy.Config{}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	open, _, _, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	req, _ := http.NewRequest(http.MethodGet, open.URL+path, nil)
 	req.Host = "abc.lambda-url.us-east-1.on.aws"
 	if resp := send(t, req); resp.StatusCode != http.StatusOK {

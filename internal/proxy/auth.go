@@ -108,7 +108,7 @@ func (c *tokenCache) get(scope string, now time.Time) (string, bool) {
 	return t.value, true
 }
 
-func (c *tokenCache) put(scope, value string, expires time.Time) {
+func (c *tokenCache) put(scope, value string, expires, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.tokens == nil {
@@ -117,7 +117,6 @@ func (c *tokenCache) put(scope, value string, expires time.Time) {
 	// Bound the cache: scopes are per repository and a mirror of the
 	// whole of a large registry must not grow without limit.
 	if len(c.tokens) >= 4096 {
-		now := time.Now()
 		for k, t := range c.tokens {
 			if now.After(t.expires) {
 				delete(c.tokens, k)
@@ -155,7 +154,7 @@ func (a *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	trusted := u.authHostAllowed(req.URL) // the upstream itself or an AuthHost
 	key := strings.ToLower(req.URL.Host) + " " + scope
 	auth := ""
-	if tok, ok := u.tokens.get(key, time.Now()); ok {
+	if tok, ok := u.tokens.get(key, u.clock()); ok {
 		auth = "Bearer " + tok
 	} else if trusted && u.token != "" {
 		auth = "Bearer " + u.token
@@ -175,7 +174,7 @@ func (a *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			drain(resp)
 			return nil, fmt.Errorf("upstream auth for %s: %w", req.URL.Host, err)
 		}
-		u.tokens.put(key, tok.value, tok.expires)
+		u.tokens.put(key, tok.value, tok.expires, u.clock())
 		auth = "Bearer " + tok.value
 	case ch.scheme == "basic" && trusted && u.username != "":
 		auth = u.basicAuth()
@@ -276,7 +275,7 @@ func (u *Upstream) fetchToken(ctx context.Context, target *url.URL, ch challenge
 		ttl = 60 * time.Second // the spec's default lifetime
 	}
 	// Renew a little early so a token never expires between check and use.
-	return token{value: tok, expires: time.Now().Add(ttl - 10*time.Second)}, nil
+	return token{value: tok, expires: u.clock().Add(ttl - 10*time.Second)}, nil
 }
 
 // authHostAllowed reports whether a host may receive the configured

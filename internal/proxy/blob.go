@@ -13,10 +13,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func blobKey(d digest.Digest) string {
-	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	key := blobKey(rt.digest)
 	cache := cacheHit
@@ -124,7 +120,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed:
 	default:
-		return 0, upstreamError(resp, ErrBlobUnknown)
+		return 0, upstreamError(resp, ErrBlobUnknown, p.now())
 	}
 	resp, err = rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
 	if err != nil {
@@ -143,7 +139,7 @@ func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
 	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
 		return resp.ContentLength, nil
 	}
-	return 0, upstreamError(resp, ErrBlobUnknown)
+	return 0, upstreamError(resp, ErrBlobUnknown, p.now())
 }
 
 // signFunc presigns one request for an object in the store.
@@ -153,14 +149,13 @@ type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, 
 // costs more than the rest of a hit, and a URL is as good for one client as
 // for the next. memoKey names the request (method and key).
 func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
-	reuse := p.cfg.PresignTTL / 2
-	if u, ok := p.presigned.get(memoKey, p.now(), reuse); ok {
+	if u, ok := p.cache.presignedURL(memoKey); ok {
 		return u, nil
 	}
 	u, err := sign(ctx, key, p.cfg.PresignTTL)
 	if err != nil {
 		return "", err
 	}
-	p.presigned.put(memoKey, u, p.now())
+	p.cache.presigned.put(memoKey, u, p.now())
 	return u, nil
 }

@@ -82,7 +82,7 @@ func TestBlobOverSizeCapIsRefusedAndNothingStored(t *testing.T) {
 			layers, _ := img.Layers()
 			d, _ := layers[0].Digest()
 			size, _ := layers[0].Size() // compressed: a little over layerSize
-			m := mirrorFor(t, proxy.Config{MaxBlobSize: tc.cap(size)}, proxy.UpstreamConfig{}, testenv.NewUpstream(t, reg))
+			m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, MaxBlobSize: tc.cap(size)}, proxy.UpstreamConfig{}, testenv.NewUpstream(t, reg))
 			if tc.chunked {
 				chunkedBlobs(t, m.Up, reg.String())
 			}
@@ -115,7 +115,7 @@ func TestBlobOverSizeCapIsRefusedAndNothingStored(t *testing.T) {
 // reached: the transfer is cut (the client never gets a whole body) and
 // nothing is stored.
 func TestChunkedBlobOverSizeCapCutsTheStream(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{MaxBlobSize: 64 << 10}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, MaxBlobSize: 64 << 10}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/big:v1", 256<<10, 1)
 	layers, _ := img.Layers()
 	d, _ := layers[0].Digest()
@@ -152,7 +152,7 @@ func TestChunkedBlobOverSizeCapLeavesNoMultipartUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := store.NewS3(srv.Client(), srv.Bucket, "cap")
-	h, err := proxy.New(proxy.Config{MaxBlobSize: 9 << 20}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := proxy.New(proxy.Config{ManifestTTL: proxy.RevalidateAlways, MaxBlobSize: 9 << 20}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,8 @@ func (c Config) WithDefaults() Config {
 	if c.LargeBlobPolicy == "" {
 		c.LargeBlobPolicy = PolicyAuto
 	}
-	if c.ManifestTTL < 0 {
-		c.ManifestTTL = 0
+	if c.ManifestTTL == 0 {
+		c.ManifestTTL = DefaultManifestTTL // negative is RevalidateAlways
 	}
 	if c.DeniedGrace < 0 {
 		c.DeniedGrace = 0

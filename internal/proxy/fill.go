@@ -313,9 +313,9 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 		rt.up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		if resp.StatusCode == http.StatusNotFound {
-			p.absent.put(fillKey(rt), struct{}{}, p.now())
+			p.cache.absent.put(fillKey(rt), struct{}{}, p.now())
 		}
-		return nil, upstreamError(resp, ErrBlobUnknown)
+		return nil, upstreamError(resp, ErrBlobUnknown, p.now())
 	}
 	return &upstreamBlob{resp: resp, body: newIdleReader(resp.Body, idleBodyTimeout, cancel), cancel: cancel}, nil
 }
@@ -327,7 +327,10 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 // (ranged.go).
 func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink io.Writer) (int64, error) {
 	defer src.close()
-	began := time.Now() // a measurement: the real clock, not p.now
+	// A measurement of the network, not a cache decision: the real clock.
+	// A test's clock stands still or jumps hours, and the fill rate it
+	// gave would steer PolicyAuto (redirectPays) wrongly.
+	began := time.Now()
 	up, err := p.store.Create(ctx, blobKey(rt.digest))
 	if err != nil {
 		return 0, ErrUnavailable.With("cache storage unavailable", err)
@@ -379,7 +382,7 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 	}
 	rt.up.fillRate.note(n, time.Since(began))
 	statsFrom(ctx).filledBytes.Add(n)
-	p.link(ctx, rt.up, rt.name, rt.digest)
+	p.cache.link(ctx, rt.up.Host(), rt.name, rt.digest)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
 	return n, nil
 }
@@ -393,7 +396,7 @@ const absentTTL = 30 * time.Second
 // knownAbsent fails with BLOB_UNKNOWN if the upstream answered 404 for
 // this blob in this repository moments ago.
 func (p *Proxy) knownAbsent(rt route) error {
-	if _, ok := p.absent.get(fillKey(rt), p.now(), absentTTL); ok {
+	if _, ok := p.cache.absent.get(fillKey(rt), p.now(), absentTTL); ok {
 		return ErrBlobUnknown.With("", fmt.Errorf("upstream %s answered 404 for %s less than %s ago", rt.up.Host(), rt.digest, absentTTL))
 	}
 	return nil

@@ -94,6 +94,7 @@ func TestWarmLargeBlobInLambdaFillsInItsOwnInvocation(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	m := newLambdaMirror(t, proxy.Config{
+		ManifestTTL:     proxy.RevalidateAlways,
 		LargeBlobPolicy: proxy.PolicyWait,
 		LargeBlobSize:   256 << 10,
 		Access:          proxy.AccessConfig{Tokens: []string{"warm-token"}},
@@ -122,7 +123,7 @@ func TestWarmLargeBlobInLambdaFillsInItsOwnInvocation(t *testing.T) {
 // while the first one's lease was live. A loop of such GETs must start one.
 func TestLambdaRequestLoopStartsOneBackgroundFill(t *testing.T) {
 	c := newCDNRegistry(t)
-	m := newLambdaMirror(t, proxy.Config{LargeBlobPolicy: proxy.PolicyUpstream},
+	m := newLambdaMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyUpstream},
 		proxy.UpstreamConfig{Host: "docker.io", URL: c.upstream.URL, Transport: c.cdn.Client().Transport})
 	img := testenv.SeedImage(t, c.reg, "library/cuda:1", 256<<10, 1)
 	d, body := layerOf(t, img, 0)
@@ -172,7 +173,7 @@ func TestFillCapRefusesBeyondMaxFills(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	const maxFills, requests = 4, 32
-	m := mirrorFor(t, proxy.Config{MaxFills: maxFills, FillWait: 100 * time.Millisecond}, proxy.UpstreamConfig{}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, MaxFills: maxFills, FillWait: 100 * time.Millisecond}, proxy.UpstreamConfig{}, up)
 	img := testenv.SeedImage(t, reg, "org/many:1", 16<<10, requests)
 	layers, _ := img.Layers()
 	up.Reset()
@@ -232,7 +233,7 @@ func TestFillCapRefusesBeyondMaxFills(t *testing.T) {
 func TestFillFailureIsNotSharedAcrossUpstreams(t *testing.T) {
 	regA, regB := testenv.InProcessRegistry(t), testenv.InProcessRegistry(t)
 	upA, upB := testenv.NewUpstream(t, regA), testenv.NewUpstream(t, regB)
-	m := multiMirror(t, proxy.Config{},
+	m := multiMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways},
 		proxy.UpstreamConfig{Host: "a.example", URL: upA.URL.String()},
 		proxy.UpstreamConfig{Host: "b.example", URL: upB.URL.String()})
 	img := testenv.SeedImage(t, regA, "org/app:1", 64<<10, 1)

@@ -15,15 +15,6 @@ import (
 // invocation that is killed (timed out) records nothing: its waiters poll
 // until FillWait, and Lambda's own Errors metric shows it.
 
-// fillFailure is the record of a failed background fill.
-type fillFailure struct {
-	At time.Time `json:"at"`
-}
-
-func fillFailureKey(d digest.Digest) string {
-	return "fills/failed/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
 // noteFillFailure makes a failed background fill visible: one log line,
 // which in Lambda also carries the FillFailures metric, and a record in
 // the store for waiters. A fill that gave up waiting for another
@@ -37,7 +28,7 @@ func (p *Proxy) noteFillFailure(ctx context.Context, rt route, err error) {
 		attrs = emfAttrs(attrs, rt.up.Host(), p.cfg.MetricsFunction, []emfMetric{{"FillFailures", "Count"}}, p.now())
 	}
 	p.log.Error("background fill failed", attrs...)
-	if serr := p.saveJSON(ctx, fillFailureKey(rt.digest), fillFailure{At: p.now()}); serr != nil {
+	if serr := p.cache.saveJSON(ctx, fillFailureKey(rt.digest), fillFailure{At: p.now()}); serr != nil {
 		p.log.Warn("could not record a failed fill", "digest", rt.digest.String(), "cause", serr.Error())
 	}
 }
@@ -46,7 +37,7 @@ func (p *Proxy) noteFillFailure(ctx context.Context, rt route, err error) {
 // after since.
 func (p *Proxy) fillFailedSince(ctx context.Context, d digest.Digest, since time.Time) bool {
 	var f fillFailure
-	return p.loadJSON(ctx, fillFailureKey(d), &f) == nil && !f.At.Before(since)
+	return p.cache.loadJSON(ctx, fillFailureKey(d), &f) == nil && !f.At.Before(since)
 }
 
 func errFillFailed() *Error {

@@ -82,7 +82,7 @@ func layerOf(t *testing.T, img v1.Image, i int) (v1.Hash, []byte) {
 
 func TestLargeBlobRedirectsToUpstreamCDNAndFillsBehind(t *testing.T) {
 	c := newCDNRegistry(t)
-	m := c.mirror(t, proxy.Config{LargeBlobPolicy: proxy.PolicyAuto, LargeBlobSize: 256 << 10})
+	m := c.mirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyAuto, LargeBlobSize: 256 << 10})
 	img := testenv.SeedImage(t, c.reg, "library/cuda:1", 1<<20, 2)
 	small := testenv.SeedImage(t, c.reg, "library/small:1", 8<<10, 1)
 
@@ -131,7 +131,7 @@ func TestLargeBlobRedirectsToUpstreamCDNAndFillsBehind(t *testing.T) {
 
 func TestWaitPolicyNeverSendsClientsUpstream(t *testing.T) {
 	c := newCDNRegistry(t)
-	m := c.mirror(t, proxy.Config{LargeBlobPolicy: proxy.PolicyWait, LargeBlobSize: 1})
+	m := c.mirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyWait, LargeBlobSize: 1})
 	img := testenv.SeedImage(t, c.reg, "library/app:1", 64<<10, 2)
 	for i := range 2 {
 		d, body := layerOf(t, img, i)
@@ -151,7 +151,7 @@ func TestWaitPolicyNeverSendsClientsUpstream(t *testing.T) {
 func TestSlowFillAnswersRetryAfterAndCarriesOn(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
-	m := mirrorFor(t, proxy.Config{FillWait: 500 * time.Millisecond}, proxy.UpstreamConfig{}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, FillWait: 500 * time.Millisecond}, proxy.UpstreamConfig{}, up)
 	img := testenv.SeedImage(t, reg, "org/slow:1", 8<<20, 1)
 	d, body := layerOf(t, img, 0)
 	up.SetFault(testenv.FaultThrottle, "blob")

@@ -31,20 +31,6 @@ type Leaser interface {
 	DeleteIf(ctx context.Context, key, version string) error
 }
 
-// leaseRecord is the content of a fill lease object.
-type leaseRecord struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-}
-
-// leaseKey is where a blob's fill lease lives: under leases/ (the only
-// prefix the IAM role may delete in, infra/terraform/iam.tf), spread over
-// 256 sub-prefixes by the digest's first two hex characters so that S3
-// request-rate partitions are not all on one prefix.
-func leaseKey(d digest.Digest) string {
-	return "leases/" + d.Encoded()[:2] + "/" + blobKey(d)
-}
-
 // leaseAttempts bounds the tries at taking a lease when the store answers
 // with something other than "taken".
 const leaseAttempts = 4

@@ -189,7 +189,7 @@ func (c *leaseCluster) instance() string {
 		c.t.Fatal(err)
 	}
 	st := store.NewS3(c.srv.ClientAt(c.front), c.srv.Bucket, leasePrefix)
-	h, err := proxy.New(proxy.Config{}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := proxy.New(proxy.Config{ManifestTTL: proxy.RevalidateAlways}, st, []*proxy.Upstream{u}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		c.t.Fatal(err)
 	}

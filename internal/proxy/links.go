@@ -38,32 +38,21 @@ import (
 // Cost: at most one small PUT per (upstream, repository, digest) per
 // process (the memo), one Stat per link per process lifetime on hits.
 
-// linkKey is the store key of a link. "_digest" cannot be a repository path
-// component, so no repository's links collide with another's.
-func linkKey(host, name string, d digest.Digest) string {
-	return "links/" + host + "/" + name + "/_digest/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
-// linkRecord is the content of a link object; the time is for operators.
-type linkRecord struct {
-	Linked time.Time `json:"linked"`
-}
-
 // linkedFor is how long a link stays in the memo. Links are never removed
 // by the mirror; the memo only bounds how long a bucket lifecycle rule
 // that removed one goes unnoticed by a running process.
 const linkedFor = 24 * time.Hour
 
 // linked reports whether d is linked to the route's repository.
-func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.Digest) (bool, error) {
-	key := linkKey(up.Host(), name, d)
-	if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+func (c *cache) linked(ctx context.Context, host, name string, d digest.Digest) (bool, error) {
+	key := linkKey(host, name, d)
+	if _, ok := c.links.get(key, c.now(), linkedFor); ok {
 		return true, nil
 	}
-	_, err := p.store.Stat(ctx, key)
+	_, err := c.store.Stat(ctx, key)
 	switch {
 	case err == nil:
-		p.links.put(key, struct{}{}, p.now())
+		c.links.put(key, struct{}{}, c.now())
 		return true, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
@@ -76,17 +65,17 @@ func (p *Proxy) linked(ctx context.Context, up *Upstream, name string, d digest.
 // costs nothing when this process already knows the link. A failure is
 // logged, not returned: the content was verified, and a missing link only
 // costs one upstream HEAD later.
-func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...digest.Digest) {
+func (c *cache) link(ctx context.Context, host, name string, ds ...digest.Digest) {
 	for _, d := range ds {
-		key := linkKey(up.Host(), name, d)
-		if _, ok := p.links.get(key, p.now(), linkedFor); ok {
+		key := linkKey(host, name, d)
+		if _, ok := c.links.get(key, c.now(), linkedFor); ok {
 			continue
 		}
-		if err := p.saveJSON(ctx, key, linkRecord{Linked: p.now().UTC()}); err != nil {
-			p.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
+		if err := c.saveJSON(ctx, key, linkRecord{Linked: c.now().UTC()}); err != nil {
+			c.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", errString(err))
 			continue
 		}
-		p.links.put(key, struct{}{}, p.now())
+		c.links.put(key, struct{}{}, c.now())
 	}
 }
 
@@ -94,15 +83,15 @@ func (p *Proxy) link(ctx context.Context, up *Upstream, name string, ds ...diges
 // and everything it references. For an index, cached children's references
 // are linked too, so a child cached for another repository does not cost
 // an upstream HEAD per layer.
-func (p *Proxy) linkManifest(ctx context.Context, up *Upstream, name string, m storedManifest) {
+func (c *cache) linkManifest(ctx context.Context, host, name string, m storedManifest) {
 	refs := manifestRefs(m.Data)
-	p.link(ctx, up, name, append([]digest.Digest{m.Digest}, refs...)...)
+	c.link(ctx, host, name, append([]digest.Digest{m.Digest}, refs...)...)
 	if !isIndex(m.MediaType) {
 		return
 	}
-	for _, c := range refs {
-		if cm, err := p.loadManifest(ctx, c); err == nil {
-			p.link(ctx, up, name, manifestRefs(cm.Data)...)
+	for _, child := range refs {
+		if cm, err := c.loadManifest(ctx, child); err == nil {
+			c.link(ctx, host, name, manifestRefs(cm.Data)...)
 		}
 	}
 }
@@ -148,14 +137,14 @@ func manifestRefs(data []byte) []digest.Digest {
 // repository: linked already, or confirmed upstream now (HEAD; a GET by
 // digest where the upstream has no usable manifest HEAD) and then linked.
 func (p *Proxy) checkLinkedManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
-	ok, err := p.linked(ctx, up, name, m.Digest)
+	ok, err := p.cache.linked(ctx, up.Host(), name, m.Digest)
 	if err != nil || ok {
 		return err
 	}
 	if err := p.confirmManifest(ctx, up, name, m.Digest); err != nil {
 		return err
 	}
-	p.linkManifest(ctx, up, name, m)
+	p.cache.linkManifest(ctx, up.Host(), name, m)
 	return nil
 }
 
@@ -163,7 +152,7 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 	if up.backingOff(p.now()) {
 		return errUnconfirmed(name, "upstream asked the mirror to back off", nil)
 	}
-	if _, headless := p.headless.get(up.Host(), p.now(), headlessFor); !headless {
+	if !p.cache.headless(up.Host()) {
 		status, got, err := p.headManifest(ctx, route{up: up, name: name, tag: d.String()})
 		switch {
 		case err != nil:
@@ -192,7 +181,7 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 // repository: linked already, or confirmed with the upstream's blob HEAD
 // (a one-byte ranged GET where HEAD is refused) and then linked.
 func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
-	ok, err := p.linked(ctx, rt.up, rt.name, rt.digest)
+	ok, err := p.cache.linked(ctx, rt.up.Host(), rt.name, rt.digest)
 	if err != nil || ok {
 		return err
 	}
@@ -202,7 +191,7 @@ func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
 		}
 		return errUnconfirmed(rt.name, "upstream registry unavailable", err)
 	}
-	p.link(ctx, rt.up, rt.name, rt.digest)
+	p.cache.link(ctx, rt.up.Host(), rt.name, rt.digest)
 	return nil
 }
 

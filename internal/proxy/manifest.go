@@ -12,45 +12,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
-
-// storedManifest is the cache record of one manifest: exact upstream bytes
-// and the media type they were served with. It is keyed by digest and so
-// immutable.
-type storedManifest struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Data      []byte        `json:"data"`
-	// Used is when the record was last written for a pull: the fill, or a
-	// later hit (use.go). Zero in records written before use was recorded.
-	Used time.Time `json:"used,omitzero"`
-}
-
-// tagRecord maps a tag of one upstream repository to a manifest digest:
-// what the upstream answers a client that accepts every manifest type.
-type tagRecord struct {
-	Digest    digest.Digest `json:"digest"`
-	MediaType string        `json:"mediaType"`
-	ETag      string        `json:"etag,omitempty"`
-	Checked   time.Time     `json:"checked"`
-	// Used is when a hit was last recorded (use.go); a revalidation
-	// (Checked) is a use too.
-	Used time.Time `json:"used,omitzero"`
-}
-
-func manifestKey(d digest.Digest) string {
-	return "manifests/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
-// tagKey scopes tags by upstream host. "_tag" cannot be a repository path
-// component (they start with a letter or digit), so a repository and a tag
-// never share a key.
-func tagKey(host, name, tag string) string {
-	return "tags/" + host + "/" + name + "/_tag/" + tag
-}
 
 func (p *Proxy) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	m, cache, err := p.manifest(ctx, rt, parseAccept(r.Header))
@@ -119,13 +83,13 @@ func (p *Proxy) forClient(ctx context.Context, rt route, accept acceptList, m st
 // from the upstream on a miss. Concurrent misses in this process share one
 // upstream GET.
 func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string, d digest.Digest) (storedManifest, string, error) {
-	m, err := p.loadManifest(ctx, d)
+	m, err := p.cache.loadManifest(ctx, d)
 	switch {
 	case err == nil:
 		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
 			return storedManifest{}, "", err
 		}
-		return p.noteManifestUse(ctx, m), cacheHit, nil
+		return p.cache.noteManifestUse(ctx, m), cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -144,7 +108,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 		return storedManifest{}, "", err
 	}
 	if !led {
-		if m, err = p.loadManifest(ctx, d); err != nil {
+		if m, err = p.cache.loadManifest(ctx, d); err != nil {
 			return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 		}
 	}
@@ -158,13 +122,13 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 // the cache.
 func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, string, error) {
 	key := tagKey(rt.up.Host(), rt.name, rt.tag)
-	tr, m, err := p.loadTag(ctx, key)
-	switch {
-	case err == nil && p.fresh(tr):
-		p.noteTagUse(ctx, key, tr)
-		return m, cacheHit, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
+	tr, m, err := p.cache.loadTag(ctx, key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	if p.cache.policy.lookup(tr, err == nil, p.now()) == tagServe {
+		p.cache.noteTagUse(ctx, key, tr)
+		return m, cacheHit, nil
 	}
 	var (
 		led   bool
@@ -183,7 +147,7 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 	if err != nil || led {
 		return m, cache, err
 	}
-	if _, m, err = p.loadTag(ctx, key); err != nil {
+	if _, m, err = p.cache.loadTag(ctx, key); err != nil {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
 	}
 	cache = cacheHit // the leader fetched it; this request did not
@@ -196,109 +160,86 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (storedManifest, stri
 // cacheResults are the cache results a tag exchange can have.
 var cacheResults = []string{cacheHit, cacheMiss, cacheRevalidated, cacheStale}
 
-func (p *Proxy) fresh(tr tagRecord) bool { return p.now().Sub(tr.Checked) < p.cfg.ManifestTTL }
-
-// deniedGrace reports whether a tag the upstream now denies may still be
-// served stale: only within Config.DeniedGrace of its last confirmation.
-func (p *Proxy) deniedGrace(tr tagRecord) bool {
-	return p.now().Sub(tr.Checked) < p.cfg.DeniedGrace
-}
-
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (storedManifest, string, error) {
-	tr, m, err := p.loadTag(ctx, key)
-	switch {
-	case err == nil && p.fresh(tr):
-		return m, cacheHit, nil
-	case err == nil:
-		return p.revalidate(ctx, key, rt, tr, m)
-	case !errors.Is(err, fs.ErrNotExist):
+	tr, m, err := p.cache.loadTag(ctx, key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return storedManifest{}, "", ErrUnavailable.With("cache storage unavailable", err)
+	}
+	switch p.cache.policy.lookup(tr, err == nil, p.now()) {
+	case tagServe:
+		return m, cacheHit, nil
+	case tagRevalidate:
+		return p.revalidate(ctx, key, rt, tr, m)
 	}
 	m, etag, err := p.fetchManifest(ctx, rt.up, rt.name, rt.tag)
 	if err != nil {
 		return storedManifest{}, "", err
 	}
+	return p.replaceTag(ctx, key, rt, m, etag)
+}
+
+// replaceTag stores a manifest fetched for a tag and points the tag at it.
+func (p *Proxy) replaceTag(ctx context.Context, key string, rt route, m storedManifest, etag string) (storedManifest, string, error) {
 	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
 		return storedManifest{}, "", err
 	}
-	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
+	if err := p.cache.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
 		return storedManifest{}, "", err
 	}
 	return m, cacheMiss, nil
 }
 
-// headlessFor is how long an upstream whose manifest HEAD failed (or
-// named no digest) where a GET then worked is revalidated with GET only,
-// before HEAD is tried again.
-const headlessFor = 6 * time.Hour
-
 // revalidate checks an expired tag upstream and downloads the manifest
-// only if the digest moved. It asks with a HEAD (not a counted pull on
-// Docker Hub) where the upstream supports one, else with a conditional GET
-// (If-None-Match with the stored ETag): some registries answer manifest
-// HEAD with 405, 403 or 404 while GET works. Only a GET's 404 says the tag
-// is gone, and only a GET's 401/403 (after the token flow) that it is
-// revoked (DENIED, unless within Config.DeniedGrace); any other upstream
-// trouble serves the cached copy, marked stale.
+// only if the digest moved: a HEAD where the upstream has a usable one,
+// then, if that did not settle it, a conditional GET (If-None-Match with
+// the stored ETag). What the answers mean is cachePolicy.afterRevalidation's
+// to decide; this does the asking and applies the verdict.
 func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr tagRecord, cached storedManifest) (storedManifest, string, error) {
-	if rt.up.backingOff(p.now()) {
-		p.noteTagUse(ctx, key, tr)
-		return cached, cacheStale, nil
-	}
-	stale := func(attrs ...any) (storedManifest, string, error) {
-		p.log.Warn("revalidation failed, serving stale", append([]any{"tag", rt.name + ":" + rt.tag}, attrs...)...)
-		p.noteTagUse(ctx, key, tr)
-		return cached, cacheStale, nil
-	}
-	headUnusable := 0 // the status of a HEAD that did not name a digest
-	if _, headless := p.headless.get(rt.up.Host(), p.now(), headlessFor); !headless {
+	a := revalAnswer{BackingOff: rt.up.backingOff(p.now())}
+	var cause error // the last upstream error, for the log
+	if !a.BackingOff && !p.cache.headless(rt.up.Host()) {
 		status, d, err := p.headManifest(ctx, rt)
-		switch {
-		case err != nil:
-			return stale("cause", err.Error())
-		case status == http.StatusOK && d == tr.Digest:
-			p.touchTag(ctx, key, tr, tr.ETag)
-			return cached, cacheRevalidated, nil
-		case status == http.StatusTooManyRequests || (status >= 500 && status != http.StatusNotImplemented):
-			return stale("upstream_status", status)
-		case status != http.StatusOK || d == "":
-			headUnusable = status
-		}
+		a.Head, cause = headAnswer{Asked: true, Failed: err != nil, Status: status, Digest: d}, err
 	}
-	m, etag, notModified, err := p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
-	if err != nil {
-		var oe *Error
-		if errors.Is(err, ErrManifestUnknown) {
-			return storedManifest{}, "", err // GET confirms: the tag is gone
-		}
-		if errors.As(err, &oe) && errors.Is(err, ErrDenied) && !p.deniedGrace(tr) {
-			// 401/403 after the token flow: deleted, taken down or made
-			// private upstream. Serving it stale would outlive the
-			// revocation forever.
-			p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
-			return storedManifest{}, "", err
-		}
-		return stale("cause", err.Error())
+	v := p.cache.policy.afterRevalidation(tr, p.now(), a)
+	var (
+		m    storedManifest
+		etag = tr.ETag
+	)
+	if v == verdictAskGET {
+		var notModified bool
+		m, etag, notModified, cause = p.fetchManifestIfChanged(ctx, rt.up, rt.name, rt.tag, tr.ETag)
+		a.Get = getAnswerOf(m, notModified, cause)
+		v = p.cache.policy.afterRevalidation(tr, p.now(), a)
 	}
-	if headUnusable != 0 {
-		// GET works where HEAD did not: remembered only now, so that an
-		// auth failure of both never moves a Docker Hub-like upstream to
-		// counted GETs.
-		p.noteHeadless(rt.up, headUnusable)
+	if s := a.headlessStatus(); s != 0 {
+		p.cache.noteHeadless(rt.up.Host(), s)
 	}
-	if notModified || m.Digest == tr.Digest {
-		p.touchTag(ctx, key, tr, etag)
+	switch v {
+	case verdictRevalidated:
+		p.cache.touchTag(ctx, key, tr, etag)
 		return cached, cacheRevalidated, nil
+	case verdictReplaced:
+		return p.replaceTag(ctx, key, rt, m, etag)
+	case verdictGone:
+		return storedManifest{}, "", cause
+	case verdictDenied:
+		var oe *Error
+		errors.As(cause, &oe) // getAnswerOf saw an *Error to call it denied
+		p.log.Warn("upstream denies a cached tag, not serving it", "tag", rt.name+":"+rt.tag, "upstream", rt.up.Host(), "cause", errString(oe.Err))
+		return storedManifest{}, "", cause
 	}
-	if err := p.storeManifest(ctx, rt.up, rt.name, m); err != nil {
-		return storedManifest{}, "", err
+	if !a.BackingOff {
+		attrs := []any{"tag", rt.name + ":" + rt.tag, "upstream_status", a.Head.Status}
+		if cause != nil {
+			attrs = []any{"tag", rt.name + ":" + rt.tag, "cause", cause.Error()}
+		}
+		p.log.Warn("revalidation failed, serving stale", attrs...)
 	}
-	if err := p.saveTag(ctx, key, tagRecord{Digest: m.Digest, MediaType: m.MediaType, ETag: etag, Checked: p.now()}); err != nil {
-		return storedManifest{}, "", err
-	}
-	return m, cacheMiss, nil
+	p.cache.noteTagUse(ctx, key, tr)
+	return cached, cacheStale, nil
 }
 
 // headManifest asks the upstream for a tag's digest without a body. It
@@ -320,15 +261,6 @@ func (p *Proxy) headManifest(ctx context.Context, rt route) (int, digest.Digest,
 		d = ""
 	}
 	return resp.StatusCode, d, nil
-}
-
-// noteHeadless remembers, per upstream and for headlessFor, that its
-// manifest HEAD is not to be trusted, so revalidation goes straight to GET.
-func (p *Proxy) noteHeadless(up *Upstream, status int) {
-	if _, known := p.headless.get(up.Host(), p.now(), headlessFor); !known {
-		p.log.Info("upstream has no usable manifest HEAD, revalidating with conditional GET", "upstream", up.Host(), "head_status", status)
-	}
-	p.headless.put(up.Host(), struct{}{}, p.now())
 }
 
 // notAccepted answers as a registry does when a manifest exists only in a
@@ -372,7 +304,7 @@ func (p *Proxy) getManifest(ctx context.Context, up *Upstream, name, ref string,
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return storedManifest{}, "", false, upstreamError(resp, ErrManifestUnknown)
+		return storedManifest{}, "", false, upstreamError(resp, ErrManifestUnknown, p.now())
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxManifestSize+1))
 	if err != nil {
@@ -426,108 +358,14 @@ func manifestMediaType(contentType string, data []byte) string {
 	return mt
 }
 
-// memoManifestMax is the largest manifest kept in memory; typical ones are
-// a few KiB, and the memo holds at most 1024 of them.
-const memoManifestMax = 64 << 10
-
-func (p *Proxy) loadManifest(ctx context.Context, d digest.Digest) (storedManifest, error) {
-	if m, ok := p.manifests.get(d, p.now(), time.Hour); ok {
-		return m, nil
-	}
-	m, err := p.loadManifestFromStore(ctx, d)
-	if err == nil && len(m.Data) <= memoManifestMax {
-		p.manifests.put(d, m, p.now())
-	}
-	return m, err
-}
-
-func (p *Proxy) loadManifestFromStore(ctx context.Context, d digest.Digest) (storedManifest, error) {
-	var m storedManifest
-	if err := p.loadJSON(ctx, manifestKey(d), &m); err != nil {
-		return m, err
-	}
-	// A record that does not hash to its key is damage, not content.
-	if m.Digest != d || !slices.Contains(manifestDigests(d.Algorithm(), m.MediaType, m.Data), d) {
-		return storedManifest{}, fmt.Errorf("manifest record %s is corrupt: %w", d, fs.ErrNotExist)
-	}
-	return m, nil
-}
-
-// loadTag reads a tag record, from memory while it is fresh (a stale one
-// is re-read: another instance may have revalidated it meanwhile).
-func (p *Proxy) loadTag(ctx context.Context, key string) (tagRecord, storedManifest, error) {
-	tr, ok := p.tags.get(key, p.now(), p.cfg.ManifestTTL)
-	if !ok || p.now().Sub(tr.Checked) >= p.cfg.ManifestTTL {
-		if err := p.loadJSON(ctx, key, &tr); err != nil {
-			return tr, storedManifest{}, err
-		}
-		p.tags.put(key, tr, p.now())
-	}
-	m, err := p.loadManifest(ctx, tr.Digest)
-	return tr, m, err
-}
-
-func (p *Proxy) loadJSON(ctx context.Context, key string, v any) error {
-	rc, _, err := p.store.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	// base64 in JSON is 4/3 of the manifest plus a little.
-	data, err := io.ReadAll(io.LimitReader(rc, 2*p.cfg.MaxManifestSize+4096))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("record %s unreadable (%v): %w", key, err, fs.ErrNotExist)
-	}
-	return nil
-}
-
-func (p *Proxy) saveManifest(ctx context.Context, m storedManifest) error {
-	return p.saveJSON(ctx, manifestKey(m.Digest), m)
-}
-
 // storeManifest saves a manifest the upstream served for a repository and
 // links it and its references to that repository.
 func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m storedManifest) error {
 	m.Used = p.now().UTC() // a fill is a use
-	if err := p.saveManifest(ctx, m); err != nil {
+	if err := p.cache.saveManifest(ctx, m); err != nil {
 		return err
 	}
-	p.linkManifest(ctx, up, name, m)
-	return nil
-}
-
-// touchTag records that the upstream confirmed a tag just now. A failure
-// only costs an earlier revalidation next time, so it is logged, not fatal.
-func (p *Proxy) touchTag(ctx context.Context, key string, tr tagRecord, etag string) {
-	tr.Checked = p.now()
-	if etag != "" {
-		tr.ETag = etag
-	}
-	if err := p.saveTag(ctx, key, tr); err != nil {
-		p.log.Warn("could not record revalidation", "cause", err.Error())
-	}
-}
-
-func (p *Proxy) saveTag(ctx context.Context, key string, tr tagRecord) error {
-	p.tags.put(key, tr, p.now())
-	return p.saveJSON(ctx, key, tr)
-}
-
-func (p *Proxy) saveJSON(ctx context.Context, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	// Storing must finish even if the client hangs up: the bytes are
-	// verified and the next client wants them.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := p.store.Put(ctx, key, data); err != nil {
-		return ErrUnavailable.With("cache storage unavailable", fmt.Errorf("put %s: %w", key, err))
-	}
+	p.cache.linkManifest(ctx, up.Host(), name, m)
 	return nil
 }
 

@@ -17,7 +17,7 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	up.SetHeader("Ratelimit-Remaining", "42;w=21600")
-	m := mirrorFor(t, proxy.Config{EmbeddedMetrics: true, MetricsFunction: "pullthrough"}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, EmbeddedMetrics: true, MetricsFunction: "pullthrough"}, proxy.UpstreamConfig{Host: "docker.io"}, up)
 	img := testenv.SeedImage(t, reg, "library/app:1", 8<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()

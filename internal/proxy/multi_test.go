@@ -81,7 +81,7 @@ func TestRoutingByNamespaceAndPathPrefix(t *testing.T) {
 }
 
 func TestUnconfiguredRegistriesCauseNoOutboundRequest(t *testing.T) {
-	m, hub, ghcr, hosts := newTwoRegistries(t, proxy.Config{}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	m, hub, ghcr, hosts := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	for _, path := range []string{
 		"/v2/library/alpine/manifests/latest?ns=quay.io",
 		"/v2/library/alpine/manifests/latest?ns=" + hosts[0], // the registry's real address is not a configured name
@@ -102,7 +102,7 @@ func TestUnconfiguredRegistriesCauseNoOutboundRequest(t *testing.T) {
 }
 
 func TestRepositoryAllowAndDenyLists(t *testing.T) {
-	m, hub, ghcr, _ := newTwoRegistries(t, proxy.Config{},
+	m, hub, ghcr, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways},
 		proxy.UpstreamConfig{Allow: []string{"library/*"}, Deny: []string{"library/forbidden"}},
 		proxy.UpstreamConfig{Allow: []string{"org/**"}})
 	for _, path := range []string{
@@ -126,7 +126,7 @@ func TestRepositoryAllowAndDenyLists(t *testing.T) {
 
 func TestClientAccessControl(t *testing.T) {
 	access := proxy.AccessConfig{Tokens: []string{"client-token-value"}, Users: map[string]string{"ci": "client-password-value"}}
-	m, _, _, _ := newTwoRegistries(t, proxy.Config{Access: access}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	m, _, _, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: access}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	u := m.URL + "/v2/library/alpine/manifests/latest"
 	for _, tc := range []struct {
 		name   string
@@ -172,7 +172,7 @@ func TestClientAccessControl(t *testing.T) {
 }
 
 func TestSourceAddressAllowlist(t *testing.T) {
-	m, hub, _, _ := newTwoRegistries(t, proxy.Config{Access: proxy.AccessConfig{CIDRs: []string{"10.0.0.0/8"}}}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	m, hub, _, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: proxy.AccessConfig{CIDRs: []string{"10.0.0.0/8"}}}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	resp := do(t, http.MethodGet, m.URL+"/v2/library/alpine/manifests/latest", nil)
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("from 127.0.0.1 with only 10.0.0.0/8 allowed: got %d, want 403", resp.StatusCode)
@@ -181,7 +181,7 @@ func TestSourceAddressAllowlist(t *testing.T) {
 	if hub.Total() != 0 {
 		t.Errorf("refused client caused %d upstream requests", hub.Total())
 	}
-	m2, _, _, _ := newTwoRegistries(t, proxy.Config{Access: proxy.AccessConfig{CIDRs: []string{"127.0.0.0/8"}}}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	m2, _, _, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: proxy.AccessConfig{CIDRs: []string{"127.0.0.0/8"}}}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	testenv.PullImage(t, m2.URL, "library/alpine:latest")
 }
 

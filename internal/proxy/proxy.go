@@ -21,15 +21,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/pullthrough/pullthrough/internal/dockerhub"
 )
 
 // Config is the cache policy.
 type Config struct {
-	// ManifestTTL is how long a tag is served from cache before it is
-	// revalidated upstream. Zero revalidates on every request.
+	// ManifestTTL is how long a tag (or a referrers answer) is served from
+	// cache before it is revalidated upstream. Zero means
+	// DefaultManifestTTL, like the other fields; RevalidateAlways (or any
+	// negative value) revalidates on every request.
 	ManifestTTL time.Duration
 	// PresignTTL is the lifetime of presigned blob URLs.
 	PresignTTL time.Duration
@@ -101,6 +101,10 @@ type Config struct {
 	DeniedGrace time.Duration
 }
 
+// RevalidateAlways as Config.ManifestTTL asks the upstream about a tag on
+// every request (PULLTHROUGH_MANIFEST_TTL=0s).
+const RevalidateAlways time.Duration = -1
+
 // Defaults for zero Config fields.
 const (
 	DefaultManifestTTL     = 5 * time.Minute
@@ -126,15 +130,11 @@ type Proxy struct {
 	spools    spools                   // streamed fills in progress, by fillKey
 	limits    fillLimits
 	slots     fillSlots
-	absent    *memo[string, struct{}] // blobs the upstream answered 404 for, by fillKey
-	presigned *memo[string, string]   // presigned URLs, by key
-	manifests *memo[digest.Digest, storedManifest]
-	tags      *memo[string, tagRecord] // by store key
-	headless  *memo[string, struct{}]  // upstream hosts without a usable manifest HEAD
-	tagLists  *memo[string, [32]byte]  // SHA-256 of each tag list in the store, by key
-	links     *memo[string, struct{}]  // repository links known to exist, by store key
-	now       func() time.Time
+	cache     *cache // records, memos and the clock
 }
+
+// now is the mirror's clock: the cache's, which tests replace.
+func (p *Proxy) now() time.Time { return p.cache.now() }
 
 // New builds the handler. It fills cfg's zero fields with defaults
 // (Config.WithDefaults) and refuses a cfg that Config.Validate rejects,
@@ -153,18 +153,12 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = slog.New(redactingHandler{logger.Handler()})
 	return &Proxy{
-		cfg: cfg, store: store, upstreams: byHost, def: def, access: newAccess(cfg.Access),
-		log: slog.New(redactingHandler{logger.Handler()}), now: time.Now,
-		presigned: newMemo[string, string](10000),
-		manifests: newMemo[digest.Digest, storedManifest](1024),
-		tags:      newMemo[string, tagRecord](10000),
-		headless:  newMemo[string, struct{}](256),
-		tagLists:  newMemo[string, [32]byte](10000),
-		links:     newMemo[string, struct{}](100000),
-		absent:    newMemo[string, struct{}](10000),
-		limits:    newFillLimits(cfg),
-		slots:     make(fillSlots, cfg.MaxFills),
+		cfg: cfg, store: store, upstreams: byHost, def: def, access: newAccess(cfg.Access), log: logger,
+		cache:  newCache(cfg, store, logger),
+		limits: newFillLimits(cfg),
+		slots:  make(fillSlots, cfg.MaxFills),
 	}, nil
 }
 
@@ -212,7 +206,7 @@ const (
 const headerUpstreamRateLimit = "X-Pullthrough-Upstream-Ratelimit-Remaining"
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := p.now()
 	rec := &recorder{ResponseWriter: w}
 	id := requestID(r)
 	rec.Header().Set(headerAPIVersion, apiVersionV2Value)
@@ -275,7 +269,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"cache", cache,
 		"status", rec.status,
 		"bytes", rec.bytes,
-		"duration_ms", time.Since(start).Milliseconds(),
+		"duration_ms", p.now().Sub(start).Milliseconds(),
 	}
 	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
 }

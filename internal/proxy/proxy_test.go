@@ -143,7 +143,7 @@ func TestExpiredTagServedStaleWhenUpstreamFails(t *testing.T) {
 		{"500", testenv.Fault500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, reg := newMirror(t, proxy.Config{ManifestTTL: 0}, proxy.UpstreamConfig{})
+			m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 			img := testenv.SeedImage(t, reg, "library/redis:7", 4<<10, 1)
 			d, _ := img.Digest()
 			testenv.PullImage(t, m.URL, "library/redis:7")
@@ -164,7 +164,7 @@ func TestExpiredTagServedStaleWhenUpstreamFails(t *testing.T) {
 }
 
 func TestRevalidationUsesHeadAndFollowsMovedTag(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{ManifestTTL: 0}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	testenv.SeedImage(t, reg, "library/nginx:latest", 4<<10, 1)
 	testenv.PullImage(t, m.URL, "library/nginx:latest")
 
@@ -196,7 +196,7 @@ func TestCorruptOrTruncatedBlobIsNeverStored(t *testing.T) {
 		{"connection cut", testenv.FaultCut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+			m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 			img := testenv.SeedImage(t, reg, "org/app:1", 32<<10, 1)
 			layers, _ := img.Layers()
 			ld, _ := layers[0].Digest()
@@ -241,7 +241,7 @@ func TestCorruptOrTruncatedBlobIsNeverStored(t *testing.T) {
 }
 
 func TestBlobHeadMissDoesNotDownload(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 32<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -257,7 +257,7 @@ func TestBlobHeadMissDoesNotDownload(t *testing.T) {
 }
 
 func TestBlobRangeOnFilesystemStore(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 32<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -305,7 +305,7 @@ func TestConditionalAndAcceptHeaders(t *testing.T) {
 }
 
 func TestBadRequestsGetOCIErrorsAndNoUpstreamCall(t *testing.T) {
-	m, _ := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, _ := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	sha := "sha256:" + strings.Repeat("a", 64)
 	long := strings.Repeat("a", 10<<10)
 	for _, tc := range []struct {
@@ -354,7 +354,7 @@ func TestBadRequestsGetOCIErrorsAndNoUpstreamCall(t *testing.T) {
 }
 
 func TestBaseAndTagsList(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	testenv.SeedImage(t, reg, "org/app:1", 1<<10, 1)
 	testenv.SeedImage(t, reg, "org/app:2", 1<<10, 1)
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
@@ -401,7 +401,7 @@ func TestForeignTokenRealmIsNeverCalled(t *testing.T) {
 	up := testenv.NewUpstream(t, reg)
 	testenv.SeedImage(t, reg, "private/app:1", 1<<10, 1)
 	up.RequireToken(foreign.URL.String()+"/token", "", "")
-	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Username: "robot", Password: "s3cret-value"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Username: "robot", Password: "s3cret-value"}, up)
 
 	resp := do(t, http.MethodGet, m.URL+"/v2/private/app/manifests/1", nil)
 	if resp.StatusCode < 500 {
@@ -418,7 +418,7 @@ func TestUpstreamAuthErrorIsNotPassedThrough(t *testing.T) {
 	up := testenv.NewUpstream(t, reg)
 	testenv.SeedImage(t, reg, "private/app:1", 1<<10, 1)
 	up.RequireToken("", "robot", "right")
-	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Username: "robot", Password: "wrong"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Username: "robot", Password: "wrong"}, up)
 	resp := do(t, http.MethodGet, m.URL+"/v2/private/app/manifests/1", nil)
 	if resp.StatusCode == http.StatusUnauthorized {
 		t.Errorf("upstream 401 passed through to the client")
@@ -429,7 +429,7 @@ func TestUpstreamAuthErrorIsNotPassedThrough(t *testing.T) {
 }
 
 func TestConcurrentMissesShareOneFill(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 1<<20, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -464,7 +464,7 @@ func TestDockerHubOfficialImageNames(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
 	testenv.SeedImage(t, reg, "library/alpine:3.20", 1<<10, 1)
-	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Host: proxy.DockerHubHost}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Host: proxy.DockerHubHost}, up)
 	testenv.PullImage(t, m.URL, "alpine:3.20", remote.WithPlatform(v1Platform()))
 }
 

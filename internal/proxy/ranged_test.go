@@ -33,7 +33,7 @@ func TestParallelRangedFill(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := testenv.InProcessRegistry(t)
 			up := testenv.NewUpstream(t, reg)
-			m := mirrorFor(t, proxy.Config{FillParts: 3, FillPartSize: partSize}, proxy.UpstreamConfig{}, up)
+			m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, FillParts: 3, FillPartSize: partSize}, proxy.UpstreamConfig{}, up)
 			// random.Image's layer of 4 MiB is a tarball a little over
 			// that: five parts of 1 MiB.
 			img := testenv.SeedImage(t, reg, "org/big:1", 4<<20, 1)

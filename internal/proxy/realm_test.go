@@ -82,7 +82,7 @@ func TestNoCredentialsOverPlainHTTPRealm(t *testing.T) {
 	up.StartTLS()
 	t.Cleanup(up.Close)
 
-	m := multiMirror(t, proxy.Config{}, proxy.UpstreamConfig{Host: "registry.example", URL: up.URL, Username: user, Password: pass, Transport: up.Client().Transport})
+	m := multiMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Host: "registry.example", URL: up.URL, Username: user, Password: pass, Transport: up.Client().Transport})
 	resp := do(t, http.MethodGet, m.URL+"/v2/registry.example/org/app/manifests/1", nil)
 	if resp.StatusCode < 400 {
 		t.Errorf("got %d, want an error: the only realm offered is plain http", resp.StatusCode)

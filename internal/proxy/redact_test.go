@@ -31,7 +31,7 @@ func TestSignedURLsNeverReachTheLog(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(up.Close)
-	m := multiMirror(t, proxy.Config{}, proxy.UpstreamConfig{Host: "docker.io", URL: up.URL})
+	m := multiMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Host: "docker.io", URL: up.URL})
 	d, _ := layerOf(t, img, 0)
 	resp := do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+d.String(), nil)
 	if resp.StatusCode < 500 {

@@ -8,18 +8,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
-
-// referrersRecord caches the full (unfiltered) referrers index of one
-// subject, so every artifactType filter is answered from one entry.
-type referrersRecord struct {
-	Checked time.Time       `json:"checked"`
-	Index   json.RawMessage `json:"index"`
-}
 
 // referrersIndex is the image index the referrers API answers. It is not
 // ocispec.Index: its descriptors stay raw so that each reaches the client
@@ -28,10 +20,6 @@ type referrersIndex struct {
 	specs.Versioned
 	MediaType string            `json:"mediaType"`
 	Manifests []json.RawMessage `json:"manifests"`
-}
-
-func referrersKey(host, name string, rt route) string {
-	return "referrers/" + host + "/" + name + "/_ref/" + rt.digest.Algorithm().String() + "/" + rt.digest.Encoded()
 }
 
 // serveReferrers answers the OCI referrers API. It asks the upstream's
@@ -43,17 +31,17 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 	if len(artifactType) > 255 {
 		return ErrQueryInvalid.With("artifactType too long", nil)
 	}
-	key := referrersKey(rt.up.Host(), rt.name, rt)
+	key := referrersKey(rt.up.Host(), rt.name, rt.digest)
 	var cached referrersRecord
-	haveCache := p.loadJSON(ctx, key, &cached) == nil
+	haveCache := p.cache.loadJSON(ctx, key, &cached) == nil
 	cache := cacheHit
 	index := cached.Index
-	if !haveCache || p.now().Sub(cached.Checked) >= p.cfg.ManifestTTL {
+	if !haveCache || !p.cache.policy.fresh(cached.Checked, p.now()) {
 		fresh, err := p.fetchReferrers(ctx, rt)
 		switch {
 		case err == nil:
 			index, cache = fresh, cacheMiss
-			if err := p.saveJSON(ctx, key, referrersRecord{Checked: p.now(), Index: fresh}); err != nil {
+			if err := p.cache.saveJSON(ctx, key, referrersRecord{Checked: p.now(), Index: fresh}); err != nil {
 				p.log.Warn("could not cache referrers", "cause", err.Error())
 			}
 		case haveCache:
@@ -146,7 +134,7 @@ func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.He
 		return nil, fmt.Errorf("%s: upstream answered %d: %w", rest, s, errNotAnIndex)
 	default:
 		rt.up.noteFailure(resp, p.now())
-		return nil, upstreamError(resp, ErrManifestUnknown)
+		return nil, upstreamError(resp, ErrManifestUnknown, p.now())
 	}
 	body, err := readBounded(resp.Body, p.cfg.MaxManifestSize)
 	if err != nil {

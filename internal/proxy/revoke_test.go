@@ -66,7 +66,7 @@ func TestRevokedTagIsNotServedStale(t *testing.T) {
 			up := testenv.NewUpstream(t, reg)
 			up.RequireToken("", "", "")
 			testenv.SeedImage(t, reg, "org/app:1", 2<<10, 1)
-			m := mirrorFor(t, proxy.Config{ManifestTTL: 0, DeniedGrace: tc.grace}, proxy.UpstreamConfig{}, up)
+			m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, DeniedGrace: tc.grace}, proxy.UpstreamConfig{}, up)
 			testenv.PullImage(t, m.URL, "org/app:1")
 
 			up.Reset()

@@ -14,7 +14,7 @@ import (
 // registry as ns, or an alias of it; one naming another configured
 // registry is refused without any upstream request.
 func TestPathPrefixWithNamespace(t *testing.T) {
-	m, hub, ghcr, _ := newTwoRegistries(t, proxy.Config{}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
+	m, hub, ghcr, _ := newTwoRegistries(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{}, proxy.UpstreamConfig{})
 	hubDigest := testenv.PullImage(t, m.URL, "library/alpine:latest").String()
 	ghcrDigest := testenv.PullImage(t, m.URL, "ghcr.io/library/alpine:latest").String()
 	for _, tc := range []struct {

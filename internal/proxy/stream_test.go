@@ -45,7 +45,7 @@ func stored(m *mirror, d string) bool {
 func TestColdBlobStreamsWhileFilling(t *testing.T) {
 	for _, clients := range []int{1, 4} {
 		t.Run(map[int]string{1: "one client", 4: "four clients join"}[clients], func(t *testing.T) {
-			m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+			m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 			img := testenv.SeedImage(t, reg, "org/app:1", 2<<20, 1)
 			d, body := layerOf(t, img, 0)
 			m.Up.SetFault(testenv.FaultThrottle, "blob") // about 4 MiB/s: the fill takes ~0.5 s
@@ -82,7 +82,7 @@ func TestColdBlobStreamsWhileFilling(t *testing.T) {
 
 // A client that hangs up mid-stream ends its own stream, not the fill.
 func TestStreamedFillOutlivesItsClient(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 2<<20, 1)
 	d, body := layerOf(t, img, 0)
 	m.Up.SetFault(testenv.FaultThrottle, "blob")
@@ -106,7 +106,7 @@ func TestStreamedFillOutlivesItsClient(t *testing.T) {
 // A Range request for a cold blob is not streamed: it waits for the fill
 // and gets its 206 from the store (dockerd resumes with Range).
 func TestColdRangeRequestFillsThenAnswers206(t *testing.T) {
-	m, reg := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 64<<10, 1)
 	d, body := layerOf(t, img, 0)
 	resp := do(t, http.MethodGet, m.URL+"/v2/org/app/blobs/"+d.String(), http.Header{"Range": {"bytes=100-199"}})
@@ -123,7 +123,7 @@ func TestColdRangeRequestFillsThenAnswers206(t *testing.T) {
 func TestLambdaSmallBlobStreamsWhileFilling(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
-	lm := newLambdaMirror(t, proxy.Config{}, proxy.UpstreamConfig{URL: up.URL.String()})
+	lm := newLambdaMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{URL: up.URL.String()})
 	img := testenv.SeedImage(t, reg, "org/app:1", 2<<20, 1)
 	d, body := layerOf(t, img, 0)
 	up.SetFault(testenv.FaultThrottle, "blob")

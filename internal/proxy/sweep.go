@@ -113,7 +113,7 @@ func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error
 	}
 	for _, o := range plan {
 		if !opt.DryRun {
-			p.forget(o.Key)
+			p.cache.forget(o.Key)
 		}
 		rep.Deleted++
 		rep.BytesFreed += o.Size
@@ -386,7 +386,7 @@ feed:
 // read loads a JSON record. A record that vanished or cannot be parsed
 // reads as the zero value: the sweep then judges it by its last write.
 func (s *sweep) read(ctx context.Context, key string, v any) error {
-	err := s.p.loadJSON(ctx, key, v)
+	err := s.p.cache.loadJSON(ctx, key, v)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("sweep: read %s: %w", key, err)
 	}
@@ -413,13 +413,4 @@ func trailingDigest(key string) (digest.Digest, bool) {
 	j := strings.LastIndex(key[:i], "/")
 	dg := digest.NewDigestFromEncoded(digest.Algorithm(key[j+1:i]), key[i+1:])
 	return dg, dg.Validate() == nil
-}
-
-// forget drops what this process remembers about a deleted object.
-func (p *Proxy) forget(key string) {
-	if dg, ok := keyDigest(key, "manifests/"); ok {
-		p.manifests.del(dg)
-	}
-	p.tags.del(key)
-	p.links.del(key)
 }

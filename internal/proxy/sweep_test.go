@@ -180,7 +180,7 @@ func mirrorOnUpstream(t *testing.T, st proxy.Store, up *testenv.Upstream) (*prox
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := proxy.New(proxy.Config{}, st, []*proxy.Upstream{u}, nil)
+	h, err := proxy.New(proxy.Config{ManifestTTL: proxy.RevalidateAlways}, st, []*proxy.Upstream{u}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestSweepRacingFillKeepsBlob(t *testing.T) {
 	// Everything real-time is older than the retention on this clock, so
 	// only the lease can keep the blob.
 	clock := &testClock{t: time.Now().Add(60 * 24 * time.Hour)}
-	h, base, _, reg := mirrorOn(t, st, proxy.Config{}, clock)
+	h, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, clock)
 	img := testenv.SeedImage(t, reg, "org/app:1", 64<<10, 1)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
@@ -479,7 +479,7 @@ func TestSweepCost(t *testing.T) {
 	st, front := countedS3(t)
 	t0 := time.Now()
 	clock := &testClock{t: t0}
-	h, base, _, reg := mirrorOn(t, st, proxy.Config{}, clock)
+	h, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, clock)
 	const images = 100
 	for i := range images {
 		ref := "org/app" + strconv.Itoa(i) + ":1"

@@ -15,7 +15,7 @@ import (
 // and a new tag one more.
 func TestTagListStoredOnlyWhenChanged(t *testing.T) {
 	st, s3front := countedS3(t)
-	_, base, _, reg := mirrorOn(t, st, proxy.Config{}, nil)
+	_, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, nil)
 	testenv.SeedImage(t, reg, "org/app:1", 1<<10, 1)
 	var listPuts atomic.Int64
 	s3front.Intercept(func(w http.ResponseWriter, r *http.Request) bool {

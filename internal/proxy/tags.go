@@ -38,7 +38,7 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	cacheKey := "tags/" + rt.up.Host() + "/" + rt.name + "/_list"
+	cacheKey := tagListKey(rt.up.Host(), rt.name)
 	rest := "tags/list"
 	if q != "" {
 		rest += "?" + q
@@ -61,7 +61,7 @@ func (p *Proxy) serveTags(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		cache = cacheStale
 	} else if cacheKey != "" {
-		p.keepTagList(ctx, cacheKey, body)
+		p.cache.keepTagList(ctx, cacheKey, body)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -126,7 +126,7 @@ func (p *Proxy) fetchTags(ctx context.Context, up *Upstream, name, rest string) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		up.noteFailure(resp, p.now())
-		return nil, nil, upstreamError(resp, ErrNameUnknown)
+		return nil, nil, upstreamError(resp, ErrNameUnknown, p.now())
 	}
 	body, err := readBounded(resp.Body, maxTagListBody)
 	if err != nil {
@@ -206,11 +206,11 @@ func nextLink(h string) string {
 // only when it changed: a list is rewritten once per change, not once per
 // request (a PUT costs 12 times a GET on S3). The first request per process
 // compares with the stored copy.
-func (p *Proxy) keepTagList(ctx context.Context, key string, body []byte) {
+func (c *cache) keepTagList(ctx context.Context, key string, body []byte) {
 	sum := sha256.Sum256(body)
-	old, ok := p.tagLists.get(key, p.now(), 24*time.Hour)
+	old, ok := c.tagLists.get(key, c.now(), 24*time.Hour)
 	if !ok {
-		if rc, _, err := p.store.Get(ctx, key); err == nil {
+		if rc, _, err := c.store.Get(ctx, key); err == nil {
 			stored, rerr := io.ReadAll(io.LimitReader(rc, maxTagListBody+1))
 			rc.Close()
 			if rerr == nil {
@@ -219,12 +219,12 @@ func (p *Proxy) keepTagList(ctx context.Context, key string, body []byte) {
 		}
 	}
 	if ok && old == sum {
-		p.tagLists.put(key, sum, p.now())
+		c.tagLists.put(key, sum, c.now())
 		return
 	}
-	if err := p.store.Put(ctx, key, body); err != nil {
-		p.log.Warn("could not cache tag list", "cause", err.Error())
+	if err := c.store.Put(ctx, key, body); err != nil {
+		c.log.Warn("could not cache tag list", "cause", err.Error())
 		return
 	}
-	p.tagLists.put(key, sum, p.now())
+	c.tagLists.put(key, sum, c.now())
 }

@@ -61,6 +61,15 @@ type Upstream struct {
 	retryAt            atomic.Int64                            // unix nanos before which we do not call upstream
 	redirectsBlobs     atomic.Bool                             // blob GETs were seen to redirect to another host (a CDN)
 	fillRate           fillRate                                // measured fill throughput (fillrate.go)
+	now                func() time.Time                        // the clock of token expiry (auth.go); nil: time.Now
+}
+
+// clock is the time token expiry is judged by (tests replace it).
+func (u *Upstream) clock() time.Time {
+	if u.now != nil {
+		return u.now()
+	}
+	return time.Now()
 }
 
 // DockerHubHost and DockerHubURL name the default upstream (see package
@@ -246,8 +255,9 @@ func (u *Upstream) do(ctx context.Context, method, name, rest string, header htt
 
 // upstreamError turns an upstream answer that is not a success into the error
 // the client sees. The upstream's own auth errors are never passed through:
-// the client did not talk to the upstream and cannot fix them.
-func upstreamError(resp *http.Response, notFound *Error) *Error {
+// the client did not talk to the upstream and cannot fix them. now is the
+// mirror's clock, for a Retry-After given as a date.
+func upstreamError(resp *http.Response, notFound *Error, now time.Time) *Error {
 	cause := fmt.Errorf("upstream answered %d", resp.StatusCode)
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
@@ -256,7 +266,7 @@ func upstreamError(resp *http.Response, notFound *Error) *Error {
 		return ErrDenied.With("upstream denied access: the repository does not exist or needs credentials the mirror does not have", cause)
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return ErrTooManyRequests.With("upstream rate limit reached and the mirror has no cached copy", cause).
-			After(retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+			After(retryAfter(resp.Header.Get("Retry-After"), now))
 	default:
 		return ErrUnavailable.With("upstream registry unavailable", cause)
 	}

@@ -33,31 +33,31 @@ func (tr tagRecord) lastUse() time.Time {
 // noteTagUse records a hit on a tag unless a record from the last day says
 // so already. A failure is logged: it only makes the sweep think the tag
 // older than it is, at worst refetched later.
-func (p *Proxy) noteTagUse(ctx context.Context, key string, tr tagRecord) {
-	now := p.now()
-	if now.Sub(tr.lastUse()) < useEvery {
+func (c *cache) noteTagUse(ctx context.Context, key string, tr tagRecord) {
+	now := c.now()
+	if !useDue(tr.lastUse(), now) {
 		return
 	}
 	tr.Used = now.UTC()
-	if err := p.saveTag(ctx, key, tr); err != nil {
-		p.log.Warn("could not record tag use", "cause", errString(err))
+	if err := c.saveTag(ctx, key, tr); err != nil {
+		c.log.Warn("could not record tag use", "cause", errString(err))
 	}
 }
 
 // noteManifestUse records a hit on a manifest by digest, at most once a
 // day (see useEvery), and returns the record as now stored.
-func (p *Proxy) noteManifestUse(ctx context.Context, m storedManifest) storedManifest {
-	now := p.now()
-	if now.Sub(m.Used) < useEvery {
+func (c *cache) noteManifestUse(ctx context.Context, m storedManifest) storedManifest {
+	now := c.now()
+	if !useDue(m.Used, now) {
 		return m
 	}
 	m.Used = now.UTC()
-	if err := p.saveManifest(ctx, m); err != nil {
-		p.log.Warn("could not record manifest use", "digest", m.Digest.String(), "cause", errString(err))
+	if err := c.saveManifest(ctx, m); err != nil {
+		c.log.Warn("could not record manifest use", "digest", m.Digest.String(), "cause", errString(err))
 		return m
 	}
 	if len(m.Data) <= memoManifestMax {
-		p.manifests.put(m.Digest, m, now)
+		c.manifests.put(m.Digest, m, now)
 	}
 	return m
 }

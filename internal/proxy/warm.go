@@ -161,7 +161,7 @@ func (p *Proxy) warmImage(ctx context.Context, rt route, im storedManifest, prog
 // warmBlob fills one blob unless the cache has it.
 func (p *Proxy) warmBlob(ctx context.Context, br route, progress io.Writer) error {
 	d := br.digest
-	start := time.Now()
+	start := p.now()
 	if size, err := p.store.Stat(ctx, blobKey(d)); err == nil {
 		fmt.Fprintf(progress, "blob %s %d bytes cached\n", d, size)
 		return nil

@@ -19,7 +19,7 @@ import (
 func TestWarmFillsChosenPlatformsAhead(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
-	m := mirrorFor(t, proxy.Config{Access: proxy.AccessConfig{Tokens: []string{"warm-token"}}}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: proxy.AccessConfig{Tokens: []string{"warm-token"}}}, proxy.UpstreamConfig{Host: "docker.io"}, up)
 
 	var idx v1.ImageIndex = empty.Index
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -60,7 +60,7 @@ func TestWarmFillsChosenPlatformsAhead(t *testing.T) {
 }
 
 func TestWarmEndpointIsOffWithoutClientCredentials(t *testing.T) {
-	m, _ := newMirror(t, proxy.Config{}, proxy.UpstreamConfig{})
+	m, _ := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	req, _ := http.NewRequest(http.MethodPost, m.URL+"/_pullthrough/warm", strings.NewReader(`{"image":"alpine"}`))
 	resp := send(t, req)
 	if resp.StatusCode != http.StatusNotFound {

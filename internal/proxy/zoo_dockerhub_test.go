@@ -19,7 +19,7 @@ import (
 func TestDockerHubLikeLargeBlobGoesToTheCDN(t *testing.T) {
 	hub := testenv.DockerHubLike(t)
 	img := testenv.SeedImage(t, hub.Reg, "library/big:1", 512<<10, 1)
-	m := mirrorFor(t, proxy.Config{LargeBlobPolicy: proxy.PolicyUpstream},
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyUpstream},
 		proxy.UpstreamConfig{Host: "hub.example", AuthHosts: hub.AuthHosts()}, hub.Front)
 	d, body := layerOf(t, img, 0)
 	blobURL := m.URL + "/v2/hub.example/library/big/blobs/" + d.String()
@@ -64,7 +64,7 @@ func TestDockerHubLikeLargeBlobGoesToTheCDN(t *testing.T) {
 func TestDockerHubLikeRealmMustBeConfigured(t *testing.T) {
 	hub := testenv.DockerHubLike(t)
 	testenv.SeedImage(t, hub.Reg, "library/app:1", 1<<10, 1)
-	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Host: "hub.example"}, hub.Front)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Host: "hub.example"}, hub.Front)
 	got := do(t, http.MethodGet, m.URL+"/v2/hub.example/library/app/manifests/1", nil)
 	if got.StatusCode < 400 || got.StatusCode == http.StatusInternalServerError || !strings.Contains(string(got.body), `"errors"`) {
 		t.Errorf("got %d %s, want an OCI error", got.StatusCode, got.body)

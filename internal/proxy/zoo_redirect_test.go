@@ -55,7 +55,7 @@ func TestRedirectorBlobsAreNotHandedOut(t *testing.T) {
 	z := testenv.K8sRegistryLike(t)
 	img := testenv.SeedImage(t, z.Reg, "pause:3.10", 8<<10, 1)
 	up := z.Front
-	m := mirrorFor(t, proxy.Config{LargeBlobPolicy: proxy.PolicyUpstream}, proxy.UpstreamConfig{Host: "registry.k8s.example"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyUpstream}, proxy.UpstreamConfig{Host: "registry.k8s.example"}, up)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	req, _ := http.NewRequest(http.MethodGet, m.URL+"/v2/registry.k8s.example/pause/blobs/"+ld.String(), nil)
@@ -108,7 +108,7 @@ func TestCredentialsOnlyWhereConfigured(t *testing.T) {
 			if tc.authHost {
 				cfg.AuthHosts = []string{target.URL.Host}
 			}
-			m := multiMirror(t, proxy.Config{}, cfg)
+			m := multiMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, cfg)
 			resp := do(t, http.MethodGet, m.URL+"/v2/redirecting.example/org/app/manifests/1", nil)
 			if (resp.StatusCode == http.StatusOK) != tc.wantPull {
 				t.Errorf("manifest: got %d, want success %v", resp.StatusCode, tc.wantPull)

@@ -80,7 +80,7 @@ func TestTagPagingStaysOnRoute(t *testing.T) {
 	for _, tag := range []string{"x", "y", "z", "zz"} {
 		testenv.SeedImage(t, hubReg, "org/app:"+tag, 256, 1)
 	}
-	m := multiMirror(t, proxy.Config{},
+	m := multiMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways},
 		proxy.UpstreamConfig{Host: "docker.io", URL: hub.URL.String()},
 		proxy.UpstreamConfig{Host: "ghcr.example", URL: gh.URL.String()})
 	for _, path := range []string{
@@ -114,7 +114,7 @@ func TestQuayTagPaging(t *testing.T) {
 		want = append(want, tag)
 	}
 	up := z.Front
-	m := mirrorFor(t, proxy.Config{}, proxy.UpstreamConfig{Host: "quay.example"}, up)
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{Host: "quay.example"}, up)
 	for _, path := range []string{"/v2/org/app/tags/list?n=2", "/v2/quay.example/org/app/tags/list?n=2", "/v2/org/app/tags/list?n=2&ns=quay.example"} {
 		tags, links := followTags(t, m.URL, path)
 		if got := strings.Join(tags, ","); got != strings.Join(want, ",") {
