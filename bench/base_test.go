@@ -22,6 +22,7 @@ func buildBase(t *testing.T, ref string) string {
 	defer cancel()
 	src := t.TempDir()
 	archive := exec.CommandContext(ctx, "sh", "-c", `git archive "$1" | tar -x -C "$2"`, "sh", ref, src)
+	archive.Dir = ".." // the module root: git archive exports the directory it runs in
 	if out, err := archive.CombinedOutput(); err != nil {
 		t.Fatalf("BENCH_BASE=%s: git archive: %v\n%s", ref, err, out)
 	}
