@@ -5,3 +5,15 @@ import "time"
 // SetClock replaces the proxy's clock, so tests expire tags without
 // sleeping. Call it before serving requests.
 func (p *Proxy) SetClock(now func() time.Time) { p.now = now }
+
+// WaitFills waits, for at most d, until no fill runs in the proxy, and
+// reports whether none does: a streamed fill publishes after its clients
+// got the last byte, and a test must not remove the store under it.
+func (p *Proxy) WaitFills(d time.Duration) bool {
+	for deadline := time.Now().Add(d); len(p.slots) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
