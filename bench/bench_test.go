@@ -28,6 +28,9 @@ func TestBench(t *testing.T) {
 			rep.Contenders = append(rep.Contenders, measurePulls(ctx, t, e, c))
 		}
 	}
+	if p.runs("small") {
+		rep.Small = measureSmallPull(ctx, t, e)
+	}
 	if p.runs("fill") {
 		rep.Fill = measureFill(ctx, t, e)
 	}

@@ -43,7 +43,7 @@ const (
 
 // params are the benchmark's sizes and repetitions. BENCH_SCALE shrinks
 // (or grows) every byte count; BENCH_RUNS and BENCH_COLD_STARTS set the
-// repetitions. BENCH_ONLY (sections: pulls, fill, parallel, coldstart) and
+// repetitions. BENCH_ONLY (sections: pulls, small, fill, parallel, coldstart) and
 // BENCH_CONTENDERS (keys, e.g. local,direct) narrow a run to what is being
 // compared; both default to everything. BENCH_BASE=<git commit> adds the
 // local server built from that commit as contender local-base.
@@ -56,6 +56,7 @@ type params struct {
 	IndexPlatforms int      `json:"indexPlatforms"`
 	IndexLayers    int      `json:"indexLayers"`
 	IndexLayerSize int64    `json:"indexLayerSize"`
+	SmallLayerSize int64    `json:"smallLayerSize"`
 	BigBlob        int64    `json:"bigBlob"`
 	SmallBlob      int64    `json:"smallBlob"`
 	PullParallel   int      `json:"pullParallel"`
@@ -108,11 +109,12 @@ func loadParams(t *testing.T) params {
 			*v.dst = n
 		}
 	}
-	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "fill", "parallel", "coldstart")
+	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "small", "fill", "parallel", "coldstart")
 	p.Contenders = listEnv(t, "BENCH_CONTENDERS", "local", "local-base", "lambda", "distribution", "direct")
 	scaled := func(n int64, floor int64) int64 { return max(int64(float64(n)*p.Scale), floor) }
 	p.LayerSize = scaled(25*mib, 64<<10)
 	p.IndexLayerSize = scaled(4*mib, 16<<10)
+	p.SmallLayerSize = min(scaled(smallLayerSize, 16<<10), smallLayerSize)
 	p.BigBlob = scaled(gib, 2*p.SmallBlob)
 	return p
 }
@@ -129,10 +131,11 @@ type benchEnv struct {
 	lambda string // pullthrough bootstrap (Lambda)
 	base   string // local server built from BENCH_BASE; "" without
 
-	imageDigest v1.Hash
-	indexDigest v1.Hash
-	bigDigest   string
-	smallDigest string
+	imageDigest      v1.Hash
+	indexDigest      v1.Hash
+	smallImageDigest v1.Hash
+	bigDigest        string
+	smallDigest      string
 }
 
 func newBenchEnv(t *testing.T, p params) *benchEnv {
@@ -153,6 +156,7 @@ func newBenchEnv(t *testing.T, p params) *benchEnv {
 
 	img := randomImage(t, rng, p.Layers, p.LayerSize)
 	e.imageDigest = push(ctx, t, e.reg, imageRef, img)
+	e.smallImageDigest = push(ctx, t, e.reg, smallRef, randomImage(t, rng, p.Layers, p.SmallLayerSize))
 
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	// WriteIndex pushes the platform images too.

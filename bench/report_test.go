@@ -22,6 +22,7 @@ type report struct {
 	Contenders []contenderResult          `json:"contenders"`
 	Fill       fillResult                 `json:"fill"`
 	Parallel   parallelFillResult         `json:"parallelFill"`
+	Small      smallPullResult            `json:"smallLayers"`
 	ColdStart  map[string][]time.Duration `json:"coldStartNs"`
 	Total      time.Duration              `json:"totalNs"`
 	// LoadStart and LoadEnd are /proc/loadavg's one-minute figure: on a
@@ -201,6 +202,13 @@ func (rep report) markdown() string {
 		row("warm pull time, ours ÷ distribution", ratio("distribution", warmImg))
 		row("cold pull time, ours ÷ direct", ratio("direct", coldImg))
 		row("warm pull time, ours ÷ direct", ratio("direct", warmImg))
+		row("CPU during the cold image pull: mirror process / S3 server", func(c contenderResult) string {
+			if c.Key == "direct" {
+				return ""
+			}
+			return fmt.Sprintf("%s / %s", secs(c.med(func(r pullRun) time.Duration { return r.ColdImageCPU })),
+				secs(c.med(func(r pullRun) time.Duration { return r.ColdImageS3CPU })))
+		})
 		row("peak RSS of the mirror process (max)", func(c contenderResult) string {
 			return mibString(slices.Max(collect(c.Runs, func(r pullRun) int64 { return r.PeakRSS })))
 		})
@@ -247,12 +255,13 @@ func (rep report) markdown() string {
 	}
 
 	if len(rep.Fill.Runs) > 0 {
-		var plain, plainPar, plainVer, mirror, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
+		var plain, plainPar, plainVer, mirror, mirrorClient, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
 		for _, r := range rep.Fill.Runs {
 			plain = append(plain, r.Plain)
 			plainPar = append(plainPar, r.PlainParallel)
 			plainVer = append(plainVer, r.PlainVerified)
 			mirror = append(mirror, r.Mirror)
+			mirrorClient = append(mirrorClient, r.MirrorClient)
 			mirrorCPU = append(mirrorCPU, r.MirrorCPU)
 			plainS3CPU = append(plainS3CPU, r.PlainS3CPU)
 			mirrorS3CPU = append(mirrorS3CPU, r.MirrorS3CPU)
@@ -265,7 +274,8 @@ func (rep report) markdown() string {
 		w("| plain copy: GET upstream → S3 multipart, 8 MiB parts, one at a time | %s (%s) |\n", secs(median(plain)), mbps(median(plain)))
 		w("| plain copy, %d parts in flight (the mirror's default) | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainPar)), mbps(median(plainPar)))
 		w("| plain copy, %d parts in flight, also SHA-256-verifying the bytes before completing | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainVer)), mbps(median(plainVer)))
-		w("| pullthrough cold fill: blob GET until its last byte (streamed while filling; sent once verified and in S3) | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
+		w("| pullthrough cold fill: blob GET (streamed while filling) until the blob is in S3 | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
+		w("| the same GET until the client's last byte (sent once the bytes are verified, before the publish) | %s (%s) |\n", secs(median(mirrorClient)), mbps(median(mirrorClient)))
 		w("| CPU during the fill: pullthrough process / versitygw (plain copy: versitygw) | %s / %s (%s) |\n", secs(median(mirrorCPU)), secs(median(mirrorS3CPU)), secs(median(plainS3CPU)))
 		w("| fill throughput, ours ÷ plain copy one part at a time (target ≥ 0.90) | %.3f %s |\n", rep.fillRatio(), passFail(rep.fillRatio() >= 0.9))
 		w("| fill throughput, ours ÷ plain copy %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainPar).Seconds()/median(mirror).Seconds())
@@ -273,12 +283,22 @@ func (rep report) markdown() string {
 		w("| peak RSS filling %s / %s | %s / %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), mibString(big), mibString(small))
 		w("| memory bound: peak(%s) ≤ peak(%s) + 64 MiB + parallel fill parts (32 MiB) | %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), passFail(rep.memoryBoundOK()))
 	}
+	if sm := rep.Small; len(sm.Cold) > 0 {
+		direct := median(sm.Cold["direct"])
+		w("\n| Cold pull of an image of %d layers × %s (each under 6 MB; median of %d) | time | ÷ direct (target ≤ 2×) |\n|---|---:|---:|\n", sm.Layers, mibString(sm.LayerSize), len(sm.Cold["direct"]))
+		for _, way := range smallWays {
+			d := median(sm.Cold[way.key])
+			w("| %s | %s | %.2f× |\n", way.label, secs(d), d.Seconds()/direct.Seconds())
+		}
+	}
 	if pf := rep.Parallel; len(pf.Single) > 0 {
 		single, par := median(pf.Single), median(pf.Parallel)
 		w("\n| Cold fill of %s from an upstream capped at %s/s per connection (median of %d) | |\n|---|---:|\n", mibString(pf.Blob), mibString(pf.CapRate), len(pf.Single))
-		w("| one stream (`PULLTHROUGH_FILL_PARTS=1`) | %s |\n", secs(single))
-		w("| parallel ranged GETs (default: 4 × 8 MiB) | %s |\n", secs(par))
+		w("| one stream (`PULLTHROUGH_FILL_PARTS=1`), until in S3 | %s |\n", secs(single))
+		w("| parallel ranged GETs (%d × %s), until in S3 | %s |\n", pf.Parts, mibString(pf.PartSize), secs(par))
 		w("| speed-up, parallel ÷ one stream (target ≥ 2.5×) | %.2f× |\n", single.Seconds()/par.Seconds())
+		sc, pc := median(pf.SingleClient), median(pf.ParallelClient)
+		w("| the same, until the client's last byte: one stream / parallel / speed-up | %s / %s / %.2f× |\n", secs(sc), secs(pc), sc.Seconds()/pc.Seconds())
 	}
 	w("\nTotal benchmark time: %s.\n", rep.Total.Round(time.Second))
 	return b.String()
