@@ -83,6 +83,18 @@ func BenchmarkBlobHitS3(b *testing.B) {
 	b.Run("GET", func(b *testing.B) { serveBench(b, h, http.MethodGet, blob, http.StatusTemporaryRedirect) })
 }
 
+// A blob HEAD hit over the filesystem store: the handler's work with the
+// cheapest store call there is (one stat(2)), for comparison with the S3
+// store's HeadObject.
+func BenchmarkBlobHeadHitFilesystem(b *testing.B) {
+	fsys, err := store.NewFilesystem(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, blob, _ := benchProxy(b, fsys)
+	serveBench(b, h, http.MethodHead, blob, http.StatusOK)
+}
+
 func BenchmarkManifestHit(b *testing.B) {
 	fsys, err := store.NewFilesystem(b.TempDir())
 	if err != nil {
