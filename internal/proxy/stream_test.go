@@ -298,8 +298,11 @@ func TestStreamedClientNotHeldToStoreWrites(t *testing.T) {
 	if got := getWithin(t, base+"/v2/org/app/blobs/"+d.String(), 10*time.Second); !bytes.Equal(got, want) {
 		t.Fatalf("got %d bytes, want the %d-byte layer", len(got), len(want))
 	}
-	if hold.count() == 0 {
-		t.Error("no part upload was held: the test proves nothing")
+	// The upload reaches its first part after the client may be done.
+	for deadline := time.Now().Add(10 * time.Second); hold.count() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no part upload was held: the test proves nothing")
+		}
 	}
 	hold.let()
 	waitStored(t, st, d)
