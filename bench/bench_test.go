@@ -23,12 +23,23 @@ func TestBench(t *testing.T) {
 		mibString(p.IndexLayerSize), mibString(p.BigBlob), mibString(p.SmallBlob))
 
 	rep := report{Params: p, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Started: began.UTC(), LoadStart: loadStart}
-	for _, c := range e.contenders() {
-		rep.Contenders = append(rep.Contenders, measurePulls(ctx, t, e, c))
+	if p.runs("pulls") {
+		for _, c := range e.contenders() {
+			rep.Contenders = append(rep.Contenders, measurePulls(ctx, t, e, c))
+		}
 	}
-	rep.Fill = measureFill(ctx, t, e)
-	rep.Parallel = measureParallelFill(ctx, t, e)
-	rep.ColdStart = measureColdStart(t, e)
+	if p.runs("small") {
+		rep.Small = measureSmallPull(ctx, t, e)
+	}
+	if p.runs("fill") {
+		rep.Fill = measureFill(ctx, t, e)
+	}
+	if p.runs("parallel") {
+		rep.Parallel = measureParallelFill(ctx, t, e)
+	}
+	if p.runs("coldstart") {
+		rep.ColdStart = measureColdStart(t, e)
+	}
 	rep.Total = time.Since(began)
 	rep.LoadEnd = loadAvg()
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,12 +37,19 @@ type instance struct {
 }
 
 func (e *benchEnv) contenders() []contender {
-	return []contender{
+	all := []contender{
 		{Key: "local", Label: "pullthrough, local server, S3", start: e.startLocal},
 		{Key: "lambda", Label: "pullthrough, Lambda bootstrap", start: e.startLambda},
 		{Key: "distribution", Label: "distribution v3.1.2 proxy, S3", start: e.startDistribution},
 		{Key: "direct", Label: "direct from upstream", start: e.startDirect},
 	}
+	if e.base != "" {
+		all = append(all[:1], append([]contender{{Key: "local-base", Label: "pullthrough " + baseRef() + ", local server, S3", start: e.startBase}}, all[1:]...)...)
+	}
+	if len(e.p.Contenders) == 0 {
+		return all
+	}
+	return slices.DeleteFunc(all, func(c contender) bool { return !slices.Contains(e.p.Contenders, c.Key) })
 }
 
 func (e *benchEnv) startLocal(t *testing.T, run int) *instance {

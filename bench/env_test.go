@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,19 +43,47 @@ const (
 
 // params are the benchmark's sizes and repetitions. BENCH_SCALE shrinks
 // (or grows) every byte count; BENCH_RUNS and BENCH_COLD_STARTS set the
-// repetitions.
+// repetitions. BENCH_ONLY (sections: pulls, small, fill, parallel, coldstart) and
+// BENCH_CONTENDERS (keys, e.g. local,direct) narrow a run to what is being
+// compared; both default to everything. BENCH_BASE=<git commit> adds the
+// local server built from that commit as contender local-base.
 type params struct {
-	Scale          float64 `json:"scale"`
-	Runs           int     `json:"runs"`
-	ColdStarts     int     `json:"coldStarts"`
-	Layers         int     `json:"layers"`
-	LayerSize      int64   `json:"layerSize"`
-	IndexPlatforms int     `json:"indexPlatforms"`
-	IndexLayers    int     `json:"indexLayers"`
-	IndexLayerSize int64   `json:"indexLayerSize"`
-	BigBlob        int64   `json:"bigBlob"`
-	SmallBlob      int64   `json:"smallBlob"`
-	PullParallel   int     `json:"pullParallel"`
+	Scale          float64  `json:"scale"`
+	Runs           int      `json:"runs"`
+	ColdStarts     int      `json:"coldStarts"`
+	Layers         int      `json:"layers"`
+	LayerSize      int64    `json:"layerSize"`
+	IndexPlatforms int      `json:"indexPlatforms"`
+	IndexLayers    int      `json:"indexLayers"`
+	IndexLayerSize int64    `json:"indexLayerSize"`
+	SmallLayerSize int64    `json:"smallLayerSize"`
+	BigBlob        int64    `json:"bigBlob"`
+	SmallBlob      int64    `json:"smallBlob"`
+	PullParallel   int      `json:"pullParallel"`
+	Only           []string `json:"only,omitempty"`
+	Contenders     []string `json:"contenders,omitempty"`
+}
+
+// runs reports whether the section is part of this run.
+func (p params) runs(section string) bool {
+	return len(p.Only) == 0 || slices.Contains(p.Only, section)
+}
+
+// listEnv is a comma-separated environment variable whose items must all
+// be in known; nil when unset.
+func listEnv(t *testing.T, name string, known ...string) []string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return nil
+	}
+	items := strings.Split(v, ",")
+	for _, it := range items {
+		if !slices.Contains(known, it) {
+			t.Fatalf("%s: got %q, want a comma-separated list of %s", name, it, strings.Join(known, ", "))
+		}
+	}
+	return items
 }
 
 func loadParams(t *testing.T) params {
@@ -79,9 +109,12 @@ func loadParams(t *testing.T) params {
 			*v.dst = n
 		}
 	}
+	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "small", "fill", "parallel", "coldstart")
+	p.Contenders = listEnv(t, "BENCH_CONTENDERS", "local", "local-base", "lambda", "distribution", "direct")
 	scaled := func(n int64, floor int64) int64 { return max(int64(float64(n)*p.Scale), floor) }
 	p.LayerSize = scaled(25*mib, 64<<10)
 	p.IndexLayerSize = scaled(4*mib, 16<<10)
+	p.SmallLayerSize = min(scaled(smallLayerSize, 16<<10), smallLayerSize)
 	p.BigBlob = scaled(gib, 2*p.SmallBlob)
 	return p
 }
@@ -96,11 +129,13 @@ type benchEnv struct {
 	s3     *testenv.S3Server
 	local  string // pullthrough binary (local server)
 	lambda string // pullthrough bootstrap (Lambda)
+	base   string // local server built from BENCH_BASE; "" without
 
-	imageDigest v1.Hash
-	indexDigest v1.Hash
-	bigDigest   string
-	smallDigest string
+	imageDigest      v1.Hash
+	indexDigest      v1.Hash
+	smallImageDigest v1.Hash
+	bigDigest        string
+	smallDigest      string
 }
 
 func newBenchEnv(t *testing.T, p params) *benchEnv {
@@ -111,6 +146,9 @@ func newBenchEnv(t *testing.T, p params) *benchEnv {
 	e.s3 = testenv.StartS3(t)
 	e.local = testenv.BuildMirror(t, false)
 	e.lambda = testenv.BuildMirror(t, true)
+	if ref := baseRef(); ref != "" {
+		e.base = buildBase(t, ref)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -118,6 +156,7 @@ func newBenchEnv(t *testing.T, p params) *benchEnv {
 
 	img := randomImage(t, rng, p.Layers, p.LayerSize)
 	e.imageDigest = push(ctx, t, e.reg, imageRef, img)
+	e.smallImageDigest = push(ctx, t, e.reg, smallRef, randomImage(t, rng, p.Layers, p.SmallLayerSize))
 
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	// WriteIndex pushes the platform images too.

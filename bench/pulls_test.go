@@ -29,6 +29,11 @@ type pullRun struct {
 	S3WarmImage    map[string]int `json:"s3WarmImage,omitempty"`
 	S3RestartImage map[string]int `json:"s3RestartImage,omitempty"`
 	PeakRSS        int64          `json:"peakRssBytes,omitempty"`
+	// CPU time (user + system) the mirror process and the S3 server spent
+	// during the cold image pull: on a machine of few cores the fill's
+	// own work and the S3 server's compete with the client's stream.
+	ColdImageCPU   time.Duration `json:"coldImageCpuNs,omitempty"`
+	ColdImageS3CPU time.Duration `json:"coldImageS3CpuNs,omitempty"`
 	// LogErrors are the error-level lines the mirror logged this round.
 	LogErrors []string      `json:"logErrors,omitempty"`
 	Ready     time.Duration `json:"readyNs,omitempty"`
@@ -81,7 +86,14 @@ func measurePulls(ctx context.Context, t *testing.T, e *benchEnv, c contender) c
 		}
 		inst := c.start(t, run)
 		r.Ready = inst.ready
+		var cpu0, s3CPU0 time.Duration
+		if inst.proc != nil {
+			cpu0, s3CPU0 = cpuTime(t, inst.proc), cpuTime(t, e.s3.Proc)
+		}
 		phase(inst, imageRef, e.imageDigest, &r.ColdImage, &r.UpstreamColdImage, &r.S3ColdImage)
+		if inst.proc != nil {
+			r.ColdImageCPU, r.ColdImageS3CPU = cpuTime(t, inst.proc)-cpu0, cpuTime(t, e.s3.Proc)-s3CPU0
+		}
 		phase(inst, indexRef, e.indexDigest, &r.ColdIndex, nil, nil)
 		phase(inst, imageRef, e.imageDigest, &r.WarmImage, &r.UpstreamWarmImage, &r.S3WarmImage)
 		phase(inst, indexRef, e.indexDigest, &r.WarmIndex, nil, nil)
@@ -111,8 +123,8 @@ func measurePulls(ctx context.Context, t *testing.T, e *benchEnv, c contender) c
 			t.Logf("%s run %d logged: %s", c.Key, run+1, l)
 		}
 
-		t.Logf("%-12s run %d: cold %5.2fs warm %5.2fs new-process %5.2fs, index cold %5.2fs warm %5.2fs, peak RSS %s, S3 calls cold/warm/new-process %d/%d/%d",
-			c.Key, run+1, r.ColdImage.Duration.Seconds(), r.WarmImage.Duration.Seconds(), r.RestartImage.Duration.Seconds(),
+		t.Logf("%-12s run %d: cold %5.2fs (CPU mirror %4.2fs, S3 server %4.2fs) warm %5.2fs new-process %5.2fs, index cold %5.2fs warm %5.2fs, peak RSS %s, S3 calls cold/warm/new-process %d/%d/%d",
+			c.Key, run+1, r.ColdImage.Duration.Seconds(), r.ColdImageCPU.Seconds(), r.ColdImageS3CPU.Seconds(), r.WarmImage.Duration.Seconds(), r.RestartImage.Duration.Seconds(),
 			r.ColdIndex.Duration.Seconds(), r.WarmIndex.Duration.Seconds(), mibString(r.PeakRSS),
 			apiCalls(r.S3ColdImage), apiCalls(r.S3WarmImage), apiCalls(r.S3RestartImage))
 		res.Runs = append(res.Runs, r)

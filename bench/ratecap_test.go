@@ -7,8 +7,12 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/proxy"
 )
 
 // capRate is the per-connection rate of the CDN stand-in. A CDN or object
@@ -73,14 +77,21 @@ func (c *cappedWriter) Flush() {
 // parallelFillResult compares a cold fill of the big blob from the
 // rate-capped stand-in with one stream and with parallel ranged GETs.
 type parallelFillResult struct {
-	Blob     int64           `json:"blobBytes"`
-	CapRate  int64           `json:"capBytesPerSecond"`
-	Single   []time.Duration `json:"singleNs"`
-	Parallel []time.Duration `json:"parallelNs"`
+	Blob     int64 `json:"blobBytes"`
+	CapRate  int64 `json:"capBytesPerSecond"`
+	Parts    int   `json:"parts"` // ranged GETs at once (PULLTHROUGH_FILL_PARTS)
+	PartSize int64 `json:"partSize"`
+	// Until the blob is in S3, and until the client's last byte.
+	Single         []time.Duration `json:"singleNs"`
+	Parallel       []time.Duration `json:"parallelNs"`
+	SingleClient   []time.Duration `json:"singleClientNs"`
+	ParallelClient []time.Duration `json:"parallelClientNs"`
 }
 
 // parallelRuns bounds the runs of the parallel-fill comparison: the single
 // stream of a 1 GiB blob at capRate alone takes half a minute.
+// BENCH_FILL_PARTS and BENCH_FILL_PART_MIB set the parallel fill's parts
+// in flight and part size (default the product's).
 const parallelRuns = 2
 
 // measureParallelFill times cold blob GETs (to the last byte, which the
@@ -90,16 +101,36 @@ const parallelRuns = 2
 func measureParallelFill(ctx context.Context, t *testing.T, e *benchEnv) parallelFillResult {
 	t.Helper()
 	capped := startRateCapped(t, e.reg)
-	res := parallelFillResult{Blob: e.p.BigBlob, CapRate: capRate}
+	res := parallelFillResult{Blob: e.p.BigBlob, CapRate: capRate, Parts: proxy.DefaultFillParts, PartSize: proxy.DefaultFillPartSize}
+	tuning := []string{}
+	if v := os.Getenv("BENCH_FILL_PARTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 {
+			t.Fatalf("BENCH_FILL_PARTS: want an integer ≥ 2, got %q", v)
+		}
+		res.Parts = n
+		tuning = append(tuning, "PULLTHROUGH_FILL_PARTS="+v)
+	}
+	if v := os.Getenv("BENCH_FILL_PART_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("BENCH_FILL_PART_MIB: want an integer ≥ 1, got %q", v)
+		}
+		res.PartSize = int64(n) * mib
+		tuning = append(tuning, fmt.Sprintf("PULLTHROUGH_FILL_PART_SIZE=%dMiB", n))
+	}
 	for run := range min(e.p.Runs, parallelRuns) {
 		single := e.mirrorFill(ctx, t, fmt.Sprintf("bench/capped-single-%d", run), bigRepo, e.bigDigest,
 			"PULLTHROUGH_UPSTREAM="+capped.String(), "PULLTHROUGH_FILL_PARTS=1")
 		parallel := e.mirrorFill(ctx, t, fmt.Sprintf("bench/capped-parallel-%d", run), bigRepo, e.bigDigest,
-			"PULLTHROUGH_UPSTREAM="+capped.String())
-		res.Single = append(res.Single, single.took)
-		res.Parallel = append(res.Parallel, parallel.took)
-		t.Logf("capped fill  run %d: one stream %5.2fs, parallel ranges %5.2fs (%s at %s/s per connection)",
-			run+1, single.took.Seconds(), parallel.took.Seconds(), mibString(e.p.BigBlob), mibString(capRate))
+			append([]string{"PULLTHROUGH_UPSTREAM=" + capped.String()}, tuning...)...)
+		res.Single = append(res.Single, single.published)
+		res.Parallel = append(res.Parallel, parallel.published)
+		res.SingleClient = append(res.SingleClient, single.took)
+		res.ParallelClient = append(res.ParallelClient, parallel.took)
+		t.Logf("capped fill  run %d: in S3 after one stream %5.2fs, parallel ranges %5.2fs; client's last byte %5.2fs and %5.2fs (%s at %s/s per connection, %d × %s)",
+			run+1, single.published.Seconds(), parallel.published.Seconds(), single.took.Seconds(), parallel.took.Seconds(),
+			mibString(e.p.BigBlob), mibString(capRate), res.Parts, mibString(res.PartSize))
 	}
 	return res
 }

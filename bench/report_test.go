@@ -22,6 +22,7 @@ type report struct {
 	Contenders []contenderResult          `json:"contenders"`
 	Fill       fillResult                 `json:"fill"`
 	Parallel   parallelFillResult         `json:"parallelFill"`
+	Small      smallPullResult            `json:"smallLayers"`
 	ColdStart  map[string][]time.Duration `json:"coldStartNs"`
 	Total      time.Duration              `json:"totalNs"`
 	// LoadStart and LoadEnd are /proc/loadavg's one-minute figure: on a
@@ -161,120 +162,143 @@ func (rep report) markdown() string {
 		p.Layers, mibString(p.LayerSize), mibString(int64(p.Layers)*p.LayerSize), p.IndexPlatforms, p.IndexLayers, mibString(p.IndexLayerSize),
 		p.Runs, p.PullParallel, rep.CPUs, rep.GoVersion, rep.LoadStart)
 
-	w("| |")
-	for _, c := range rep.Contenders {
-		w(" %s |", c.Label)
-	}
-	w("\n|---|")
-	for range rep.Contenders {
-		w("---:|")
-	}
-	w("\n")
-	row := func(label string, cell func(c contenderResult) string) {
-		w("| %s |", label)
+	if len(rep.Contenders) > 0 {
+		w("| |")
 		for _, c := range rep.Contenders {
-			w(" %s |", cell(c))
+			w(" %s |", c.Label)
+		}
+		w("\n|---|")
+		for range rep.Contenders {
+			w("---:|")
 		}
 		w("\n")
-	}
-	dur := func(f func(pullRun) time.Duration) func(contenderResult) string {
-		return func(c contenderResult) string { return secs(c.med(f)) }
-	}
-	coldImg := func(r pullRun) time.Duration { return r.ColdImage.Duration }
-	warmImg := func(r pullRun) time.Duration { return r.WarmImage.Duration }
-	row("cold pull, image", dur(coldImg))
-	row("warm pull, image", dur(warmImg))
-	row("warm pull, image, new process (cache only in S3)", dur(func(r pullRun) time.Duration { return r.RestartImage.Duration }))
-	row("cold pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.ColdIndex.Duration }))
-	row("warm pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.WarmIndex.Duration }))
-	ratio := func(to string, f func(pullRun) time.Duration) func(contenderResult) string {
-		return func(c contenderResult) string {
-			base := rep.find(to)
-			if !strings.HasPrefix(c.Key, "local") && !strings.HasPrefix(c.Key, "lambda") || base.Key == "" {
+		row := func(label string, cell func(c contenderResult) string) {
+			w("| %s |", label)
+			for _, c := range rep.Contenders {
+				w(" %s |", cell(c))
+			}
+			w("\n")
+		}
+		dur := func(f func(pullRun) time.Duration) func(contenderResult) string {
+			return func(c contenderResult) string { return secs(c.med(f)) }
+		}
+		coldImg := func(r pullRun) time.Duration { return r.ColdImage.Duration }
+		warmImg := func(r pullRun) time.Duration { return r.WarmImage.Duration }
+		row("cold pull, image", dur(coldImg))
+		row("warm pull, image", dur(warmImg))
+		row("warm pull, image, new process (cache only in S3)", dur(func(r pullRun) time.Duration { return r.RestartImage.Duration }))
+		row("cold pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.ColdIndex.Duration }))
+		row("warm pull, index (all platforms)", dur(func(r pullRun) time.Duration { return r.WarmIndex.Duration }))
+		ratio := func(to string, f func(pullRun) time.Duration) func(contenderResult) string {
+			return func(c contenderResult) string {
+				base := rep.find(to)
+				if !strings.HasPrefix(c.Key, "local") && !strings.HasPrefix(c.Key, "lambda") || base.Key == "" {
+					return ""
+				}
+				return fmt.Sprintf("%.2f×", c.med(f).Seconds()/base.med(f).Seconds())
+			}
+		}
+		row("cold pull time, ours ÷ distribution", ratio("distribution", coldImg))
+		row("warm pull time, ours ÷ distribution", ratio("distribution", warmImg))
+		row("cold pull time, ours ÷ direct", ratio("direct", coldImg))
+		row("warm pull time, ours ÷ direct", ratio("direct", warmImg))
+		row("CPU during the cold image pull: mirror process / S3 server", func(c contenderResult) string {
+			if c.Key == "direct" {
 				return ""
 			}
-			return fmt.Sprintf("%.2f×", c.med(f).Seconds()/base.med(f).Seconds())
-		}
-	}
-	row("cold pull time, ours ÷ distribution", ratio("distribution", coldImg))
-	row("warm pull time, ours ÷ distribution", ratio("distribution", warmImg))
-	row("cold pull time, ours ÷ direct", ratio("direct", coldImg))
-	row("warm pull time, ours ÷ direct", ratio("direct", warmImg))
-	row("peak RSS of the mirror process (max)", func(c contenderResult) string {
-		return mibString(slices.Max(collect(c.Runs, func(r pullRun) int64 { return r.PeakRSS })))
-	})
-	row("upstream blob requests, cold / warm image pull", func(c contenderResult) string {
-		n := func(m map[string]int) int { return m["GET blob"] + m["HEAD blob"] }
-		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamColdImage) })),
-			median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })))
-	})
-	row("upstream manifest requests, warm / new-process image pull", func(c contenderResult) string {
-		n := func(m map[string]int) int { return m["GET manifest"] + m["HEAD manifest"] }
-		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })),
-			median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamRestartImage) })))
-	})
-	row("S3 requests by the mirror, cold / warm / new-process image pull", func(c contenderResult) string {
-		if c.Key == "direct" {
+			return fmt.Sprintf("%s / %s", secs(c.med(func(r pullRun) time.Duration { return r.ColdImageCPU })),
+				secs(c.med(func(r pullRun) time.Duration { return r.ColdImageS3CPU })))
+		})
+		row("peak RSS of the mirror process (max)", func(c contenderResult) string {
+			return mibString(slices.Max(collect(c.Runs, func(r pullRun) int64 { return r.PeakRSS })))
+		})
+		row("upstream blob requests, cold / warm image pull", func(c contenderResult) string {
+			n := func(m map[string]int) int { return m["GET blob"] + m["HEAD blob"] }
+			return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamColdImage) })),
+				median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })))
+		})
+		row("upstream manifest requests, warm / new-process image pull", func(c contenderResult) string {
+			n := func(m map[string]int) int { return m["GET manifest"] + m["HEAD manifest"] }
+			return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamWarmImage) })),
+				median(collect(c.Runs, func(r pullRun) int { return n(r.UpstreamRestartImage) })))
+		})
+		row("S3 requests by the mirror, cold / warm / new-process image pull", func(c contenderResult) string {
+			if c.Key == "direct" {
+				return ""
+			}
+			n := func(f func(pullRun) map[string]int) int {
+				return median(collect(c.Runs, func(r pullRun) int { return apiCalls(f(r)) }))
+			}
+			return fmt.Sprintf("%d / %d / %d", n(s3Cold), n(s3Warm), n(s3Restart))
+		})
+		row("client GETs of presigned S3 URLs, cold / warm image pull", func(c contenderResult) string {
+			if c.Key == "direct" {
+				return ""
+			}
+			return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3ColdImage) })),
+				median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3WarmImage) })))
+		})
+		row(fmt.Sprintf("cold start to first 200 on /v2/ (median of %d)", p.ColdStarts), func(c contenderResult) string {
+			if d := rep.ColdStart[c.Key]; len(d) > 0 {
+				return ms(median(d))
+			}
 			return ""
-		}
-		n := func(f func(pullRun) map[string]int) int {
-			return median(collect(c.Runs, func(r pullRun) int { return apiCalls(f(r)) }))
-		}
-		return fmt.Sprintf("%d / %d / %d", n(s3Cold), n(s3Warm), n(s3Restart))
-	})
-	row("client GETs of presigned S3 URLs, cold / warm image pull", func(c contenderResult) string {
-		if c.Key == "direct" {
-			return ""
-		}
-		return fmt.Sprintf("%d / %d", median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3ColdImage) })),
-			median(collect(c.Runs, func(r pullRun) int { return presignedCalls(r.S3WarmImage) })))
-	})
-	row(fmt.Sprintf("cold start to first 200 on /v2/ (median of %d)", p.ColdStarts), func(c contenderResult) string {
-		if d := rep.ColdStart[c.Key]; len(d) > 0 {
-			return ms(median(d))
-		}
-		return ""
-	})
+		})
 
-	w("\n| S3 operations by the mirror per image pull (median run) | cold | warm | warm, new process |\n|---|---|---|---|\n")
-	for _, c := range rep.Contenders {
-		if c.Key == "direct" {
-			continue
+		w("\n| S3 operations by the mirror per image pull (median run) | cold | warm | warm, new process |\n|---|---|---|---|\n")
+		for _, c := range rep.Contenders {
+			if c.Key == "direct" {
+				continue
+			}
+			w("| %s | %s | %s | %s |\n", c.Label, opSummary(medianRun(c.Runs, s3Cold)), opSummary(medianRun(c.Runs, s3Warm)), opSummary(medianRun(c.Runs, s3Restart)))
 		}
-		w("| %s | %s | %s | %s |\n", c.Label, opSummary(medianRun(c.Runs, s3Cold)), opSummary(medianRun(c.Runs, s3Warm)), opSummary(medianRun(c.Runs, s3Restart)))
 	}
 
-	var plain, plainPar, plainVer, mirror, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
-	for _, r := range rep.Fill.Runs {
-		plain = append(plain, r.Plain)
-		plainPar = append(plainPar, r.PlainParallel)
-		plainVer = append(plainVer, r.PlainVerified)
-		mirror = append(mirror, r.Mirror)
-		mirrorCPU = append(mirrorCPU, r.MirrorCPU)
-		plainS3CPU = append(plainS3CPU, r.PlainS3CPU)
-		mirrorS3CPU = append(mirrorS3CPU, r.MirrorS3CPU)
+	if len(rep.Fill.Runs) > 0 {
+		var plain, plainPar, plainVer, mirror, mirrorClient, mirrorCPU, plainS3CPU, mirrorS3CPU []time.Duration
+		for _, r := range rep.Fill.Runs {
+			plain = append(plain, r.Plain)
+			plainPar = append(plainPar, r.PlainParallel)
+			plainVer = append(plainVer, r.PlainVerified)
+			mirror = append(mirror, r.Mirror)
+			mirrorClient = append(mirrorClient, r.MirrorClient)
+			mirrorCPU = append(mirrorCPU, r.MirrorCPU)
+			plainS3CPU = append(plainS3CPU, r.PlainS3CPU)
+			mirrorS3CPU = append(mirrorS3CPU, r.MirrorS3CPU)
+		}
+		mbps := func(d time.Duration) string {
+			return fmt.Sprintf("%.0f MiB/s", float64(rep.Fill.BigBlob)/mib/d.Seconds())
+		}
+		big, small := median(rep.bigRSS()), median(rep.smallRSS())
+		w("\n| Fill of one %s blob (median of %d) | |\n|---|---:|\n", mibString(rep.Fill.BigBlob), len(rep.Fill.Runs))
+		w("| plain copy: GET upstream → S3 multipart, 8 MiB parts, one at a time | %s (%s) |\n", secs(median(plain)), mbps(median(plain)))
+		w("| plain copy, %d parts in flight (the mirror's default) | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainPar)), mbps(median(plainPar)))
+		w("| plain copy, %d parts in flight, also SHA-256-verifying the bytes before completing | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainVer)), mbps(median(plainVer)))
+		w("| pullthrough cold fill: blob GET (streamed while filling) until the blob is in S3 | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
+		w("| the same GET until the client's last byte (sent once the bytes are verified, before the publish) | %s (%s) |\n", secs(median(mirrorClient)), mbps(median(mirrorClient)))
+		w("| CPU during the fill: pullthrough process / versitygw (plain copy: versitygw) | %s / %s (%s) |\n", secs(median(mirrorCPU)), secs(median(mirrorS3CPU)), secs(median(plainS3CPU)))
+		w("| fill throughput, ours ÷ plain copy one part at a time (target ≥ 0.90) | %.3f %s |\n", rep.fillRatio(), passFail(rep.fillRatio() >= 0.9))
+		w("| fill throughput, ours ÷ plain copy %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainPar).Seconds()/median(mirror).Seconds())
+		w("| fill throughput, ours ÷ verifying plain copy, %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainVer).Seconds()/median(mirror).Seconds())
+		w("| peak RSS filling %s / %s | %s / %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), mibString(big), mibString(small))
+		w("| memory bound: peak(%s) ≤ peak(%s) + 64 MiB + parallel fill parts (32 MiB) | %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), passFail(rep.memoryBoundOK()))
 	}
-	mbps := func(d time.Duration) string {
-		return fmt.Sprintf("%.0f MiB/s", float64(rep.Fill.BigBlob)/mib/d.Seconds())
+	if sm := rep.Small; len(sm.Cold) > 0 {
+		direct := median(sm.Cold["direct"])
+		w("\n| Cold pull of an image of %d layers × %s (each under 6 MB; median of %d) | time | ÷ direct (target ≤ 2×) |\n|---|---:|---:|\n", sm.Layers, mibString(sm.LayerSize), len(sm.Cold["direct"]))
+		for _, way := range smallWays {
+			d := median(sm.Cold[way.key])
+			w("| %s | %s | %.2f× |\n", way.label, secs(d), d.Seconds()/direct.Seconds())
+		}
 	}
-	big, small := median(rep.bigRSS()), median(rep.smallRSS())
-	w("\n| Fill of one %s blob (median of %d) | |\n|---|---:|\n", mibString(rep.Fill.BigBlob), len(rep.Fill.Runs))
-	w("| plain copy: GET upstream → S3 multipart, 8 MiB parts, one at a time | %s (%s) |\n", secs(median(plain)), mbps(median(plain)))
-	w("| plain copy, %d parts in flight (the mirror's default) | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainPar)), mbps(median(plainPar)))
-	w("| plain copy, %d parts in flight, also SHA-256-verifying the bytes before completing | %s (%s) |\n", store.DefaultUploadConcurrency, secs(median(plainVer)), mbps(median(plainVer)))
-	w("| pullthrough cold fill: blob GET until its last byte (streamed while filling; sent once verified and in S3) | %s (%s) |\n", secs(median(mirror)), mbps(median(mirror)))
-	w("| CPU during the fill: pullthrough process / versitygw (plain copy: versitygw) | %s / %s (%s) |\n", secs(median(mirrorCPU)), secs(median(mirrorS3CPU)), secs(median(plainS3CPU)))
-	w("| fill throughput, ours ÷ plain copy one part at a time (target ≥ 0.90) | %.3f %s |\n", rep.fillRatio(), passFail(rep.fillRatio() >= 0.9))
-	w("| fill throughput, ours ÷ plain copy %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainPar).Seconds()/median(mirror).Seconds())
-	w("| fill throughput, ours ÷ verifying plain copy, %d parts in flight | %.3f |\n", store.DefaultUploadConcurrency, median(plainVer).Seconds()/median(mirror).Seconds())
-	w("| peak RSS filling %s / %s | %s / %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), mibString(big), mibString(small))
-	w("| memory bound: peak(%s) ≤ peak(%s) + 64 MiB + parallel fill parts (32 MiB) | %s |\n", mibString(rep.Fill.BigBlob), mibString(rep.Fill.SmallBlob), passFail(rep.memoryBoundOK()))
 	if pf := rep.Parallel; len(pf.Single) > 0 {
 		single, par := median(pf.Single), median(pf.Parallel)
 		w("\n| Cold fill of %s from an upstream capped at %s/s per connection (median of %d) | |\n|---|---:|\n", mibString(pf.Blob), mibString(pf.CapRate), len(pf.Single))
-		w("| one stream (`PULLTHROUGH_FILL_PARTS=1`) | %s |\n", secs(single))
-		w("| parallel ranged GETs (default: 4 × 8 MiB) | %s |\n", secs(par))
+		w("| one stream (`PULLTHROUGH_FILL_PARTS=1`), until in S3 | %s |\n", secs(single))
+		w("| parallel ranged GETs (%d × %s), until in S3 | %s |\n", pf.Parts, mibString(pf.PartSize), secs(par))
 		w("| speed-up, parallel ÷ one stream (target ≥ 2.5×) | %.2f× |\n", single.Seconds()/par.Seconds())
+		sc, pc := median(pf.SingleClient), median(pf.ParallelClient)
+		w("| the same, until the client's last byte: one stream / parallel / speed-up | %s / %s / %.2f× |\n", secs(sc), secs(pc), sc.Seconds()/pc.Seconds())
 	}
 	w("\nTotal benchmark time: %s.\n", rep.Total.Round(time.Second))
 	return b.String()

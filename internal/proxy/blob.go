@@ -14,6 +14,9 @@ import (
 )
 
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
+	if joined, err := p.joinStream(ctx, w, r, rt); joined {
+		return err
+	}
 	key := blobKey(rt.digest)
 	cache := cacheHit
 	// Every hit asks the store (one HeadObject on S3): a memo of existing

@@ -14,3 +14,15 @@ func (p *Proxy) SetUpstreamClock(now func() time.Time) {
 		u.now = now
 	}
 }
+
+// WaitFills waits, for at most d, until no fill runs in the proxy, and
+// reports whether none does: a streamed fill publishes after its clients
+// got the last byte, and a test must not remove the store under it.
+func (p *Proxy) WaitFills(d time.Duration) bool {
+	for deadline := time.Now().Add(d); len(p.slots) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}

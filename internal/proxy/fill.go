@@ -162,23 +162,27 @@ func (p *Proxy) fillNow(ctx context.Context, rt route, f fillFacts, owner string
 		}
 	}
 	var size int64
-	if sink != nil {
+	if sink == nil {
+		defer fl.release(ctx)
+	} else {
 		key := fillKey(rt)
 		p.spools.put(key, sink)
-		// Readers get the last byte only once the blob is verified and
-		// published and the lease let go: a client that read it all can
-		// count on a hit next.
+		// Readers get the last byte once the upstream's bytes are all in
+		// and verified (copyBlob), not once the blob is published: the
+		// spool stays joinable until it is (joinStream), so a request
+		// meanwhile streams it too rather than start a second fill. A
+		// failure reaches the readers only once the lease is let go, so
+		// that a client retrying at once starts a new fill.
 		defer func() {
+			if err != nil {
+				fl.release(ctx)
+			}
 			p.spools.remove(key, sink)
 			sink.finish(err)
+			fl.release(ctx) // once published: no request here waits for it
 		}()
 	}
-	defer fl.release(ctx)
-	var tee io.Writer // not a nil *spool in an interface
-	if sink != nil {
-		tee = sink
-	}
-	size, err = fl.hold(ctx, func(ctx context.Context) (int64, error) { return p.copyBlob(ctx, rt, src, tee) })
+	size, err = fl.hold(ctx, func(ctx context.Context) (int64, error) { return p.copyBlob(ctx, rt, src, sink) })
 	return fillOutcome{size: size}, err
 }
 
@@ -320,12 +324,17 @@ func (p *Proxy) openBlob(ctx context.Context, rt route) (*upstreamBlob, error) {
 	return &upstreamBlob{resp: resp, body: newIdleReader(resp.Body, idleBodyTimeout, cancel), cancel: cancel}, nil
 }
 
-// copyBlob streams an opened upstream blob into the store (and sink, if
-// not nil, for clients streaming it), verifying its length and digest
-// before publishing it; it closes src. A big blob from
+// copyBlob streams an opened upstream blob into the store, verifying its
+// length and digest before publishing it; it closes src. A big blob from
 // an upstream that honours Range is fetched as parallel ranges
-// (ranged.go).
-func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink io.Writer) (int64, error) {
+// (ranged.go). With a spool (clients streaming the blob), the upstream's
+// bytes go to the spool and the upload reads them from there: clients get
+// the bytes at the upstream's pace, not the store's, and the last byte as
+// soon as the bytes are verified; the publish (and, in fillNow, the lease
+// release) follows without holding them. A client that got bad bytes
+// fails its own digest check; the upload cannot publish them, as the
+// spool never gives a reader the last byte of unverified bytes.
+func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink *spool) (int64, error) {
 	defer src.close()
 	// A measurement of the network, not a cache decision: the real clock.
 	// A test's clock stands still or jumps hours, and the fill rate it
@@ -345,7 +354,6 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 			}
 		}
 	}()
-	verifier := rt.digest.Algorithm().Hash()
 	var body io.Reader = src.body
 	// Only a blob of more parts than run at once: for smaller ones the
 	// extra requests and part buffers cost more than they win.
@@ -357,23 +365,16 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 		defer rf.stop()
 		body = rf
 	}
-	body = io.TeeReader(p.capped(rt, body), verifier)
-	if sink != nil {
-		body = io.TeeReader(body, sink)
-	}
-	// io.Copy lets the upload read straight into its part buffers.
-	n, err := io.Copy(up, body)
-	if e := (*Error)(nil); errors.As(err, &e) && errors.Is(e, ErrBlobTooLarge) {
-		return 0, e // nothing published: the deferred Abort drops the upload
+	body = p.capped(rt, body)
+	var n int64
+	if sink == nil {
+		// io.Copy lets the upload read straight into its part buffers.
+		n, err = p.verifiedCopy(rt, src.resp.ContentLength, up, body)
+	} else {
+		n, err = p.spooledCopy(ctx, rt, src.resp.ContentLength, up, body, sink)
 	}
 	if err != nil {
-		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
-	}
-	if want := src.resp.ContentLength; want >= 0 && n != want {
-		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: got %d bytes, upstream announced %d", rt.digest, n, want))
-	}
-	if got := digest.NewDigest(rt.digest.Algorithm(), verifier); got != rt.digest {
-		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: upstream bytes hash to %s", rt.digest, got))
+		return 0, err
 	}
 	err = up.Commit(ctx)
 	published = err == nil || errors.Is(err, fs.ErrExist)
@@ -381,9 +382,72 @@ func (p *Proxy) copyBlob(ctx context.Context, rt route, src *upstreamBlob, sink 
 		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("publish %s: %w", rt.digest, err))
 	}
 	rt.up.fillRate.note(n, time.Since(began))
-	statsFrom(ctx).filledBytes.Add(n)
+	if sink == nil {
+		statsFrom(ctx).filledBytes.Add(n) // streamed: counted at the verdict
+	}
 	p.cache.link(ctx, rt.up.Host(), rt.name, rt.digest)
 	p.log.Info("blob filled", "digest", rt.digest.String(), "bytes", n)
+	return n, nil
+}
+
+// verifiedCopy copies body to dst while hashing it, and fails unless the
+// bytes are want long (if want ≥ 0) and hash to rt.digest.
+func (p *Proxy) verifiedCopy(rt route, want int64, dst io.Writer, body io.Reader) (int64, error) {
+	verifier := rt.digest.Algorithm().Hash()
+	n, err := io.Copy(dst, io.TeeReader(body, verifier))
+	if e := (*Error)(nil); errors.As(err, &e) && errors.Is(e, ErrBlobTooLarge) {
+		return 0, e // nothing published: the deferred Abort drops the upload
+	}
+	if err != nil {
+		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", fmt.Errorf("fill %s after %d bytes: %w", rt.digest, n, err))
+	}
+	if want >= 0 && n != want {
+		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: got %d bytes, upstream announced %d", rt.digest, n, want))
+	}
+	if got := digest.NewDigest(rt.digest.Algorithm(), verifier); got != rt.digest {
+		return 0, ErrUpstreamBadBytes.With("", fmt.Errorf("fill %s: upstream bytes hash to %s", rt.digest, got))
+	}
+	return n, nil
+}
+
+// spooledCopy copies body into the spool, verifying it, while the upload
+// reads the spool in a goroutine of its own; it gives the spool its
+// verdict as soon as the bytes are in and verified, then waits for the
+// upload to have read them all (both end before it returns: nothing may
+// outlive a Lambda invocation). An upload that fails does not stop the
+// spool: its clients still get the verified bytes, and the fill fails
+// without publishing. Bytes that fail verification stop the upload short
+// of the held-back byte; the failure reaches the clients from fillNow,
+// once the upload is aborted and the lease let go, so that a client
+// retrying at once starts a new fill rather than join the failed one.
+func (p *Proxy) spooledCopy(ctx context.Context, rt route, want int64, up io.Writer, body io.Reader, sink *spool) (int64, error) {
+	if !sink.join() {
+		return 0, ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", errors.New("spool closed before the fill"))
+	}
+	uctx, stopUpload := context.WithCancel(ctx)
+	defer stopUpload()
+	uploaded := make(chan error, 1)
+	go func() {
+		defer sink.release()
+		_, err := io.Copy(up, sink.reader(uctx))
+		uploaded <- err
+	}()
+	n, err := p.verifiedCopy(rt, want, sink, body)
+	if err == nil {
+		// Counted here, not at the publish: the request that started the
+		// fill may have ended (and logged its metrics) by then.
+		statsFrom(ctx).filledBytes.Add(n)
+		sink.verdict(nil)
+	} else {
+		stopUpload()
+	}
+	uerr := <-uploaded
+	if err != nil {
+		return 0, err
+	}
+	if uerr != nil {
+		return 0, ErrUnavailable.With("cache storage unavailable", fmt.Errorf("upload %s: %w", rt.digest, uerr))
+	}
 	return n, nil
 }
 

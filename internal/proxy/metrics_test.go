@@ -23,6 +23,7 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	size, _ := layers[0].Size()
 	do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+ld.String(), nil)
+	waitFills(t, m.Proxy) // a streamed fill publishes after its last byte
 	do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+ld.String(), nil)
 
 	// The request line is written after the response: wait for both.

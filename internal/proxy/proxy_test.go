@@ -24,6 +24,7 @@ import (
 
 type mirror struct {
 	URL   string
+	Proxy *proxy.Proxy
 	Store *store.Filesystem
 	Up    *testenv.Upstream
 	Logs  *logBuffer
@@ -79,7 +80,15 @@ func newProxy(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h, &mirror{Store: st, Logs: logs}
+	t.Cleanup(func() { waitFills(t, h) })
+	return h, &mirror{Proxy: h, Store: st, Logs: logs}
+}
+
+// waitFills lets the proxy's fills end before the test's store goes.
+func waitFills(t *testing.T, h *proxy.Proxy) {
+	if !h.WaitFills(20 * time.Second) {
+		t.Error("a fill still runs 20s after the test")
+	}
 }
 
 func TestPullTwiceSecondPullMakesNoBlobRequests(t *testing.T) {

@@ -12,10 +12,13 @@ import (
 // Defaults for parallel ranged fills (Config.FillParts, Config.FillPartSize).
 // CDNs cap each connection's rate, so a big blob fetched as several ranges
 // at once arrives faster than one stream. Memory per fill stays at most
-// FillParts × FillPartSize.
+// FillParts × FillPartSize (32 MiB). Of the parts, the one being read is
+// not in flight: against an upstream capping each connection, more and
+// smaller parts in the same memory win (make bench, 1 GiB at 32 MiB/s a
+// connection: 4 × 8 MiB 2.8× one stream, 8 × 4 MiB 4.5×).
 const (
-	DefaultFillParts    = 4
-	DefaultFillPartSize = 8 << 20
+	DefaultFillParts    = 8
+	DefaultFillPartSize = 4 << 20
 )
 
 // rangedFill reads a blob in order while up to parts-1 ranged GETs fetch

@@ -68,6 +68,9 @@ func TestParallelRangedFill(t *testing.T) {
 			if !tc.wantStored && resp.StatusCode == http.StatusOK && rerr == nil {
 				t.Errorf("got a complete %d-byte body from a failed fill, want an error or a cut", len(got))
 			}
+			if tc.wantStored {
+				waitStored(t, m.Store, d) // the publish follows the last byte
+			}
 			if s := stored(m, d.Hex); s != tc.wantStored {
 				t.Errorf("blob stored: %v, want %v", s, tc.wantStored)
 			}

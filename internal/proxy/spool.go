@@ -12,10 +12,13 @@ import (
 // spool holds the bytes of a fill in progress in an unlinked temporary
 // file, so that clients can stream a cold blob while it is filled: memory
 // stays flat whatever the blob's size and however slow the readers. Any
-// number of readers follow the fill at their own pace. The last byte is
-// held back until the fill has checked the digest and length: a client is
+// number of readers follow the fill at their own pace: the clients, and
+// the store's upload (copyBlob), so that a client is not held to the
+// store's write speed. The last byte is held back from every reader until
+// the fill has checked the digest and length (the verdict): a client is
 // never handed a complete body with wrong bytes (its transfer is cut
-// instead), and nothing unverified is ever stored.
+// instead), and the upload never gets the bytes it would need to publish
+// an unverified blob.
 type spool struct {
 	f    *os.File
 	size int64 // announced by the upstream; -1 if unknown
@@ -43,24 +46,28 @@ func newSpool(dir string, size int64) (*spool, error) {
 }
 
 // Write appends to the spool (the fill's side). A spool that cannot be
-// written (disk full) fails its readers, never the fill: it reports
-// success either way.
+// written (disk full) fails its readers and the fill: the store's upload
+// is one of its readers.
 func (s *spool) Write(b []byte) (int, error) {
 	s.mu.Lock()
-	broken := s.done
+	done, err := s.done, s.err
 	s.mu.Unlock()
-	if broken {
-		return len(b), nil
+	if done {
+		if err == nil {
+			err = errors.New("spool: write after the verdict")
+		}
+		return 0, err
 	}
 	n, err := s.f.WriteAt(b, s.written)
 	s.mu.Lock()
 	s.written += int64(n)
 	if err != nil {
-		s.done, s.err = true, fmt.Errorf("spool: %w", err)
+		err = fmt.Errorf("spool: %w", err)
+		s.done, s.err = true, err
 	}
 	s.notify()
 	s.mu.Unlock()
-	return len(b), nil
+	return n, err
 }
 
 // notify wakes the readers; s.mu is held.
@@ -69,20 +76,28 @@ func (s *spool) notify() {
 	s.changed = make(chan struct{})
 }
 
-// finish ends the fill's side: err nil releases the held-back byte (the
-// bytes are verified), else readers fail with err. It drops the fill's
-// reference; calls after the first do nothing.
+// verdict ends the bytes: err nil releases the held-back byte (they are
+// all in and verified), else readers fail with err. Only the first
+// verdict counts.
+func (s *spool) verdict(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.done, s.err = true, err
+		s.notify()
+	}
+}
+
+// finish ends the fill's side: the verdict err unless one was given, and
+// the fill's reference dropped; calls after the first do nothing.
 func (s *spool) finish(err error) {
+	s.verdict(err)
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
 		return
 	}
 	s.finished = true
-	if !s.done {
-		s.done, s.err = true, err
-		s.notify()
-	}
 	s.mu.Unlock()
 	s.release()
 }

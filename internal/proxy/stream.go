@@ -55,6 +55,38 @@ func (p *Proxy) streamMissing(ctx context.Context, w http.ResponseWriter, rt rou
 	}
 }
 
+// joinStream answers a blob GET (not a Range request) or HEAD from a fill
+// of it in progress in this process, if there is one: one that is
+// streaming the blob, or publishing it after its last byte went out. A
+// GET streams the spool; a HEAD gets the length the upstream announced
+// (none announced: the HEAD is answered as without a fill). It is asked
+// before the store: a fill leaves the spools only once the blob is
+// published, so a request that finds no spool finds the blob in the store,
+// and a pull that follows a cold one never asks the upstream. joined
+// reports that it answered (err is then the answer's, as from sendSpool).
+func (p *Proxy) joinStream(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (joined bool, err error) {
+	switch {
+	case r.Method == http.MethodHead:
+	case r.Method != http.MethodGet || r.Header.Get("Range") != "":
+		return false, nil
+	}
+	sp, _ := p.spools.join(fillKey(rt))
+	if sp == nil {
+		return false, nil
+	}
+	if r.Method == http.MethodHead {
+		defer sp.release()
+		if sp.size < 0 {
+			return false, nil
+		}
+		blobHeaders(w.Header(), rt.digest, sp.size, cacheMiss)
+		w.WriteHeader(http.StatusOK)
+		return true, nil
+	}
+	_, err = p.sendSpool(ctx, w, rt, sp)
+	return true, err
+}
+
 // sendSpool writes a joined spool to the client and releases it. A fill
 // that fails before the first byte is sent gets its own error answer; one
 // that fails later cuts the transfer (the client sees a short body, never

@@ -104,6 +104,7 @@ func mirrorOn(t *testing.T, st proxy.Store, cfg proxy.Config, clock *testClock) 
 	if clock != nil {
 		h.SetClock(clock.now)
 	}
+	t.Cleanup(func() { waitFills(t, h) })
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return h, srv.URL, up, reg
@@ -141,9 +142,7 @@ func TestDeletedObjectsAreRefilled(t *testing.T) {
 		if n := up.Count(http.MethodGet, "blob"); n != 1 {
 			t.Errorf("got %d upstream blob GETs, want 1 (the deleted layer)", n)
 		}
-		if !present(t, ts.st, blobKeyOf(t, ld)) {
-			t.Errorf("deleted layer was not stored again")
-		}
+		waitStored(t, ts.st, ld) // a streamed fill publishes after its last byte
 
 		// Everything gone, as after an expiry rule: by digest and by tag.
 		cfg, _ := img.ConfigName()
@@ -345,9 +344,10 @@ func TestUseIsRecordedOncePerDay(t *testing.T) {
 	clock := &testClock{t: t0}
 	// Tags are not revalidated in this test: a revalidation is a write
 	// of its own, and counts as use.
-	_, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: 90 * 24 * time.Hour}, clock)
+	h, base, _, reg := mirrorOn(t, st, proxy.Config{ManifestTTL: 90 * 24 * time.Hour}, clock)
 	testenv.SeedImage(t, reg, "org/app:1", 16<<10, 1)
 	d := testenv.PullImage(t, base, "org/app:1")
+	waitFills(t, h) // a streamed fill publishes (and links) after its last byte
 
 	accept := http.Header{"Accept": {string(types.DockerManifestSchema2), string(types.OCIManifestSchema1)}}
 	get := func(ref string) {

@@ -58,6 +58,7 @@ func zooMirrorAs(t *testing.T, host string, member *testenv.ZooMember, dir strin
 	}
 	clock := &fakeClock{}
 	p.SetClock(clock.now)
+	t.Cleanup(func() { waitFills(t, p) })
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return srv.URL, clock
