@@ -43,7 +43,7 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	default:
 		cache = cacheMiss
 		var redirected bool
-		size, redirected, err = p.missing(ctx, w, r, rt)
+		size, redirected, err = p.serveMiss(ctx, w, r, rt)
 		if err != nil || redirected {
 			return err
 		}

@@ -32,13 +32,13 @@ type fillOutcome struct {
 	handedOff bool
 }
 
-// missing answers a GET for a blob that is not in the store, following
+// serveMiss answers a GET for a blob that is not in the store, following
 // planFill. It returns the size once the blob is stored, or redirected
 // when it answered the client itself: sent it to the upstream's own blob
 // URL, or streamed it the bytes while filling (stream.go). A Range
 // request is not streamed: it waits for the fill and gets its 206 from
 // the store.
-func (p *Proxy) missing(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (size int64, redirected bool, err error) {
+func (p *Proxy) serveMiss(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (size int64, redirected bool, err error) {
 	if err := p.knownAbsent(rt); err != nil {
 		return 0, false, err
 	}
