@@ -31,6 +31,13 @@ type manifestDoc struct {
 // checkBlob GETs the image's smallest blob as a client does: a 307 to a
 // presigned store URL is followed from this machine and the bytes there
 // must hash to the digest. The clock check reads the same answers.
+// publishTries and publishPause bound how long the blob check waits for a
+// streamed fill to be published: at most about 5 s.
+const (
+	publishTries = 20
+	publishPause = 250 * time.Millisecond
+)
+
 func (d *doctor) checkBlob(ctx context.Context, m manifests) []Result {
 	const blobCheck, clockCheck = "blob", "clock"
 	if m.digest == "" {
@@ -48,7 +55,16 @@ func (d *doctor) checkBlob(ctx context.Context, m manifests) []Result {
 		if r := verifyBlob(blobCheck, first, desc, "streamed while filling"); r.Status != Pass {
 			return []Result{r, clockResult(clockCheck, first, nil)}
 		}
-		first = d.call(ctx, http.MethodGet, path, d.ns, true, nil)
+		// The fill publishes after its client got the last byte, and a GET
+		// meanwhile joins it (another streamed "miss"): ask again, a few
+		// times, until the blob is in the store.
+		for try := 0; try < publishTries; try++ {
+			first = d.call(ctx, http.MethodGet, path, d.ns, true, nil)
+			if first.err != nil || first.status != http.StatusOK || first.header.Get("X-Pullthrough-Cache") != "miss" {
+				break
+			}
+			time.Sleep(publishPause)
+		}
 	}
 	switch {
 	case first.err != nil:
