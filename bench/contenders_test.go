@@ -39,6 +39,7 @@ type instance struct {
 func (e *benchEnv) contenders() []contender {
 	all := []contender{
 		{Key: "local", Label: "pullthrough, local server, S3", start: e.startLocal},
+		{Key: "local-fs", Label: "pullthrough, local server, filesystem (`make run`)", start: e.startLocalFS},
 		{Key: "lambda", Label: "pullthrough, Lambda bootstrap", start: e.startLambda},
 		{Key: "distribution", Label: "distribution v3.1.2 proxy, S3", start: e.startDistribution},
 		{Key: "direct", Label: "direct from upstream", start: e.startDirect},
@@ -61,6 +62,21 @@ func (e *benchEnv) startLocal(t *testing.T, run int) *instance {
 	base := "http://" + addr
 	ready := waitOK(t, p, base+"/v2/", began)
 	return &instance{base: base, proc: p, s3: c, close: p.Kill, ready: ready}
+}
+
+// startLocalFS runs the local server over the filesystem store, as
+// `make run` does: no S3 at all, blob hits served by the process itself.
+// The directory is per run, so the new-process pull finds the cache.
+func (e *benchEnv) startLocalFS(t *testing.T, run int) *instance {
+	t.Helper()
+	dir := filepath.Join(e.fsRoot, fmt.Sprintf("local-fs-%d", run))
+	addr := testenv.FreeAddr(t)
+	began := time.Now()
+	p := testenv.Start(t, append(e.mirrorEnv(e.s3.Endpoint, fmt.Sprintf("bench/local-fs-%d", run)),
+		"PULLTHROUGH_ADDR="+addr, "PULLTHROUGH_STORE=file://"+dir), e.local)
+	base := "http://" + addr
+	ready := waitOK(t, p, base+"/v2/", began)
+	return &instance{base: base, proc: p, close: p.Kill, ready: ready}
 }
 
 func (e *benchEnv) startLambda(t *testing.T, run int) *instance {

@@ -110,7 +110,7 @@ func loadParams(t *testing.T) params {
 		}
 	}
 	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "small", "fill", "parallel", "coldstart")
-	p.Contenders = listEnv(t, "BENCH_CONTENDERS", "local", "local-base", "lambda", "distribution", "direct")
+	p.Contenders = listEnv(t, "BENCH_CONTENDERS", "local", "local-fs", "local-base", "lambda", "distribution", "direct")
 	scaled := func(n int64, floor int64) int64 { return max(int64(float64(n)*p.Scale), floor) }
 	p.LayerSize = scaled(25*mib, 64<<10)
 	p.IndexLayerSize = scaled(4*mib, 16<<10)
@@ -130,6 +130,7 @@ type benchEnv struct {
 	local  string // pullthrough binary (local server)
 	lambda string // pullthrough bootstrap (Lambda)
 	base   string // local server built from BENCH_BASE; "" without
+	fsRoot string // filesystem stores of the local-fs contender
 
 	imageDigest      v1.Hash
 	indexDigest      v1.Hash
@@ -140,7 +141,7 @@ type benchEnv struct {
 
 func newBenchEnv(t *testing.T, p params) *benchEnv {
 	t.Helper()
-	e := &benchEnv{p: p}
+	e := &benchEnv{p: p, fsRoot: t.TempDir()}
 	e.reg = testenv.DistributionRegistry(t)
 	e.up = testenv.NewUpstream(t, e.reg)
 	e.s3 = testenv.StartS3(t)

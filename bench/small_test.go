@@ -35,6 +35,7 @@ var smallWays = []struct{ key, label string }{
 	{"lambda", "pullthrough, Lambda bootstrap, 1 environment"},
 	{"lambda-n", "pullthrough, Lambda bootstrap, one environment per parallel layer GET"},
 	{"local", "pullthrough, local server, S3"},
+	{"local-fs", "pullthrough, local server, filesystem (`make run`)"},
 	{"direct", "direct from upstream"},
 }
 
@@ -54,6 +55,8 @@ func measureSmallPull(ctx context.Context, t *testing.T, e *benchEnv) smallPullR
 				inst = e.startLambdaEnvs(t, fmt.Sprintf("bench/small-lambda-n-%d", run), e.p.PullParallel)
 			case "local":
 				inst = e.startLocal(t, 2000+run)
+			case "local-fs":
+				inst = e.startLocalFS(t, 2000+run)
 			default:
 				inst = e.startDirect(t, run)
 			}
@@ -64,9 +67,9 @@ func measureSmallPull(ctx context.Context, t *testing.T, e *benchEnv) smallPullR
 			}
 			res.Cold[w.key] = append(res.Cold[w.key], pr.Duration)
 		}
-		t.Logf("small layers run %d: cold lambda %5.2fs, lambda×%d %5.2fs, local %5.2fs, direct %5.2fs", run+1,
+		t.Logf("small layers run %d: cold lambda %5.2fs, lambda×%d %5.2fs, local %5.2fs, local-fs %5.2fs, direct %5.2fs", run+1,
 			res.Cold["lambda"][run].Seconds(), e.p.PullParallel, res.Cold["lambda-n"][run].Seconds(),
-			res.Cold["local"][run].Seconds(), res.Cold["direct"][run].Seconds())
+			res.Cold["local"][run].Seconds(), res.Cold["local-fs"][run].Seconds(), res.Cold["direct"][run].Seconds())
 	}
 	return res
 }
