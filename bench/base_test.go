@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/pullthrough/pullthrough/internal/testenv"
 )
 
 // buildBase builds the local-server binary from the git commit ref (the
@@ -37,14 +35,7 @@ func buildBase(t *testing.T, ref string) string {
 
 // startBase is startLocal with the BENCH_BASE binary.
 func (e *benchEnv) startBase(t *testing.T, run int) *instance {
-	t.Helper()
-	c := newS3Counter(t, e.s3.Endpoint)
-	addr := testenv.FreeAddr(t)
-	began := time.Now()
-	p := testenv.Start(t, append(e.mirrorEnv(c.URL, fmt.Sprintf("bench/base-%d", run)), "PULLTHROUGH_ADDR="+addr), e.base)
-	base := "http://" + addr
-	ready := waitOK(t, p, base+"/v2/", began)
-	return &instance{base: base, proc: p, s3: c, close: p.Kill, ready: ready}
+	return e.startServer(t, e.base, fmt.Sprintf("bench/base-%d", run), true)
 }
 
 func baseRef() string { return os.Getenv("BENCH_BASE") }

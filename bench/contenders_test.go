@@ -54,29 +54,33 @@ func (e *benchEnv) contenders() []contender {
 }
 
 func (e *benchEnv) startLocal(t *testing.T, run int) *instance {
-	t.Helper()
-	c := newS3Counter(t, e.s3.Endpoint)
-	addr := testenv.FreeAddr(t)
-	began := time.Now()
-	p := testenv.Start(t, append(e.mirrorEnv(c.URL, fmt.Sprintf("bench/local-%d", run)), "PULLTHROUGH_ADDR="+addr), e.local)
-	base := "http://" + addr
-	ready := waitOK(t, p, base+"/v2/", began)
-	return &instance{base: base, proc: p, s3: c, close: p.Kill, ready: ready}
+	return e.startServer(t, e.local, fmt.Sprintf("bench/local-%d", run), true)
 }
 
 // startLocalFS runs the local server over the filesystem store, as
 // `make run` does: no S3 at all, blob hits served by the process itself.
 // The directory is per run, so the new-process pull finds the cache.
 func (e *benchEnv) startLocalFS(t *testing.T, run int) *instance {
-	t.Helper()
 	dir := filepath.Join(e.fsRoot, fmt.Sprintf("local-fs-%d", run))
+	return e.startServer(t, e.local, "", false, "PULLTHROUGH_STORE=file://"+dir)
+}
+
+// startServer runs bin as a local server on a free port: over S3 under
+// prefix, its traffic counted, when s3 is set; extra variables last.
+func (e *benchEnv) startServer(t *testing.T, bin, prefix string, s3 bool, extra ...string) *instance {
+	t.Helper()
+	endpoint, inst := e.s3.Endpoint, &instance{}
+	if s3 {
+		inst.s3 = newS3Counter(t, e.s3.Endpoint)
+		endpoint = inst.s3.URL
+	}
 	addr := testenv.FreeAddr(t)
 	began := time.Now()
-	p := testenv.Start(t, append(e.mirrorEnv(e.s3.Endpoint, fmt.Sprintf("bench/local-fs-%d", run)),
-		"PULLTHROUGH_ADDR="+addr, "PULLTHROUGH_STORE=file://"+dir), e.local)
-	base := "http://" + addr
-	ready := waitOK(t, p, base+"/v2/", began)
-	return &instance{base: base, proc: p, close: p.Kill, ready: ready}
+	env := append(append(e.mirrorEnv(endpoint, prefix), "PULLTHROUGH_ADDR="+addr), extra...)
+	inst.proc = testenv.Start(t, env, bin)
+	inst.base, inst.close = "http://"+addr, inst.proc.Kill
+	inst.ready = waitOK(t, inst.proc, inst.base+"/v2/", began)
+	return inst
 }
 
 func (e *benchEnv) startLambda(t *testing.T, run int) *instance {
