@@ -41,6 +41,11 @@ func (pol cachePolicy) presignReuse() time.Duration { return pol.PresignTTL / 2 
 // recorded use being at last (see useEvery).
 func useDue(last, now time.Time) bool { return now.Sub(last) >= useEvery }
 
+// leaseLive reports whether a fill lease record still holds at now: up to
+// and including its expiry. A fill takes over a lease that is not live
+// (lease.go); the sweep keeps the blob of one that is (sweep.go).
+func leaseLive(rec leaseRecord, now time.Time) bool { return !now.After(rec.Expires) }
+
 // tagStep is what a request for a tag does with the record it found.
 type tagStep int
 

@@ -232,3 +232,22 @@ func TestTableTokenExpiry(t *testing.T) {
 		}
 	}
 }
+
+// A fill lease holds up to and including its expiry; the fill that finds
+// it and the sweep judge it by the same rule.
+func TestTableLeaseLive(t *testing.T) {
+	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		now  time.Time
+		want bool
+	}{
+		{exp.Add(-time.Minute), true},
+		{exp, true},
+		{exp.Add(time.Nanosecond), false},
+		{exp.Add(time.Hour), false},
+	} {
+		if got := leaseLive(leaseRecord{Owner: "a", Expires: exp}, tc.now); got != tc.want {
+			t.Errorf("leaseLive at expiry%+v: got %v, want %v", tc.now.Sub(exp), got, tc.want)
+		}
+	}
+}

@@ -68,7 +68,7 @@ func (fl *fillLease) expired(data []byte) bool {
 	if err := json.Unmarshal(data, &cur); err != nil {
 		return true
 	}
-	return fl.now().After(cur.Expires)
+	return !leaseLive(cur, fl.now())
 }
 
 // take writes the lease if there is none. It fails with fs.ErrExist when

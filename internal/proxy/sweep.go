@@ -294,7 +294,7 @@ func (s *sweep) walk(roots []digest.Digest) {
 func (s *sweep) readLeases(ctx context.Context) error {
 	return readEach(ctx, s, "leases/", nil, func(o ObjectInfo, lr *leaseRecord) {
 		_, blob, ok := strings.Cut(strings.TrimPrefix(o.Key, "leases/"), "/")
-		if ok && (lr.Owner == "" || lr.Expires.After(s.now)) {
+		if ok && (lr.Owner == "" || leaseLive(*lr, s.now)) {
 			s.leased[blob] = true
 		}
 	})
