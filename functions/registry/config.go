@@ -144,14 +144,14 @@ func parseProxy(e *env) proxy.Config {
 // parseAccess reads who may use the mirror.
 func parseAccess(e *env, lambda bool) proxy.AccessConfig {
 	a := proxy.AccessConfig{
-		Tokens: list(e.get("PULLTHROUGH_CLIENT_TOKENS", "")),
+		Tokens: clientCredentials(e.get("PULLTHROUGH_CLIENT_TOKENS", "")),
 		CIDRs:  list(e.get("PULLTHROUGH_CLIENT_CIDRS", "")),
 		// A function URL is reached only under its own name, which AWS
 		// routes by; the local server must refuse rebound DNS names.
 		Hosts: hostsFor(lambda, list(e.get("PULLTHROUGH_HOSTS", defaultHosts))),
 		Users: map[string]string{},
 	}
-	for _, up := range list(e.get("PULLTHROUGH_CLIENT_USERS", "")) {
+	for _, up := range clientCredentials(e.get("PULLTHROUGH_CLIENT_USERS", "")) {
 		user, pass, ok := strings.Cut(up, ":")
 		if !ok {
 			e.bad("PULLTHROUGH_CLIENT_USERS", "want user:password pairs separated by commas")

@@ -254,6 +254,12 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, `PULLTHROUGH_UPSTREAMS: the URL for "r.example" holds credentials`},
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io", "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME": "u"}, "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME: want both a user name and a password, or neither"},
 		{map[string]string{"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example/token"}, `PULLTHROUGH_UPSTREAM_AUTH_HOSTS: want host[:port] names, got "auth.example/token"`},
+		{map[string]string{"PULLTHROUGH_FILL_WAIT": "0s"}, "PULLTHROUGH_FILL_WAIT: want more than 0s, got 0s"},
+		{map[string]string{"PULLTHROUGH_RETENTION": "106752d"}, `PULLTHROUGH_RETENTION: want days such as 30d or a Go duration such as 720h, got "106752d"`},
+		{map[string]string{"PULLTHROUGH_RETENTION": "99999999999d"}, `PULLTHROUGH_RETENTION: want days such as 30d or a Go duration such as 720h, got "99999999999d"`},
+		{map[string]string{"PULLTHROUGH_CLIENT_TOKENS": ","}, "PULLTHROUGH_CLIENT_TOKENS: token 1 is empty"},
+		{map[string]string{"PULLTHROUGH_CLIENT_TOKENS": "t1,"}, "PULLTHROUGH_CLIENT_TOKENS: token 2 is empty"},
+		{map[string]string{"PULLTHROUGH_CLIENT_USERS": "ci:pw,"}, "PULLTHROUGH_CLIENT_USERS: want user:password pairs"},
 		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
 		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
 	} {

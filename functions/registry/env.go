@@ -139,3 +139,18 @@ func list(v string) []string {
 	}
 	return out
 }
+
+// clientCredentials splits a comma-separated list of client credentials keeping
+// blank entries, so that AccessConfig.Validate refuses them: "$A,$B" with
+// $B unset must not quietly drop a credential, and "," must not leave open
+// a mirror its operator meant to protect. "" gives none.
+func clientCredentials(v string) []string {
+	if v == "" {
+		return nil
+	}
+	out := strings.Split(v, ",")
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
+	}
+	return out
+}

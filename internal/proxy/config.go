@@ -78,6 +78,11 @@ func (c Config) Validate() error {
 	if c.FillTimeout < MinFillTimeout {
 		bad("FillTimeout", c.FillTimeout, "want at least %s, got %s", field.Duration(MinFillTimeout), field.Duration(c.FillTimeout))
 	}
+	if c.FillWait <= 0 {
+		// Zero is not "do not wait": WithDefaults reads it as
+		// DefaultFillWait, so a configured 0s would silently become 4m.
+		bad("FillWait", c.FillWait, "want more than 0s, got %s", field.Duration(c.FillWait))
+	}
 	if c.LeaseTTL < MinLeaseTTL {
 		// Renewal ticks every third of it; a tiny TTL would spin (or, under
 		// 3ns, make time.NewTicker panic).

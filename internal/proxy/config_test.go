@@ -40,6 +40,7 @@ func TestTableConfigValidate(t *testing.T) {
 		{"presign too short", func(c *proxy.Config) { c.PresignTTL = 999 * time.Millisecond }, []string{"PresignTTL"}},
 		{"presign too long", func(c *proxy.Config) { c.PresignTTL = 7*24*time.Hour + time.Second }, []string{"PresignTTL"}},
 		{"fill timeout too short", func(c *proxy.Config) { c.FillTimeout = time.Second / 2 }, []string{"FillTimeout"}},
+		{"no fill wait", func(c *proxy.Config) { c.FillWait = 0 }, []string{"FillWait"}},
 		{"lease under the minimum", func(c *proxy.Config) { c.LeaseTTL = proxy.MinLeaseTTL - 1 }, []string{"LeaseTTL"}},
 		{"lease at the minimum", func(c *proxy.Config) { c.LeaseTTL = proxy.MinLeaseTTL }, nil},
 		{"unknown policy", func(c *proxy.Config) { c.LargeBlobPolicy = "later" }, []string{"LargeBlobPolicy"}},
