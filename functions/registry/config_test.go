@@ -254,6 +254,7 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, `PULLTHROUGH_UPSTREAMS: the URL for "r.example" holds credentials`},
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io", "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME": "u"}, "PULLTHROUGH_UPSTREAM_GHCR_IO_USERNAME: want both a user name and a password, or neither"},
 		{map[string]string{"PULLTHROUGH_UPSTREAM_AUTH_HOSTS": "auth.example/token"}, `PULLTHROUGH_UPSTREAM_AUTH_HOSTS: want host[:port] names, got "auth.example/token"`},
+		{map[string]string{"PULLTHROUGH_SPOOL_DIR": "/nonexistent-spool-dir/x"}, `PULLTHROUGH_SPOOL_DIR: want an existing directory, got "/nonexistent-spool-dir/x"`},
 		{map[string]string{"PULLTHROUGH_FILL_WAIT": "0s"}, "PULLTHROUGH_FILL_WAIT: want more than 0s, got 0s"},
 		{map[string]string{"PULLTHROUGH_RETENTION": "106752d"}, `PULLTHROUGH_RETENTION: want days such as 30d or a Go duration such as 720h, got "106752d"`},
 		{map[string]string{"PULLTHROUGH_RETENTION": "99999999999d"}, `PULLTHROUGH_RETENTION: want days such as 30d or a Go duration such as 720h, got "99999999999d"`},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -101,6 +102,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFills < 1 || c.MaxFills > MaxMaxFills {
 		bad("MaxFills", c.MaxFills, "want 1 to %d, got %d", MaxMaxFills, c.MaxFills)
+	}
+	if c.SpoolDir != "" {
+		// Checked here, not at the first fill: a spool that cannot be
+		// created turns every fill into one clients wait for whole.
+		if fi, err := os.Stat(c.SpoolDir); err != nil || !fi.IsDir() {
+			bad("SpoolDir", c.SpoolDir, "want an existing directory, got %q", c.SpoolDir)
+		}
 	}
 	errs = append(errs, field.Nest("Access", c.Access.Validate()))
 	return errors.Join(errs...)
