@@ -255,6 +255,9 @@ func upstreamEntries(e *env) ([]upstreamEntry, string) {
 		}
 		entries = append(entries, upstreamEntry{host, strings.TrimSpace(raw)})
 	}
+	if len(list(v)) == 0 {
+		e.bad("PULLTHROUGH_UPSTREAMS", "want at least one host[=base-url] entry, got %q", v)
+	}
 	return entries, "PULLTHROUGH_UPSTREAMS"
 }
 

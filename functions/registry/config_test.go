@@ -261,6 +261,8 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_CLIENT_TOKENS": ","}, "PULLTHROUGH_CLIENT_TOKENS: token 1 is empty"},
 		{map[string]string{"PULLTHROUGH_CLIENT_TOKENS": "t1,"}, "PULLTHROUGH_CLIENT_TOKENS: token 2 is empty"},
 		{map[string]string{"PULLTHROUGH_CLIENT_USERS": "ci:pw,"}, "PULLTHROUGH_CLIENT_USERS: want user:password pairs"},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": ",,"}, "PULLTHROUGH_UPSTREAMS: want at least one host[=base-url] entry"},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=http://r.example:99999"}, `PULLTHROUGH_UPSTREAMS: want a base URL with a port from 1 to 65535, got "http://r.example:99999"`},
 		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
 		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
 	} {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,6 +192,10 @@ func (c UpstreamConfig) Validate() error {
 		bad("URL", redactConfigURL(c.URL), "want a base URL such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
 	case base.Path != "" || base.RawQuery != "":
 		bad("URL", redactConfigURL(c.URL), "want a base URL without a path or query, such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
+	case !validPort(base.Port()):
+		// url.Parse checks only that a port is digits; every request
+		// would fail to dial.
+		bad("URL", redactConfigURL(c.URL), "want a base URL with a port from 1 to 65535, got %q", redactConfigURL(c.URL))
 	}
 	if c.Host != "" && !validHost(c.Host) {
 		bad("Host", c.Host, "want a registry host such as ghcr.io or registry.example:5000, got %q", c.Host)
@@ -204,6 +209,12 @@ func (c UpstreamConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validPort reports whether a URL's port is absent or 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return port == "" || err == nil && n >= 1 && n <= 65535
 }
 
 // validHost is the shape of a registry or token host name: non-empty, no
