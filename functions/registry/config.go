@@ -157,6 +157,10 @@ func parseAccess(e *env, lambda bool) proxy.AccessConfig {
 			e.bad("PULLTHROUGH_CLIENT_USERS", "want user:password pairs separated by commas")
 			continue
 		}
+		if _, twice := a.Users[user]; twice {
+			// One of the two passwords would silently stop working.
+			e.bad("PULLTHROUGH_CLIENT_USERS", "user %q is given twice", user)
+		}
 		a.Users[user] = pass
 	}
 	return a

@@ -263,6 +263,7 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_CLIENT_USERS": "ci:pw,"}, "PULLTHROUGH_CLIENT_USERS: want user:password pairs"},
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": ",,"}, "PULLTHROUGH_UPSTREAMS: want at least one host[=base-url] entry"},
 		{map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=http://r.example:99999"}, `PULLTHROUGH_UPSTREAMS: want a base URL with a port from 1 to 65535, got "http://r.example:99999"`},
+		{map[string]string{"PULLTHROUGH_CLIENT_USERS": "ci:hunter2,ci:other"}, `PULLTHROUGH_CLIENT_USERS: user "ci" is given twice`},
 		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
 		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
 	} {
