@@ -144,18 +144,22 @@ func parseProxy(e *env) proxy.Config {
 // parseAccess reads who may use the mirror.
 func parseAccess(e *env, lambda bool) proxy.AccessConfig {
 	a := proxy.AccessConfig{
-		Tokens: list(e.get("PULLTHROUGH_CLIENT_TOKENS", "")),
-		CIDRs:  list(e.get("PULLTHROUGH_CLIENT_CIDRS", "")),
+		Tokens: clientCredentials(e.get("PULLTHROUGH_CLIENT_TOKENS", "")),
+		CIDRs:  e.items("PULLTHROUGH_CLIENT_CIDRS", e.get("PULLTHROUGH_CLIENT_CIDRS", "")),
 		// A function URL is reached only under its own name, which AWS
 		// routes by; the local server must refuse rebound DNS names.
-		Hosts: hostsFor(lambda, list(e.get("PULLTHROUGH_HOSTS", defaultHosts))),
+		Hosts: hostsFor(lambda, e.items("PULLTHROUGH_HOSTS", e.get("PULLTHROUGH_HOSTS", defaultHosts))),
 		Users: map[string]string{},
 	}
-	for _, up := range list(e.get("PULLTHROUGH_CLIENT_USERS", "")) {
+	for _, up := range clientCredentials(e.get("PULLTHROUGH_CLIENT_USERS", "")) {
 		user, pass, ok := strings.Cut(up, ":")
 		if !ok {
 			e.bad("PULLTHROUGH_CLIENT_USERS", "want user:password pairs separated by commas")
 			continue
+		}
+		if _, twice := a.Users[user]; twice {
+			// One of the two passwords would silently stop working.
+			e.bad("PULLTHROUGH_CLIENT_USERS", "user %q is given twice", user)
 		}
 		a.Users[user] = pass
 	}
@@ -240,7 +244,7 @@ func upstreamEntries(e *env) ([]upstreamEntry, string) {
 		return []upstreamEntry{{dockerhub.Canonical(host), raw}}, "PULLTHROUGH_UPSTREAM"
 	}
 	var entries []upstreamEntry
-	for _, item := range list(v) {
+	for _, item := range e.items("PULLTHROUGH_UPSTREAMS", v) {
 		host, raw, _ := strings.Cut(item, "=")
 		host = strings.ToLower(strings.TrimSpace(host))
 		if host == "" {
@@ -303,9 +307,13 @@ func upstreamOptions(e *env, ent upstreamEntry, first bool) (proxy.UpstreamConfi
 	uc.Username = opt("Username", "USERNAME")
 	uc.Password = opt("Password", "PASSWORD")
 	uc.Token = opt("Token", "TOKEN")
-	uc.AuthHosts = list(opt("AuthHosts", "AUTH_HOSTS"))
-	uc.Allow = list(opt("Allow", "ALLOW"))
-	uc.Deny = list(opt("Deny", "DENY"))
+	for _, o := range []struct {
+		field, option string
+		dst           *[]string
+	}{{"AuthHosts", "AUTH_HOSTS", &uc.AuthHosts}, {"Allow", "ALLOW", &uc.Allow}, {"Deny", "DENY", &uc.Deny}} {
+		v := opt(o.field, o.option)
+		*o.dst = e.items(vars[o.field], v)
+	}
 	return uc, vars
 }
 

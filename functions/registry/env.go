@@ -129,6 +129,17 @@ func parseSize(v string) (int64, error) {
 	return n * mult, nil
 }
 
+// items is list(v) for the variable name, where a value that is set but
+// names nothing ("," or " , ") is an error: read as unset it would
+// silently lift a restriction (any host name, any source, any repository).
+func (e *env) items(name, v string) []string {
+	out := list(v)
+	if v != "" && len(out) == 0 {
+		e.bad(name, "want comma-separated entries, got only commas and blanks")
+	}
+	return out
+}
+
 // list splits a comma-separated value, dropping blanks.
 func list(v string) []string {
 	var out []string
@@ -136,6 +147,21 @@ func list(v string) []string {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}
+	}
+	return out
+}
+
+// clientCredentials splits a comma-separated list of client credentials keeping
+// blank entries, so that AccessConfig.Validate refuses them: "$A,$B" with
+// $B unset must not quietly drop a credential, and "," must not leave open
+// a mirror its operator meant to protect. "" gives none.
+func clientCredentials(v string) []string {
+	if v == "" {
+		return nil
+	}
+	out := strings.Split(v, ",")
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
 	}
 	return out
 }

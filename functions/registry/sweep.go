@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +19,8 @@ import (
 func parseRetention(v string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
+		// More days than a time.Duration holds would wrap around.
+		if err != nil || n < 0 || int64(n) > int64(math.MaxInt64/(24*time.Hour)) {
 			return 0, fmt.Errorf("bad day count %q", v)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil

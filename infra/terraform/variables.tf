@@ -370,9 +370,9 @@ variable "fill_wait" {
   validation {
     condition = var.fill_wait == null || try(alltrue([
       for seconds in [sum([for m in regexall("([0-9]+(?:\\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", var.fill_wait) : tonumber(m[0]) * lookup({ ns = 1e-9, us = 1e-6, "µs" = 1e-6, ms = 0.001, s = 1, m = 60, h = 3600 }, m[1])])] :
-      seconds < var.timeout
+      seconds > 0 && seconds < var.timeout
     ]), false)
-    error_message = "fill_wait must be shorter than timeout (the function's timeout in seconds)."
+    error_message = "fill_wait must be more than 0s and shorter than timeout (the function's timeout in seconds)."
   }
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,6 +80,11 @@ func (c Config) Validate() error {
 	if c.FillTimeout < MinFillTimeout {
 		bad("FillTimeout", c.FillTimeout, "want at least %s, got %s", field.Duration(MinFillTimeout), field.Duration(c.FillTimeout))
 	}
+	if c.FillWait <= 0 {
+		// Zero is not "do not wait": WithDefaults reads it as
+		// DefaultFillWait, so a configured 0s would silently become 4m.
+		bad("FillWait", c.FillWait, "want more than 0s, got %s", field.Duration(c.FillWait))
+	}
 	if c.LeaseTTL < MinLeaseTTL {
 		// Renewal ticks every third of it; a tiny TTL would spin (or, under
 		// 3ns, make time.NewTicker panic).
@@ -96,6 +103,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFills < 1 || c.MaxFills > MaxMaxFills {
 		bad("MaxFills", c.MaxFills, "want 1 to %d, got %d", MaxMaxFills, c.MaxFills)
+	}
+	if c.SpoolDir != "" {
+		// Checked here, not at the first fill: a spool that cannot be
+		// created turns every fill into one clients wait for whole.
+		if fi, err := os.Stat(c.SpoolDir); err != nil || !fi.IsDir() {
+			bad("SpoolDir", c.SpoolDir, "want an existing directory, got %q", c.SpoolDir)
+		}
 	}
 	errs = append(errs, field.Nest("Access", c.Access.Validate()))
 	return errors.Join(errs...)
@@ -178,6 +192,10 @@ func (c UpstreamConfig) Validate() error {
 		bad("URL", redactConfigURL(c.URL), "want a base URL such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
 	case base.Path != "" || base.RawQuery != "":
 		bad("URL", redactConfigURL(c.URL), "want a base URL without a path or query, such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
+	case !validPort(base.Port()):
+		// url.Parse checks only that a port is digits; every request
+		// would fail to dial.
+		bad("URL", redactConfigURL(c.URL), "want a base URL with a port from 1 to 65535, got %q", redactConfigURL(c.URL))
 	}
 	if c.Host != "" && !validHost(c.Host) {
 		bad("Host", c.Host, "want a registry host such as ghcr.io or registry.example:5000, got %q", c.Host)
@@ -191,6 +209,12 @@ func (c UpstreamConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validPort reports whether a URL's port is absent or 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return port == "" || err == nil && n >= 1 && n <= 65535
 }
 
 // validHost is the shape of a registry or token host name: non-empty, no

@@ -215,11 +215,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind, upstream := "unknown", ""
 	ctx, stats := withStats(r.Context())
 	r = r.WithContext(ctx)
+	// A streamed transfer cut on purpose (sendSpool) still gets its request
+	// line and metrics: the abort is re-raised once they are written.
+	aborted := false
 	err := func() (err error) {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
-					panic(v)
+					aborted = true
+					return
 				}
 				p.log.Error("panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				err = ErrUnknown
@@ -271,7 +275,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"bytes", rec.bytes,
 		"duration_ms", p.now().Sub(start).Milliseconds(),
 	}
+	if aborted {
+		attrs = append(attrs, "aborted", true)
+	}
 	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // resolve picks the upstream of a request, in this order: containerd's

@@ -140,8 +140,11 @@ func (p *Proxy) getIndex(ctx context.Context, rt route, rest string, hdr http.He
 	if err != nil {
 		return nil, ErrUnavailable.With("upstream referrers download failed", fmt.Errorf("%s: %w", rest, err))
 	}
-	var idx ocispec.Index
-	if decodeSpec(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
+	// Read strictly, with the type serveReferrers reads the cached answer
+	// with (decodeSpec's tolerance would let through an answer that
+	// serveReferrers then cannot read, failing every request).
+	var idx referrersIndex
+	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
 		!(idx.MediaType == ocispec.MediaTypeImageIndex || idx.MediaType == "" && mediaTypeOf(resp.Header) == ocispec.MediaTypeImageIndex) {
 		return nil, fmt.Errorf("%s: %w", rest, errNotAnIndex)
 	}

@@ -310,3 +310,33 @@ func TestStreamedClientNotHeldToStoreWrites(t *testing.T) {
 		t.Errorf("got %d upstream blob GETs, want 1", n)
 	}
 }
+
+// A streamed transfer the mirror cuts because the upstream's bytes fail
+// their digest still gets its request line (one per request), marked
+// aborted: the cut is the one request an operator must be able to see.
+func TestCutStreamIsLogged(t *testing.T) {
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
+	img := testenv.SeedImage(t, reg, "org/app:1", 256<<10, 1)
+	d, body := layerOf(t, img, 0)
+	m.Up.SetFault(testenv.FaultCorrupt, "blob")
+	resp, err := http.Get(m.URL + "/v2/org/app/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || rerr == nil {
+		t.Fatalf("got %d with %d of %d bytes (read error %v), want a 200 whose transfer is cut", resp.StatusCode, len(got), len(body), rerr)
+	}
+	line := ""
+	for deadline := time.Now().Add(5 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, l := range strings.Split(m.Logs.String(), "\n") {
+			if strings.Contains(l, `"msg":"request"`) && strings.Contains(l, `"route":"blob"`) {
+				line = l
+			}
+		}
+	}
+	if !strings.Contains(line, `"aborted":true`) || !strings.Contains(line, `"status":200`) {
+		t.Errorf("got request line %q, want one with status 200 and aborted true", line)
+	}
+}

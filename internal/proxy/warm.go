@@ -123,6 +123,11 @@ func (p *Proxy) warmIndex(ctx context.Context, rt route, m storedManifest, platf
 		if !platformWanted(plat, platforms) {
 			continue
 		}
+		// decodeSpec leaves a wrong-typed digest empty, which would be
+		// read as the tag "".
+		if err := d.Digest.Validate(); err != nil {
+			return nil, ErrManifestInvalid.With("index names an invalid digest", err)
+		}
 		child := route{kind: routeManifest, name: rt.name, digest: d.Digest, up: rt.up}
 		cm, _, err := p.manifest(ctx, child, fullAccept)
 		if err != nil {

@@ -1,8 +1,11 @@
 package proxy_test
 
 import (
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -11,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/testenv"
@@ -68,5 +72,55 @@ func TestWarmEndpointIsOffWithoutClientCredentials(t *testing.T) {
 	}
 	if m.Up.Total() != 0 {
 		t.Errorf("got %d upstream requests, want 0", m.Up.Total())
+	}
+}
+
+// An index whose child digest is malformed (a wrong-typed field, which
+// decodeSpec leaves empty, or a string that is no digest) fails the warm
+// as MANIFEST_INVALID without asking the upstream for that child: an
+// empty digest must not become a request for the tag "".
+func TestWarmRefusesAnIndexWithAnInvalidChildDigest(t *testing.T) {
+	for _, tc := range []struct{ name, digest string }{
+		{"wrong type", `5`},
+		{"not a digest", `"sha256:../../x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := testenv.InProcessRegistry(t)
+			up := testenv.NewUpstream(t, reg)
+			m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, Access: proxy.AccessConfig{Tokens: []string{"warm-token"}}}, proxy.UpstreamConfig{Host: "docker.io"}, up)
+			index := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
+				`{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":` + tc.digest + `,"platform":{"os":"linux","architecture":"amd64"}}]}`
+			var mu sync.Mutex
+			var others []string
+			up.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path != "/v2/library/odd/manifests/1" {
+					mu.Lock()
+					others = append(others, r.Method+" "+r.URL.Path)
+					mu.Unlock()
+					return false
+				}
+				dg := digest.FromString(index)
+				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+				w.Header().Set("Docker-Content-Digest", dg.String())
+				w.Header().Set("Content-Length", strconv.Itoa(len(index)))
+				if r.Method == http.MethodGet {
+					io.WriteString(w, index)
+				}
+				return true
+			})
+			req, _ := http.NewRequest(http.MethodPost, m.URL+"/_pullthrough/warm", strings.NewReader(`{"image":"odd:1"}`))
+			req.Header.Set("Authorization", "Bearer warm-token")
+			resp := send(t, req)
+			if !strings.Contains(string(resp.body), "error: index names an invalid digest") {
+				t.Errorf("got %q, want the warm to fail on the index's invalid digest", resp.body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, o := range others {
+				if strings.Contains(o, "/manifests/") {
+					t.Errorf("got upstream request %s, want none for the invalid child", o)
+				}
+			}
+		})
 	}
 }

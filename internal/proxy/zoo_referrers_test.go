@@ -38,6 +38,12 @@ func TestReferrersWithoutTheAPI(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(`{"repositories":[]}`))
 		}, 2},
+		{"200 index-like JSON with a wrong-typed mediaType", func(w http.ResponseWriter) {
+			// The mirror serves the answer through its own index type, which
+			// cannot read it: not an index, or every later request fails.
+			w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+			w.Write([]byte(`{"schemaVersion":2,"mediaType":5,"manifests":[]}`))
+		}, 2},
 		{"500", func(w http.ResponseWriter) { http.Error(w, "boom", http.StatusInternalServerError) }, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -791,6 +791,16 @@ run "rejects_fill_wait_not_below_timeout" {
   expect_failures = [var.fill_wait]
 }
 
+# The binary refuses PULLTHROUGH_FILL_WAIT=0s (proxy.Config.Validate); so
+# does the module, at plan time instead of at the function's first start.
+run "rejects_zero_fill_wait" {
+  command = plan
+  variables {
+    fill_wait = "0s"
+  }
+  expect_failures = [var.fill_wait]
+}
+
 run "rejects_bad_client_cidr" {
   command = plan
   variables {
