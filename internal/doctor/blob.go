@@ -63,7 +63,10 @@ func (d *doctor) checkBlob(ctx context.Context, m manifests) []Result {
 			if first.err != nil || first.status != http.StatusOK || first.header.Get("X-Pullthrough-Cache") != "miss" {
 				break
 			}
-			time.Sleep(publishPause)
+			select {
+			case <-ctx.Done():
+			case <-time.After(publishPause):
+			}
 		}
 	}
 	switch {

@@ -22,9 +22,13 @@ type cachePolicy struct {
 }
 
 // fresh reports whether an answer the upstream confirmed at checked may
-// be served at now without asking again: younger than ManifestTTL.
+// be served at now without asking again: younger than ManifestTTL. A
+// record from further in the future than that (an instance whose clock
+// ran ahead, or a record edited by hand) is not fresh, or it would be
+// served unchecked until that time came.
 func (pol cachePolicy) fresh(checked, now time.Time) bool {
-	return pol.ManifestTTL > 0 && now.Sub(checked) < pol.ManifestTTL
+	age := now.Sub(checked)
+	return pol.ManifestTTL > 0 && age < pol.ManifestTTL && age > -pol.ManifestTTL
 }
 
 // withinDeniedGrace reports whether a tag last confirmed at checked, which

@@ -37,6 +37,8 @@ func TestTableTagLookup(t *testing.T) {
 		{"one ns before the TTL", hourPolicy, true, checkedAt.Add(time.Hour - 1), tagServe},
 		{"exactly the TTL", hourPolicy, true, checkedAt.Add(time.Hour), tagRevalidate},
 		{"past the TTL", hourPolicy, true, checkedAt.Add(2 * time.Hour), tagRevalidate},
+		{"checked a little in the future (clock skew)", hourPolicy, true, checkedAt.Add(-time.Minute), tagServe},
+		{"checked more than the TTL in the future", hourPolicy, true, checkedAt.Add(-2 * time.Hour), tagRevalidate},
 		{"RevalidateAlways, just checked", cachePolicy{ManifestTTL: RevalidateAlways}, true, checkedAt, tagRevalidate},
 		{"RevalidateAlways, no record", cachePolicy{ManifestTTL: RevalidateAlways}, false, checkedAt, tagFetch},
 	} {
