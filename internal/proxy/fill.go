@@ -170,16 +170,13 @@ func (p *Proxy) fillNow(ctx context.Context, rt route, f fillFacts, owner string
 		// Readers get the last byte once the upstream's bytes are all in
 		// and verified (copyBlob), not once the blob is published: the
 		// spool stays joinable until it is (joinStream), so a request
-		// meanwhile streams it too rather than start a second fill. A
-		// failure reaches the readers only once the lease is let go, so
-		// that a client retrying at once starts a new fill.
+		// meanwhile streams it too rather than start a second fill. The
+		// lease is let go first, so that a client that hears of a failure
+		// and retries at once starts a new fill.
 		defer func() {
-			if err != nil {
-				fl.release(ctx)
-			}
+			fl.release(ctx)
 			p.spools.remove(key, sink)
 			sink.finish(err)
-			fl.release(ctx) // once published: no request here waits for it
 		}()
 	}
 	size, err = fl.hold(ctx, func(ctx context.Context) (int64, error) { return p.copyBlob(ctx, rt, src, sink) })
