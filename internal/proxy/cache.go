@@ -52,7 +52,7 @@ type cache struct {
 func newCache(cfg Config, store Store, log *slog.Logger) *cache {
 	return &cache{
 		store: store, log: log, now: time.Now,
-		policy:        cachePolicy{ManifestTTL: cfg.ManifestTTL, DeniedGrace: max(cfg.DeniedGrace, 0), PresignTTL: cfg.PresignTTL},
+		policy:        cachePolicy{ManifestTTL: cfg.ManifestTTL, DeniedGrace: cfg.DeniedGrace, PresignTTL: cfg.PresignTTL},
 		maxRecord:     2*cfg.MaxManifestSize + 4096,
 		presigned:     newMemo[string, string](10000),
 		manifests:     newMemo[digest.Digest, storedManifest](1024),
