@@ -43,10 +43,10 @@ test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRoute$$' -fuzztime $(FUZZTIME) ./internal/proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzParseChallenge$$' -fuzztime $(FUZZTIME) ./internal/proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseChallenge$$' -fuzztime $(FUZZTIME) ./internal/upstream
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./internal/proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzNextLink$$' -fuzztime $(FUZZTIME) ./internal/proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzSchema1Payload$$' -fuzztime $(FUZZTIME) ./internal/proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzNextLink$$' -fuzztime $(FUZZTIME) ./internal/upstream
+	$(GO) test -run '^$$' -fuzz '^FuzzSchema1Payload$$' -fuzztime $(FUZZTIME) ./internal/oci
 
 .PHONY: bench
 bench: tools ## Side-by-side pulls vs distribution's proxy and direct (BENCH_SCALE=0.1 for a quick run), then Go benchmarks

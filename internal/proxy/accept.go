@@ -6,19 +6,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
-
-// resolveAccept is the Accept header every upstream manifest request
-// carries, whatever the client asked: a tag is resolved once, to what it
-// is, and a client's narrower Accept list only selects what that client is
-// sent (forClient). Schema 1 types are listed so that a registry holding
-// an old schema 1 tag sends it as it is: quay converts a manifest whose
-// type the client did not list, falling back to schema 1
-// (quay/quay endpoints/v2/manifest.py, _rewrite_schema_if_necessary).
-var resolveAccept = strings.Join([]string{
-	ocispec.MediaTypeImageIndex, mediaDockerList, ocispec.MediaTypeImageManifest, mediaDockerManifest,
-	mediaSchema1Signed, mediaSchema1,
-}, ", ")
 
 // acceptList is a client's Accept header reduced to media types.
 type acceptList struct {
@@ -71,7 +60,7 @@ func (a acceptList) refuses(mediaType string) bool {
 // instead (distribution's GetManifest: the client did not list the
 // manifest-list type).
 func (a acceptList) listRewritten(mediaType string) bool {
-	return mediaType == mediaDockerList && !a.allows(mediaDockerList)
+	return mediaType == oci.MediaDockerList && !a.allows(oci.MediaDockerList)
 }
 
 // Default platform of the list rewrite: distribution's defaultOS and
@@ -86,7 +75,7 @@ const (
 // are ignored), as distribution picks it.
 func defaultPlatformChild(list []byte) (digest.Digest, bool) {
 	var l ocispec.Index
-	if decodeSpec(list, &l) != nil {
+	if oci.DecodeSpec(list, &l) != nil {
 		return "", false
 	}
 	for _, m := range l.Manifests {

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 // AccessConfig restricts who may use the mirror. Empty fields do not
@@ -81,7 +83,7 @@ func (a access) check(r *http.Request) error {
 		}
 		addr, err := netip.ParseAddr(host)
 		if err != nil {
-			return ErrDenied.With("source address not allowed", nil)
+			return oci.ErrDenied.With("source address not allowed", nil)
 		}
 		addr = addr.Unmap()
 		ok := false
@@ -92,7 +94,7 @@ func (a access) check(r *http.Request) error {
 			}
 		}
 		if !ok {
-			return ErrDenied.With("source address not allowed", nil)
+			return oci.ErrDenied.With("source address not allowed", nil)
 		}
 	}
 	if len(a.tokens) == 0 && len(a.users) == 0 {
@@ -115,7 +117,7 @@ func (a access) check(r *http.Request) error {
 			return nil
 		}
 	}
-	return ErrUnauthorized
+	return oci.ErrUnauthorized
 }
 
 // checkBrowser refuses what only a web browser sends: a page on another
@@ -128,12 +130,12 @@ func (a access) check(r *http.Request) error {
 // and Origin on cross-origin ones (https://fetch.spec.whatwg.org/#origin-header).
 func (a access) checkBrowser(r *http.Request) error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return ErrDenied.With("cross-site browser requests are refused", nil)
+		return oci.ErrDenied.With("cross-site browser requests are refused", nil)
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
 		if err != nil || !strings.EqualFold(u.Host, r.Host) {
-			return ErrDenied.With("cross-origin browser requests are refused", nil)
+			return oci.ErrDenied.With("cross-origin browser requests are refused", nil)
 		}
 	}
 	if a.hosts == nil {
@@ -147,7 +149,7 @@ func (a access) checkBrowser(r *http.Request) error {
 	if _, err := netip.ParseAddr(host); err == nil || a.hosts[host] {
 		return nil
 	}
-	return ErrDenied.With(fmt.Sprintf("host %q is not a name of this mirror (PULLTHROUGH_HOSTS)", truncate(host)), nil)
+	return oci.ErrDenied.With(fmt.Sprintf("host %q is not a name of this mirror (PULLTHROUGH_HOSTS)", oci.Truncate(host)), nil)
 }
 
 func (a access) requiresCredentials() bool { return len(a.tokens) > 0 || len(a.users) > 0 }

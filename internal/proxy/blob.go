@@ -6,19 +6,20 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullthrough/pullthrough/internal/cache"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	if joined, err := p.joinStream(ctx, w, r, rt); joined {
 		return err
 	}
-	key := blobKey(rt.digest)
-	cache := cacheHit
+	key := cache.BlobKey(rt.digest)
+	result := cacheHit
 	// Every hit asks the store (one HeadObject on S3): a memo of existing
 	// blobs would keep redirecting clients to an object that a sweep, a
 	// bucket lifecycle rule or a person deleted, and the client, not the
@@ -30,29 +31,46 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return err
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return ErrUnavailable.With("cache storage unavailable", err)
+		return oci.ErrUnavailable.With("cache storage unavailable", err)
 	case r.Method == http.MethodHead:
 		// A HEAD must not cost a download: ask the upstream for the size.
-		size, err := p.headUpstreamBlob(ctx, rt)
+		size, err := rt.up.HeadBlob(ctx, rt.name, rt.digest)
 		if err != nil {
-			return err
+			return fromUpstream(err, oci.ErrBlobUnknown)
 		}
 		blobHeaders(w.Header(), rt.digest, size, cachePassthrough)
 		w.WriteHeader(http.StatusOK)
 		return nil
 	default:
-		cache = cacheMiss
-		var redirected bool
-		size, redirected, err = p.serveMiss(ctx, w, r, rt)
-		if err != nil || redirected {
+		result = cacheMiss
+		out, err := p.fills.Miss(ctx, fillBlob(rt), r.Header.Get("Range") == "")
+		switch {
+		case err != nil:
+			return fromUpstream(err, oci.ErrBlobUnknown)
+		case out.Location != "":
+			w.Header().Set(headerCache, cacheUpstream)
+			w.Header().Set("Location", out.Location)
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil
+		case out.Stream != nil:
+			_, err := p.sendStream(ctx, w, rt, out.Stream)
 			return err
 		}
 		// The fill may have been another repository's (links.go).
 		if err := p.checkLinkedBlob(ctx, rt); err != nil {
 			return err
 		}
+		size = out.Size
 	}
-	blobHeaders(w.Header(), rt.digest, size, cache)
+	blobHeaders(w.Header(), rt.digest, size, result)
+	return p.serveStoredBlob(ctx, w, r, key)
+}
+
+// serveStoredBlob answers a GET or HEAD of a blob in the store whose
+// headers are set: a redirect to a presigned URL where the store can sign
+// one, else the bytes (with Range support where the store can seek).
+func (p *Proxy) serveStoredBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
 	var sign signFunc
 	if ps, ok := p.store.(Presigner); ok {
 		sign = ps.PresignGet
@@ -69,7 +87,7 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if sign != nil {
 		u, err := p.presign(ctx, r.Method+" "+key, key, sign)
 		if err != nil {
-			return ErrUnavailable.With("cache storage unavailable", err)
+			return oci.ErrUnavailable.With("cache storage unavailable", err)
 		}
 		h := w.Header()
 		h.Del("Content-Type")
@@ -80,7 +98,7 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	rc, _, err := p.store.Get(ctx, key)
 	if err != nil {
-		return ErrUnavailable.With("cache storage unavailable", err)
+		return oci.ErrUnavailable.With("cache storage unavailable", err)
 	}
 	defer rc.Close()
 	if rs, ok := rc.(io.ReadSeeker); ok {
@@ -94,55 +112,12 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return nil
 }
 
-func blobHeaders(h http.Header, d digest.Digest, size int64, cache string) {
+func blobHeaders(h http.Header, d digest.Digest, size int64, result string) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set(headerDigest, d.String())
 	h.Set("ETag", `"`+d.String()+`"`)
-	h.Set(headerCache, cache)
+	h.Set(headerCache, result)
 	setLength(h, size)
-}
-
-// headUpstreamBlob learns a blob's size without downloading it. Some
-// registries refuse HEAD on blobs (ECR Public answers 401 even with a
-// token, aws/containers-roadmap#2671; GHCR's blob storage answers 403); a
-// one-byte ranged GET tells the size too (206 with Content-Range).
-func (p *Proxy) headUpstreamBlob(ctx context.Context, rt route) (int64, error) {
-	if rt.up.backingOff(p.now()) {
-		return 0, ErrTooManyRequests.With("upstream asked the mirror to back off and the blob is not cached", nil)
-	}
-	ctx, cancel := context.WithTimeout(ctx, rt.up.timeouts.metadata)
-	defer cancel()
-	resp, err := rt.up.do(ctx, http.MethodHead, rt.name, "blobs/"+rt.digest.String(), nil)
-	if err != nil {
-		return 0, ErrUnavailable.With("upstream registry unreachable", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
-		return resp.ContentLength, nil
-	}
-	switch resp.StatusCode {
-	case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed:
-	default:
-		return 0, upstreamError(resp, ErrBlobUnknown, p.now())
-	}
-	resp, err = rt.up.do(ctx, http.MethodGet, rt.name, "blobs/"+rt.digest.String(), http.Header{"Range": {"bytes=0-0"}})
-	if err != nil {
-		return 0, ErrUnavailable.With("upstream registry unreachable", err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
-	if resp.StatusCode == http.StatusPartialContent {
-		// Content-Range: bytes 0-0/12345
-		if _, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/"); ok {
-			if n, err := strconv.ParseInt(total, 10, 64); err == nil && n >= 0 {
-				return n, nil
-			}
-		}
-	}
-	if resp.StatusCode == http.StatusOK && resp.ContentLength >= 0 {
-		return resp.ContentLength, nil
-	}
-	return 0, upstreamError(resp, ErrBlobUnknown, p.now())
 }
 
 // signFunc presigns one request for an object in the store.
@@ -152,13 +127,13 @@ type signFunc func(ctx context.Context, key string, ttl time.Duration) (string, 
 // costs more than the rest of a hit, and a URL is as good for one client as
 // for the next. memoKey names the request (method and key).
 func (p *Proxy) presign(ctx context.Context, memoKey, key string, sign signFunc) (string, error) {
-	if u, ok := p.cache.presignedURL(memoKey); ok {
+	if u, ok := p.cache.PresignedURL(memoKey); ok {
 		return u, nil
 	}
 	u, err := sign(ctx, key, p.cfg.PresignTTL)
 	if err != nil {
 		return "", err
 	}
-	p.cache.presigned.put(memoKey, u, p.now())
+	p.cache.NotePresigned(memoKey, u)
 	return u, nil
 }

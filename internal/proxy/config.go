@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -160,69 +158,6 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return pfx.Masked(), nil
 }
 
-// Validate reports a Retention under MinRetention as a *field.Error for
-// "Retention"; Sweep refuses such options.
-func (o SweepOptions) Validate() error {
-	if o.Retention < MinRetention {
-		return field.Errorf("Retention", o.Retention, "want at least %s, got %s", field.Duration(MinRetention), field.Duration(o.Retention))
-	}
-	return nil
-}
-
-// ErrURLCredentials is the rule an UpstreamConfig.URL with user:password@
-// breaks; the binary recognises it (errors.Is) to name the variables that
-// take credentials instead.
-var ErrURLCredentials = errors.New("the URL holds credentials (user:password@): give them as Username and Password")
-
-// Validate reports every field of c that breaks a rule, as joined
-// *field.Error values: the URL is an http or https base URL with a host and
-// no path, query or credentials; Host (optional: the URL's host by
-// default) and AuthHosts are host[:port] names; Username and Password come
-// together. Credentials are never repeated in the errors.
-func (c UpstreamConfig) Validate() error {
-	var errs []error
-	bad := func(name string, v any, format string, args ...any) {
-		errs = append(errs, field.Errorf(name, v, format, args...))
-	}
-	base, err := url.Parse(strings.TrimRight(c.URL, "/"))
-	switch {
-	case err == nil && base.User != nil:
-		errs = append(errs, &field.Error{Field: "URL", Err: ErrURLCredentials})
-	case err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http"):
-		bad("URL", redactConfigURL(c.URL), "want a base URL such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
-	case base.Path != "" || base.RawQuery != "":
-		bad("URL", redactConfigURL(c.URL), "want a base URL without a path or query, such as %s, got %q", DockerHubURL, redactConfigURL(c.URL))
-	case !validPort(base.Port()):
-		// url.Parse checks only that a port is digits; every request
-		// would fail to dial.
-		bad("URL", redactConfigURL(c.URL), "want a base URL with a port from 1 to 65535, got %q", redactConfigURL(c.URL))
-	}
-	if c.Host != "" && !validHost(c.Host) {
-		bad("Host", c.Host, "want a registry host such as ghcr.io or registry.example:5000, got %q", c.Host)
-	}
-	if (c.Username == "") != (c.Password == "") {
-		bad("Username", nil, "want both a user name and a password, or neither")
-	}
-	for _, h := range c.AuthHosts {
-		if !validHost(h) {
-			bad("AuthHosts", h, "want host[:port] names, got %q", h)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// validPort reports whether a URL's port is absent or 1 to 65535.
-func validPort(port string) bool {
-	n, err := strconv.Atoi(port)
-	return port == "" || err == nil && n >= 1 && n <= 65535
-}
-
-// validHost is the shape of a registry or token host name: non-empty, no
-// path, user info or spaces.
-func validHost(h string) bool {
-	return h != "" && !strings.ContainsAny(h, "/@ \t")
-}
-
 // ValidateUpstreamHosts checks a set of upstream hosts (in order) and the
 // Config.DefaultUpstream that names one of them: no host twice
 // (case-insensitively), and the default, when set, among them. Field
@@ -241,16 +176,4 @@ func ValidateUpstreamHosts(defaultUpstream string, hosts []string) error {
 		errs = append(errs, field.Errorf("DefaultUpstream", d, "%q is not one of the configured upstreams", d))
 	}
 	return errors.Join(errs...)
-}
-
-// redactConfigURL drops the query and credentials of one configured URL
-// for an error message; text that is not a URL is returned as is. (The
-// log's redaction of URLs inside free text is redactURLs.)
-func redactConfigURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	u.User, u.RawQuery = nil, ""
-	return u.String()
 }

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"github.com/opencontainers/go-digest"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/testenv"

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 // requestStats collects what one request made the mirror do, for its log
@@ -57,7 +59,7 @@ func (s *requestStats) noteUpstream(resp *http.Response, err error) {
 		n, _, _ := strings.Cut(v, ";")
 		if r, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64); err == nil && r >= 0 {
 			s.rateLimitRemaining.Store(r)
-			v = truncate(strings.TrimSpace(v))
+			v = oci.Truncate(strings.TrimSpace(v))
 			s.rateLimitHeader.Store(&v)
 		}
 	}

@@ -21,7 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullthrough/pullthrough/internal/cache"
 	"github.com/pullthrough/pullthrough/internal/dockerhub"
+	"github.com/pullthrough/pullthrough/internal/fill"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 // Config is the cache policy.
@@ -103,7 +106,7 @@ type Config struct {
 
 // RevalidateAlways as Config.ManifestTTL asks the upstream about a tag on
 // every request (PULLTHROUGH_MANIFEST_TTL=0s).
-const RevalidateAlways time.Duration = -1
+const RevalidateAlways = cache.RevalidateAlways
 
 // Defaults for zero Config fields.
 const (
@@ -125,16 +128,13 @@ type Proxy struct {
 	def       *Upstream
 	access    access
 	log       *slog.Logger
-	fills     flightGroup[int64]       // manifest and tag exchanges
-	blobFills flightGroup[fillOutcome] // blob fills, by fillKey
-	spools    spools                   // streamed fills in progress, by fillKey
-	limits    fillLimits
-	slots     fillSlots
-	cache     *cache // records, memos and the clock
+	exchanges fill.Group[exchange] // manifest and tag exchanges with upstreams
+	fills     *fill.Engine         // blob fills
+	cache     *cache.Cache         // records, memos and the clock
 }
 
 // now is the mirror's clock: the cache's, which tests replace.
-func (p *Proxy) now() time.Time { return p.cache.now() }
+func (p *Proxy) now() time.Time { return p.cache.Now() }
 
 // New builds the handler. It fills cfg's zero fields with defaults
 // (Config.WithDefaults) and refuses a cfg that Config.Validate rejects,
@@ -154,11 +154,20 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = slog.New(redactingHandler{logger.Handler()})
+	c := cache.New(cache.Policy{ManifestTTL: cfg.ManifestTTL, DeniedGrace: cfg.DeniedGrace, PresignTTL: cfg.PresignTTL}, cfg.MaxManifestSize, store, logger)
+	for _, u := range upstreams {
+		u.Observe(func(ctx context.Context, resp *http.Response, err error) { statsFrom(ctx).noteUpstream(resp, err) })
+	}
 	return &Proxy{
 		cfg: cfg, store: store, upstreams: byHost, def: def, access: newAccess(cfg.Access), log: logger,
-		cache:  newCache(cfg, store, logger),
-		limits: newFillLimits(cfg),
-		slots:  make(fillSlots, cfg.MaxFills),
+		cache: c,
+		fills: fill.New(fill.Config{
+			FillTimeout: cfg.FillTimeout, LeaseTTL: cfg.LeaseTTL, FillWait: cfg.FillWait,
+			LargeBlobPolicy: cfg.LargeBlobPolicy, LargeBlobSize: cfg.LargeBlobSize, MaxBlobSize: cfg.MaxBlobSize,
+			FillParts: cfg.FillParts, FillPartSize: cfg.FillPartSize, SpoolDir: cfg.SpoolDir, MaxFills: cfg.MaxFills,
+			Background: cfg.BackgroundFill,
+			Filled:     func(ctx context.Context, n int64) { statsFrom(ctx).filledBytes.Add(n) },
+		}, store, c, logger),
 	}, nil
 }
 
@@ -226,7 +235,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 				p.log.Error("panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				err = ErrUnknown
+				err = oci.ErrUnknown
 			}
 		}()
 		if err := p.access.check(r); err != nil {
@@ -238,7 +247,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			rec.Header().Set("Allow", "GET, HEAD")
-			return ErrUnsupported
+			return oci.ErrUnsupported
 		}
 		rt, err := parseRoute(r.URL.EscapedPath())
 		if err != nil {
@@ -255,12 +264,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return p.serve(r.Context(), rec, r, rt)
 	}()
 	if err != nil {
-		e := asOCI(err)
+		e := oci.From(err)
 		if e.Status >= 500 || e.Err != nil {
 			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
 		}
 		if !rec.wrote {
-			writeError(rec, r, e)
+			oci.Write(rec, r, e)
 		}
 	}
 	cache := rec.Header().Get(headerCache)
@@ -268,7 +277,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"request_id", id,
 		"method", r.Method,
 		"route", kind,
-		"path", truncate(r.URL.Path),
+		"path", oci.Truncate(r.URL.Path),
 		"upstream", upstream,
 		"cache", cache,
 		"status", rec.status,
@@ -303,7 +312,7 @@ func (p *Proxy) resolve(r *http.Request, rt *route) error {
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		u, ok := p.lookup(ns)
 		if !ok {
-			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(ns)), nil)
+			return oci.ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", oci.Truncate(ns)), nil)
 		}
 		up = u
 		if prefixed {
@@ -311,13 +320,13 @@ func (p *Proxy) resolve(r *http.Request, rt *route) error {
 			case ok && pu == u:
 				rt.name = rest
 			case ok:
-				return ErrNameInvalid.With(fmt.Sprintf("path prefix %q and ns=%q name different registries", truncate(first), truncate(ns)), nil)
+				return oci.ErrNameInvalid.With(fmt.Sprintf("path prefix %q and ns=%q name different registries", oci.Truncate(first), oci.Truncate(ns)), nil)
 			}
 		}
 	} else if prefixed {
 		u, ok := p.lookup(first)
 		if !ok {
-			return ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", truncate(first)), nil)
+			return oci.ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", oci.Truncate(first)), nil)
 		}
 		up, rt.name = u, rest
 	}
@@ -327,9 +336,9 @@ func (p *Proxy) resolve(r *http.Request, rt *route) error {
 // bind attaches an upstream to a route, mapping the name to the upstream's
 // and applying its repository lists.
 func bind(rt *route, up *Upstream) error {
-	rt.name = up.canonicalName(rt.name)
-	if !up.allowed(rt.name) {
-		return ErrDenied.With(fmt.Sprintf("repository %s on %s is not allowed on this mirror", rt.name, up.Host()), nil)
+	rt.name = up.CanonicalName(rt.name)
+	if !up.Allowed(rt.name) {
+		return oci.ErrDenied.With(fmt.Sprintf("repository %s on %s is not allowed on this mirror", rt.name, up.Host()), nil)
 	}
 	rt.up = up
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 // maxPathLen bounds the request path before any parsing work. A repository
@@ -57,25 +58,25 @@ type route struct {
 // is asked for and everything between /v2/ and them is the name.
 func parseRoute(escapedPath string) (route, error) {
 	if len(escapedPath) > maxPathLen {
-		return route{}, ErrNameInvalid.With("request path too long", nil)
+		return route{}, oci.ErrNameInvalid.With("request path too long", nil)
 	}
 	// Repository names, tags and digests have no character that needs
 	// escaping, so any escape is either noise or an attempt to smuggle a
 	// separator (%2F) past the parser.
 	if strings.ContainsAny(escapedPath, "%\\") {
-		return route{}, ErrNameInvalid.With("escaped characters are not allowed in registry paths", nil)
+		return route{}, oci.ErrNameInvalid.With("escaped characters are not allowed in registry paths", nil)
 	}
 	if escapedPath == "/v2" || escapedPath == "/v2/" {
 		return route{kind: routeBase}, nil
 	}
 	rest, ok := strings.CutPrefix(escapedPath, "/v2/")
 	if !ok {
-		return route{}, ErrNotFound.With("not a registry API path", nil)
+		return route{}, oci.ErrNotFound.With("not a registry API path", nil)
 	}
 	segs := strings.Split(rest, "/")
 	n := len(segs)
 	if n < 3 {
-		return route{}, ErrNotFound.With("not a registry API path", nil)
+		return route{}, oci.ErrNotFound.With("not a registry API path", nil)
 	}
 	last, kindSeg := segs[n-1], segs[n-2]
 	nameOf := func(drop int) string { return strings.Join(segs[:n-drop], "/") }
@@ -94,7 +95,7 @@ func parseRoute(escapedPath string) (route, error) {
 			rt.digest = d
 		} else {
 			if !anchoredTag(last) {
-				return route{}, ErrManifestInvalid.With(fmt.Sprintf("invalid tag %q", truncate(last)), nil)
+				return route{}, oci.ErrManifestInvalid.With(fmt.Sprintf("invalid tag %q", oci.Truncate(last)), nil)
 			}
 			rt.tag = last
 		}
@@ -111,7 +112,7 @@ func parseRoute(escapedPath string) (route, error) {
 		}
 		rt = route{kind: routeReferrers, name: nameOf(2), digest: d}
 	default:
-		return route{}, ErrNotFound.With("not a registry API path", nil)
+		return route{}, oci.ErrNotFound.With("not a registry API path", nil)
 	}
 	if err := validName(rt.name); err != nil {
 		return route{}, err
@@ -127,12 +128,12 @@ func anchoredTag(s string) bool {
 
 func validName(name string) error {
 	if name == "" || len(name) > reference.NameTotalLengthMax {
-		return ErrNameInvalid.With("repository name must be 1 to 255 characters", nil)
+		return oci.ErrNameInvalid.With("repository name must be 1 to 255 characters", nil)
 	}
 	// The grammar allows upper case in a leading domain component; a
 	// mirror path never needs it and keys must not differ by case only.
 	if reference.NameRegexp.FindString(name) != name || strings.ToLower(name) != name {
-		return ErrNameInvalid.With(fmt.Sprintf("invalid repository name %q", truncate(name)), nil)
+		return oci.ErrNameInvalid.With(fmt.Sprintf("invalid repository name %q", oci.Truncate(name)), nil)
 	}
 	return nil
 }
@@ -140,16 +141,7 @@ func validName(name string) error {
 func parseDigest(s string) (digest.Digest, error) {
 	d, err := digest.Parse(s)
 	if err != nil {
-		return "", ErrDigestInvalid.With(fmt.Sprintf("invalid digest %q", truncate(s)), err)
+		return "", oci.ErrDigestInvalid.With(fmt.Sprintf("invalid digest %q", oci.Truncate(s)), err)
 	}
 	return d, nil
-}
-
-// truncate keeps hostile input out of error messages and logs at a sane size.
-func truncate(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
 }

@@ -2,11 +2,12 @@ package proxy
 
 import (
 	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/pullthrough/pullthrough/internal/cache"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 func TestParseRoute(t *testing.T) {
@@ -15,7 +16,7 @@ func TestParseRoute(t *testing.T) {
 	for _, tc := range []struct {
 		path    string
 		want    route
-		wantErr *Error
+		wantErr *oci.Error
 	}{
 		{"/v2/", route{kind: routeBase}, nil},
 		{"/v2", route{kind: routeBase}, nil},
@@ -31,23 +32,23 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/manifests/manifests/latest", route{kind: routeManifest, name: "manifests", tag: "latest"}, nil},
 		{"/v2/blobs/tags/list", route{kind: routeTags, name: "blobs"}, nil},
 
-		{"/v2/manifests/latest", route{}, ErrNotFound},
-		{"/v2/library/alpine/blobs/uploads/", route{}, ErrNotFound},
-		{"/v2/library/alpine/blobs/uploads/abc", route{}, ErrNotFound},
-		{"/v2/../x/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2/a/./b/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2//a/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2/a%2fb/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2/a\\b/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2/UPPER/manifests/latest", route{}, ErrNameInvalid},
-		{"/v2/a/manifests/.hidden", route{}, ErrManifestInvalid},
-		{"/v2/a/manifests/", route{}, ErrManifestInvalid},
-		{"/v2/a/blobs/sha256:" + strings.Repeat("A", 64), route{}, ErrDigestInvalid},
-		{"/v2/a/blobs/sha256:../../etc", route{}, ErrNotFound},
-		{"/v2/a/blobs/sha256:..", route{}, ErrDigestInvalid},
-		{"/v2/a/manifests/sha256:", route{}, ErrDigestInvalid},
-		{"/v3/a/manifests/latest", route{}, ErrNotFound},
-		{"/v2/" + strings.Repeat("a/", 600) + "manifests/x", route{}, ErrNameInvalid},
+		{"/v2/manifests/latest", route{}, oci.ErrNotFound},
+		{"/v2/library/alpine/blobs/uploads/", route{}, oci.ErrNotFound},
+		{"/v2/library/alpine/blobs/uploads/abc", route{}, oci.ErrNotFound},
+		{"/v2/../x/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2/a/./b/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2//a/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2/a%2fb/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2/a\\b/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2/UPPER/manifests/latest", route{}, oci.ErrNameInvalid},
+		{"/v2/a/manifests/.hidden", route{}, oci.ErrManifestInvalid},
+		{"/v2/a/manifests/", route{}, oci.ErrManifestInvalid},
+		{"/v2/a/blobs/sha256:" + strings.Repeat("A", 64), route{}, oci.ErrDigestInvalid},
+		{"/v2/a/blobs/sha256:../../etc", route{}, oci.ErrNotFound},
+		{"/v2/a/blobs/sha256:..", route{}, oci.ErrDigestInvalid},
+		{"/v2/a/manifests/sha256:", route{}, oci.ErrDigestInvalid},
+		{"/v3/a/manifests/latest", route{}, oci.ErrNotFound},
+		{"/v2/" + strings.Repeat("a/", 600) + "manifests/x", route{}, oci.ErrNameInvalid},
 	} {
 		t.Run(tc.path[:min(len(tc.path), 60)], func(t *testing.T) {
 			got, err := parseRoute(tc.path)
@@ -79,7 +80,7 @@ func FuzzParseRoute(f *testing.F) {
 	f.Fuzz(func(t *testing.T, path string) {
 		rt, err := parseRoute(path)
 		if err != nil {
-			var e *Error
+			var e *oci.Error
 			if !errors.As(err, &e) || e.Status < 400 || e.Status >= 500 {
 				t.Fatalf("%q: error %v is not a 4xx OCI error", path, err)
 			}
@@ -89,12 +90,12 @@ func FuzzParseRoute(f *testing.F) {
 		switch rt.kind {
 		case routeManifest:
 			if rt.tag != "" {
-				keys = append(keys, tagKey("docker.io", rt.name, rt.tag))
+				keys = append(keys, cache.TagKey("docker.io", rt.name, rt.tag))
 			} else {
-				keys = append(keys, manifestKey(rt.digest))
+				keys = append(keys, cache.ManifestKey(rt.digest))
 			}
 		case routeBlob:
-			keys = append(keys, blobKey(rt.digest))
+			keys = append(keys, cache.BlobKey(rt.digest))
 		}
 		for _, k := range keys {
 			for _, seg := range strings.Split(k, "/") {
@@ -104,67 +105,6 @@ func FuzzParseRoute(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestParseChallenge(t *testing.T) {
-	for _, tc := range []struct {
-		in     string
-		scheme string
-		params map[string]string
-		ok     bool
-	}{
-		{`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:library/alpine:pull"`, "bearer",
-			map[string]string{"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:library/alpine:pull"}, true},
-		{`Basic realm="Registry Realm"`, "basic", map[string]string{"realm": "Registry Realm"}, true},
-		{`bearer realm=https://x/token, service=svc`, "bearer", map[string]string{"realm": "https://x/token", "service": "svc"}, true},
-		{`Bearer realm="a\"b,c",scope="x"`, "bearer", map[string]string{"realm": `a"b,c`, "scope": "x"}, true},
-		{`Bearer realm="unterminated`, "", nil, false},
-		{``, "", nil, false},
-		{`=broken`, "", nil, false},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, ok := parseChallenge(tc.in)
-			if ok != tc.ok {
-				t.Fatalf("got ok=%v, want %v", ok, tc.ok)
-			}
-			if !ok {
-				return
-			}
-			if got.scheme != tc.scheme {
-				t.Errorf("got scheme %q, want %q", got.scheme, tc.scheme)
-			}
-			for k, v := range tc.params {
-				if got.params[k] != v {
-					t.Errorf("got %s=%q, want %q", k, got.params[k], v)
-				}
-			}
-		})
-	}
-}
-
-func FuzzParseChallenge(f *testing.F) {
-	f.Add(`Bearer realm="https://auth.example/token",service="s",scope="repository:a:pull"`)
-	f.Add(`Basic realm="r"`)
-	f.Add(`Bearer realm="a\"b`)
-	f.Fuzz(func(t *testing.T, v string) {
-		c, ok := parseChallenge(v)
-		if ok && (c.scheme == "" || strings.ContainsAny(c.scheme, " \t=,\"")) {
-			t.Fatalf("%q: bad scheme %q", v, c.scheme)
-		}
-	})
-}
-
-// The proxy must stay free of AWS: it is the portable core.
-func TestNoAWSImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "aws") {
-			t.Errorf("internal/proxy depends on %s", dep)
-		}
-	}
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"time"
+
+	"github.com/pullthrough/pullthrough/internal/cache"
+	"github.com/pullthrough/pullthrough/internal/fill"
 )
 
 // Store is what the proxy needs from a storage backend. Keys are slash
@@ -13,29 +15,21 @@ import (
 // errors.Is, and "already exists" (a conditional publish that lost a race)
 // with one that matches fs.ErrExist, so this package needs no import of a
 // store implementation.
+//
+// It is the union of what the cache (cache.Store: Stat, Get, Put) and the
+// fill engine (fill.Store: Stat, Create) declare. If the reader Get returns
+// is also an io.ReadSeeker, blobs are served from it directly with Range
+// support.
 type Store interface {
-	// Stat returns the size of the object at key.
-	Stat(ctx context.Context, key string) (int64, error)
-	// Get opens the object at key. If the returned reader is also an
-	// io.ReadSeeker, blobs are served from it directly with Range support.
-	Get(ctx context.Context, key string) (io.ReadCloser, int64, error)
-	// Put stores a small object, replacing any previous one.
-	Put(ctx context.Context, key string, data []byte) error
-	// Create starts a streamed write of a possibly huge object. Nothing is
-	// visible at key until Commit returns nil.
-	Create(ctx context.Context, key string) (Upload, error)
+	cache.Store
+	fill.Store
 }
 
-// Upload is a write in progress; exactly one of Commit and Abort must be
-// called. Commit publishes the object if no object exists at the key yet; if
-// one does, it returns an error matching fs.ErrExist and publishes nothing.
-// It is an alias of an interface literal so stores can return the identical
-// type without importing this package.
-type Upload = interface {
-	io.Writer
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context) error
-}
+// Upload is a write in progress (fill.Upload); exactly one of Commit and
+// Abort must be called. Commit publishes the object if no object exists at
+// the key yet; if one does, it returns an error matching fs.ErrExist and
+// publishes nothing.
+type Upload = fill.Upload
 
 // Presigner is implemented by stores that can hand clients a short-lived URL
 // to fetch an object themselves (S3). Blob hits are then answered with a

@@ -5,106 +5,58 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"github.com/pullthrough/pullthrough/internal/fill"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
-// streamMissing fills a missing blob and streams it to the client as it
-// arrives: the 200 goes out with the first bytes, not once the blob is in
-// the store. The fill itself is p.fill's (one per blob, on a context
-// detached from the client, under the lease): this request joins its
-// spool, whoever started it. A fill that ends before a spool appears (the
-// blob was published meanwhile, or the fill failed at once, or in Lambda
-// it was handed to a background fill or not streamed) is answered as
-// without streaming. redirected reports that the response was written.
-func (p *Proxy) streamMissing(ctx context.Context, w http.ResponseWriter, rt route, f fillFacts) (size int64, redirected bool, err error) {
-	type result struct {
-		out fillOutcome
-		err error
-	}
-	since := p.now()
-	res := make(chan result, 1)
-	go func() {
-		out, err := p.fill(ctx, rt, f)
-		res <- result{out, err}
-	}()
-	// Nothing may outlive a Lambda invocation: wait for the fill there.
-	finish := func() {
-		if p.limits.requestBound {
-			<-res
-		}
-	}
-	key := fillKey(rt)
-	for {
-		sp, changed := p.spools.join(key)
-		if sp != nil {
-			_, err := p.sendSpool(ctx, w, rt, sp)
-			finish()
-			return 0, err == nil, err
-		}
-		select {
-		case r := <-res:
-			if r.err == nil && r.out.handedOff {
-				size, err := p.waitForBlob(ctx, rt, since)
-				return size, false, err
-			}
-			return r.out.size, false, r.err
-		case <-changed:
-		case <-ctx.Done():
-			finish()
-			return 0, false, ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
-		}
-	}
-}
-
 // joinStream answers a blob GET (not a Range request) or HEAD from a fill
-// of it in progress in this process, if there is one: one that is
-// streaming the blob, or publishing it after its last byte went out. A
-// GET streams the spool; a HEAD gets the length the upstream announced
-// (none announced: the HEAD is answered as without a fill). It is asked
-// before the store: a fill leaves the spools only once the blob is
-// published, so a request that finds no spool finds the blob in the store,
-// and a pull that follows a cold one never asks the upstream. joined
-// reports that it answered (err is then the answer's, as from sendSpool).
+// of it in progress in this process, if there is one (fill.Engine.Join): a
+// GET streams it; a HEAD gets the length the upstream announced (none
+// announced: the HEAD is answered as without a fill). It is asked before
+// the store. joined reports that it answered (err is then the answer's, as
+// from sendStream).
 func (p *Proxy) joinStream(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (joined bool, err error) {
 	switch {
 	case r.Method == http.MethodHead:
 	case r.Method != http.MethodGet || r.Header.Get("Range") != "":
 		return false, nil
 	}
-	sp, _ := p.spools.join(fillKey(rt))
-	if sp == nil {
+	st := p.fills.Join(fillBlob(rt))
+	if st == nil {
 		return false, nil
 	}
 	if r.Method == http.MethodHead {
-		defer sp.release()
-		if sp.size < 0 {
+		defer st.Close()
+		if st.Size() < 0 {
 			return false, nil
 		}
-		blobHeaders(w.Header(), rt.digest, sp.size, cacheMiss)
+		blobHeaders(w.Header(), rt.digest, st.Size(), cacheMiss)
 		w.WriteHeader(http.StatusOK)
 		return true, nil
 	}
-	_, err = p.sendSpool(ctx, w, rt, sp)
+	_, err = p.sendStream(ctx, w, rt, st)
 	return true, err
 }
 
-// sendSpool writes a joined spool to the client and releases it. A fill
+// sendStream writes a fill's stream to the client and closes it. A fill
 // that fails before the first byte is sent gets its own error answer; one
 // that fails later cuts the transfer (the client sees a short body, never
-// a complete wrong one: the spool holds the last byte back until the
+// a complete wrong one: the stream holds the last byte back until the
 // bytes are verified). A client that hangs up ends only its own stream.
 // It returns the bytes sent if the whole verified blob was (else -1), and
 // an error only when nothing was written.
-func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, sp *spool) (sent int64, err error) {
-	defer sp.release()
-	r := sp.reader(ctx)
+func (p *Proxy) sendStream(ctx context.Context, w http.ResponseWriter, rt route, st *fill.Stream) (sent int64, err error) {
+	defer st.Close()
+	r := st.Reader(ctx)
 	buf := make([]byte, 64<<10)
 	n, err := r.Read(buf)
 	if n == 0 && err != nil && err != io.EOF {
 		return -1, fillError(err)
 	}
 	h := w.Header()
-	blobHeaders(h, rt.digest, sp.size, cacheMiss)
-	if sp.size < 0 {
+	blobHeaders(h, rt.digest, st.Size(), cacheMiss)
+	if st.Size() < 0 {
 		h.Del("Content-Length")
 	}
 	w.WriteHeader(http.StatusOK)
@@ -125,7 +77,7 @@ func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, 
 		}
 		if err != nil {
 			p.log.Warn("streamed fill cut", "digest", rt.digest.String(), "cause", err.Error())
-			if !p.limits.requestBound {
+			if !p.fills.RequestBound() {
 				// Cut the connection so the client cannot take the short
 				// body for a whole one (net/http's documented abort).
 				panic(http.ErrAbortHandler)
@@ -136,12 +88,13 @@ func (p *Proxy) sendSpool(ctx context.Context, w http.ResponseWriter, rt route, 
 	}
 }
 
-// fillError is the answer for a spool that failed before its first byte:
-// the fill's own error if it has one.
+// fillError is the answer for a stream that failed before its first byte:
+// the fill's own error if it has one (a fill's failures after the upstream
+// answered are all OCI errors).
 func fillError(err error) error {
-	var e *Error
+	var e *oci.Error
 	if errors.As(err, &e) {
 		return e
 	}
-	return ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", err)
+	return oci.ErrUnavailable.With("blob transfer from upstream failed; nothing was stored", err)
 }

@@ -126,11 +126,12 @@ func present(t *testing.T, st proxy.Store, key string) bool {
 // failing it: no memo sends clients to an object that is gone.
 func TestDeletedObjectsAreRefilled(t *testing.T) {
 	eachStore(t, func(t *testing.T, ts testStore) {
-		_, base, up, reg := mirrorOn(t, ts.st, proxy.Config{ManifestTTL: time.Hour}, nil)
+		h, base, up, reg := mirrorOn(t, ts.st, proxy.Config{ManifestTTL: time.Hour}, nil)
 		img := testenv.SeedImage(t, reg, "org/app:1", 32<<10, 2)
 		d, _ := img.Digest()
 		testenv.PullImage(t, base, "org/app:1")
 		testenv.PullImage(t, base, "org/app@"+d.String()) // every memo is warm now
+		waitFills(t, h)                                   // streamed fills publish after their last byte
 
 		layers, _ := img.Layers()
 		ld, _ := layers[0].Digest()
@@ -156,6 +157,9 @@ func TestDeletedObjectsAreRefilled(t *testing.T) {
 				t.Fatalf("pull %s after everything was deleted: %v", ref, err)
 			}
 		}
+		// Streamed fills publish after their last byte: wait for the
+		// fills, not for the objects, so a fill that stored nothing fails.
+		waitFills(t, h)
 		for _, h := range []v1.Hash{cfg, ld, ld2} {
 			if !present(t, ts.st, blobKeyOf(t, h)) {
 				t.Errorf("blob %s was not stored again", h)

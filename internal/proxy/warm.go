@@ -14,6 +14,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/pullthrough/pullthrough/internal/cache"
+	"github.com/pullthrough/pullthrough/internal/oci"
 )
 
 // warmPath is the pre-warm endpoint. It is outside /v2/ and answers only
@@ -28,15 +30,15 @@ type warmRequest struct {
 
 func (p *Proxy) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	if !p.access.requiresCredentials() {
-		return ErrNotFound.With("the warm endpoint is enabled only with PULLTHROUGH_CLIENT_TOKENS or PULLTHROUGH_CLIENT_USERS", nil)
+		return oci.ErrNotFound.With("the warm endpoint is enabled only with PULLTHROUGH_CLIENT_TOKENS or PULLTHROUGH_CLIENT_USERS", nil)
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		return ErrUnsupported.With("POST a JSON body {\"image\": \"...\", \"platforms\": [\"linux/amd64\"]}", nil)
+		return oci.ErrUnsupported.With("POST a JSON body {\"image\": \"...\", \"platforms\": [\"linux/amd64\"]}", nil)
 	}
 	var req warmRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Image == "" {
-		return ErrQueryInvalid.With("want a JSON body {\"image\": \"...\", \"platforms\": [...]}", nil)
+		return oci.ErrQueryInvalid.With("want a JSON body {\"image\": \"...\", \"platforms\": [...]}", nil)
 	}
 	// Validate before answering 200, so bad input gets a real status.
 	if _, err := p.warmRoute(req.Image); err != nil {
@@ -46,7 +48,7 @@ func (p *Proxy) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	pw := &flushWriter{w: w}
 	if err := p.Warm(r.Context(), req.Image, req.Platforms, pw); err != nil {
-		fmt.Fprintf(pw, "error: %s\n", asOCI(err).Message)
+		fmt.Fprintf(pw, "error: %s\n", oci.From(err).Message)
 		return nil
 	}
 	fmt.Fprintln(pw, "done")
@@ -65,11 +67,11 @@ func (f *flushWriter) Write(b []byte) (int, error) {
 func (p *Proxy) warmRoute(image string) (route, error) {
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
-		return route{}, ErrNameInvalid.With(fmt.Sprintf("invalid image reference %q", truncate(image)), nil)
+		return route{}, oci.ErrNameInvalid.With(fmt.Sprintf("invalid image reference %q", oci.Truncate(image)), nil)
 	}
 	up, ok := p.lookup(reference.Domain(named))
 	if !ok {
-		return route{}, ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", reference.Domain(named)), nil)
+		return route{}, oci.ErrNameUnknown.With(fmt.Sprintf("registry %q is not served by this mirror", reference.Domain(named)), nil)
 	}
 	rt := route{kind: routeManifest, name: reference.Path(named), tag: "latest"}
 	if d, ok := named.(reference.Digested); ok {
@@ -93,8 +95,8 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 		return err
 	}
 	fmt.Fprintf(progress, "manifest %s %s\n", m.Digest, m.MediaType)
-	images := []storedManifest{m}
-	if isIndex(m.MediaType) {
+	images := []cache.Manifest{m}
+	if oci.IsIndex(m.MediaType) {
 		if images, err = p.warmIndex(ctx, rt, m, platforms, progress); err != nil {
 			return err
 		}
@@ -109,12 +111,12 @@ func (p *Proxy) Warm(ctx context.Context, image string, platforms []string, prog
 
 // warmIndex fetches the images of an index (an OCI index or a Docker
 // manifest list) for the chosen platforms.
-func (p *Proxy) warmIndex(ctx context.Context, rt route, m storedManifest, platforms []string, progress io.Writer) ([]storedManifest, error) {
+func (p *Proxy) warmIndex(ctx context.Context, rt route, m cache.Manifest, platforms []string, progress io.Writer) ([]cache.Manifest, error) {
 	var idx ocispec.Index
-	if err := decodeSpec(m.Data, &idx); err != nil {
-		return nil, ErrManifestInvalid.With("index unreadable", err)
+	if err := oci.DecodeSpec(m.Data, &idx); err != nil {
+		return nil, oci.ErrManifestInvalid.With("index unreadable", err)
 	}
-	var images []storedManifest
+	var images []cache.Manifest
 	for _, d := range idx.Manifests {
 		plat := ""
 		if d.Platform != nil {
@@ -126,7 +128,7 @@ func (p *Proxy) warmIndex(ctx context.Context, rt route, m storedManifest, platf
 		// decodeSpec leaves a wrong-typed digest empty, which would be
 		// read as the tag "".
 		if err := d.Digest.Validate(); err != nil {
-			return nil, ErrManifestInvalid.With("index names an invalid digest", err)
+			return nil, oci.ErrManifestInvalid.With("index names an invalid digest", err)
 		}
 		child := route{kind: routeManifest, name: rt.name, digest: d.Digest, up: rt.up}
 		cm, _, err := p.manifest(ctx, child, fullAccept)
@@ -137,16 +139,16 @@ func (p *Proxy) warmIndex(ctx context.Context, rt route, m storedManifest, platf
 		images = append(images, cm)
 	}
 	if len(images) == 0 {
-		return nil, ErrManifestUnknown.With(fmt.Sprintf("no image for platforms %v", platforms), nil)
+		return nil, oci.ErrManifestUnknown.With(fmt.Sprintf("no image for platforms %v", platforms), nil)
 	}
 	return images, nil
 }
 
 // warmImage fills an image's config and layers, in that order.
-func (p *Proxy) warmImage(ctx context.Context, rt route, im storedManifest, progress io.Writer) error {
+func (p *Proxy) warmImage(ctx context.Context, rt route, im cache.Manifest, progress io.Writer) error {
 	var doc ocispec.Manifest
-	if err := decodeSpec(im.Data, &doc); err != nil {
-		return ErrManifestInvalid.With("manifest unreadable", err)
+	if err := oci.DecodeSpec(im.Data, &doc); err != nil {
+		return oci.ErrManifestInvalid.With("manifest unreadable", err)
 	}
 	blobs := []digest.Digest{doc.Config.Digest}
 	for _, l := range doc.Layers {
@@ -154,7 +156,7 @@ func (p *Proxy) warmImage(ctx context.Context, rt route, im storedManifest, prog
 	}
 	for _, d := range blobs {
 		if err := d.Validate(); err != nil {
-			return ErrManifestInvalid.With("manifest names an invalid digest", err)
+			return oci.ErrManifestInvalid.With("manifest names an invalid digest", err)
 		}
 		if err := p.warmBlob(ctx, route{kind: routeBlob, name: rt.name, digest: d, up: rt.up}, progress); err != nil {
 			return err
@@ -167,23 +169,20 @@ func (p *Proxy) warmImage(ctx context.Context, rt route, im storedManifest, prog
 func (p *Proxy) warmBlob(ctx context.Context, br route, progress io.Writer) error {
 	d := br.digest
 	start := p.now()
-	if size, err := p.store.Stat(ctx, blobKey(d)); err == nil {
+	if size, err := p.store.Stat(ctx, cache.BlobKey(d)); err == nil {
 		fmt.Fprintf(progress, "blob %s %d bytes cached\n", d, size)
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return ErrUnavailable.With("cache storage unavailable", err)
+		return oci.ErrUnavailable.With("cache storage unavailable", err)
 	}
-	if err := p.knownAbsent(br); err != nil {
-		return err
-	}
-	out, err := p.fill(ctx, br, fillFacts{size: -1})
+	size, handedOff, err := p.fills.Warm(ctx, fillBlob(br))
 	switch {
 	case err != nil:
-		return err
-	case out.handedOff:
-		fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, out.size)
+		return fromUpstream(err, oci.ErrBlobUnknown)
+	case handedOff:
+		fmt.Fprintf(progress, "blob %s %d bytes filling in the background\n", d, size)
 	default:
-		fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, out.size, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(progress, "blob %s %d bytes filled in %s\n", d, size, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
