@@ -46,7 +46,7 @@ func UseDue(last, now time.Time) bool { return now.Sub(last) >= UseEvery }
 
 // LeaseLive reports whether a fill lease record still holds at now: up to
 // and including its expiry. A fill takes over a lease that is not live
-// (lease.go); the sweep keeps the blob of one that is (sweep.go).
+// (package fill); the sweep keeps the blob of one that is (package sweep).
 func LeaseLive(rec LeaseRecord, now time.Time) bool { return !now.After(rec.Expires) }
 
 // TagStep is what a request for a tag does with the record it found.

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Use records. The sweep (sweep.go) keeps what was pulled within the
+// Use records. The sweep (package sweep) keeps what was pulled within the
 // retention and deletes the rest, so hits must leave a trace in the store.
 // A trace costs a PUT, and a warm pull must stay cheap: a manifest record
 // (by digest) or tag record carries the time it was last recorded as used,

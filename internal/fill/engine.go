@@ -303,6 +303,12 @@ func (e *Engine) fillNow(ctx context.Context, b Blob, f fillFacts, owner string)
 		// at once starts a new fill.
 		defer func() {
 			fl.release(ctx)
+			if err != nil {
+				// Its streaming readers hear of the failure from the spool,
+				// before this fill's flight ends: a reader that retries at
+				// once must start a new fill, not join this one.
+				e.flights.Forget(key)
+			}
 			e.spools.remove(key, sink)
 			sink.finish(err)
 		}()

@@ -44,7 +44,9 @@ func (g *Group[T]) Do(ctx context.Context, key string, async bool, wait time.Dur
 		run := func() {
 			defer func() {
 				g.mu.Lock()
-				delete(g.calls, key)
+				if g.calls[key] == f {
+					delete(g.calls, key)
+				}
 				g.mu.Unlock()
 				close(f.done)
 			}()
@@ -71,4 +73,13 @@ func (g *Group[T]) Do(ctx context.Context, key string, async bool, wait time.Dur
 	case <-ctx.Done():
 		return zero, oci.ErrUnavailable.With("request ended while waiting for a fill", ctx.Err())
 	}
+}
+
+// Forget makes the next Do for key start a new call, even while the
+// current one (whose callers still get its result) is finishing: a fill
+// that failed lets a client that heard of the failure retry at once.
+func (g *Group[T]) Forget(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.calls, key)
 }

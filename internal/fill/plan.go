@@ -83,7 +83,7 @@ type fillFacts struct {
 	// as they arrive (not a Range request, not a warm).
 	streamable bool
 	// rate is this upstream's measured fill throughput in bytes per second
-	// (fillrate.go); 0 until a fill was measured.
+	// (upstream.Facts.FillRate); 0 until a fill was measured.
 	rate float64
 }
 

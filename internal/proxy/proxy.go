@@ -54,7 +54,7 @@ type Config struct {
 	LargeBlobPolicy string
 	LargeBlobSize   int64
 	// MaxBlobSize is the largest blob, in bytes, the mirror fetches and
-	// stores (blobcap.go): bigger ones get 403 DENIED before any byte is
+	// stores (package fill, cap.go): bigger ones get 403 DENIED before any byte is
 	// stored, whether the upstream announces the size or sends a body
 	// without a length. Zero or less means no cap; the binary defaults it
 	// to DefaultMaxBlobSize.
@@ -65,13 +65,13 @@ type Config struct {
 	BackgroundFill func(ctx context.Context, job FillJob) error
 	// FillParts is how many ranged GETs a fill of a blob over FillParts ×
 	// FillPartSize runs at once when the upstream honours Range
-	// (ranged.go); 1 turns parallel fills off. FillPartSize is the size of one part in bytes. A fill holds at
+	// (package fill, ranged.go); 1 turns parallel fills off. FillPartSize is the size of one part in bytes. A fill holds at
 	// most FillParts × FillPartSize in memory. Zero means
 	// DefaultFillParts and DefaultFillPartSize.
 	FillParts    int
 	FillPartSize int64
 	// SpoolDir is where a fill streamed to clients keeps its bytes
-	// (spool.go); "" is the system's temporary directory.
+	// (package fill, spool.go); "" is the system's temporary directory.
 	SpoolDir string
 	// MaxFills bounds the blob fills this process runs at once (detached
 	// ones included); a fill beyond it gets 503 with Retry-After. Zero
