@@ -36,7 +36,7 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "doctor" {
 		return doctor.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout)
 	}
-	cfg, err := parseConfig(os.Getenv)
+	cfg, err := parseConfig(environ(os.Environ()))
 	if err != nil {
 		return err
 	}

@@ -33,12 +33,7 @@ func TestParseRetention(t *testing.T) {
 		{"thirty", 0, true},
 		{"-3d", 0, true},
 	} {
-		c, err := parseConfig(func(k string) string {
-			if k == "PULLTHROUGH_RETENTION" {
-				return tc.env
-			}
-			return ""
-		})
+		c, err := parseConfig(map[string]string{"PULLTHROUGH_RETENTION": tc.env})
 		if (err != nil) != tc.wantErr || (!tc.wantErr && c.Retention != tc.want) {
 			t.Errorf("PULLTHROUGH_RETENTION=%q: got %s, %v; want %s, error %v", tc.env, c.Retention, err, tc.want, tc.wantErr)
 		}
