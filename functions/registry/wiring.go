@@ -100,10 +100,10 @@ func warm(ctx context.Context, p *proxy.Proxy, args []string, out io.Writer) err
 	platforms := fs.String("platform", "", "comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: all)")
 	fs.SetOutput(out)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: pullthrough warm [-platform linux/amd64,...] IMAGE...")
+		return usageError{"usage: pullthrough warm [-platform linux/amd64,...] IMAGE..."}
 	}
 	for _, image := range fs.Args() {
 		fmt.Fprintf(out, "warming %s\n", image)
