@@ -55,7 +55,7 @@ func TestSweepCommandAndLambdaEvent(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	env := append(s.env(), "PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())
+	env := s.env("PULLTHROUGH_UPSTREAMS=docker.io=" + s.up.URL.String())
 	if out, err := run(env, "warm", "library/alpine:3.20"); err != nil {
 		t.Fatalf("warm: %v\n%s", err, out)
 	}
