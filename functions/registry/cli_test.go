@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,11 +20,18 @@ import (
 // then (a server started by mistake) is killed and reported as exit -1.
 func runMirror(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runMirrorAs(t, nil, env, args...)
+}
+
+// runMirrorAs is runMirror with the process's credentials (nil: ours).
+func runMirrorAs(t *testing.T, cred *syscall.Credential, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	bin := testenv.BuildMirror(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

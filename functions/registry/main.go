@@ -33,7 +33,7 @@ func run(args []string) error {
 	}
 	cfg, err := parseConfig(environ(os.Environ()))
 	if err != nil {
-		return err
+		return initFailed(cfg, err)
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
@@ -42,7 +42,7 @@ func run(args []string) error {
 	defer stop()
 	h, err := newProxy(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return initFailed(cfg, err)
 	}
 	switch {
 	case cmd == "warm":
@@ -54,4 +54,14 @@ func run(args []string) error {
 		return nil
 	}
 	return serveLocal(ctx, cfg.Addr, cfg.MaxConns, h, logger)
+}
+
+// initFailed reports a start-up failure to Lambda as the function's init
+// error, so that Lambda answers invocations with it (and logs it) instead
+// of a bare "Runtime exited"; anywhere else main prints it.
+func initFailed(cfg Config, err error) error {
+	if cfg.Lambda {
+		reportInitError(cfg.RuntimeAPI, err)
+	}
+	return err
 }
