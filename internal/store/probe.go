@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -31,13 +32,23 @@ type versioned interface {
 // fills and leases make (a conditional create, a read, a conditional
 // delete): three requests that prove, before any client is answered, that
 // the store is there and that these credentials may read, write and delete
-// in it.
-func probe(ctx context.Context, st versioned, explain func(error) string) error {
-	var b [8]byte
-	rand.Read(b[:])
-	key := probeDir + "/" + hex.EncodeToString(b[:])
+// in it. A write that transient may refuse is tried once more, under another key.
+func probe(ctx context.Context, st versioned, explain func(error) string, transient func(error) bool) error {
 	data := []byte("{}")
-	version, err := st.PutIfAbsent(ctx, key, data)
+	var key, version string
+	var err error
+	for try := 0; try < 2; try++ {
+		var b [8]byte
+		rand.Read(b[:])
+		key = probeDir + "/" + hex.EncodeToString(b[:])
+		if version, err = st.PutIfAbsent(ctx, key, data); err == nil || !transient(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("cannot write (a probe object at %s): %s", key, explain(err))
 	}
@@ -56,7 +67,8 @@ func probe(ctx context.Context, st versioned, explain func(error) string) error 
 
 // Probe checks that the directory can be written, read and deleted in.
 func (f *Filesystem) Probe(ctx context.Context) error {
-	if err := probe(ctx, f, func(err error) string { return err.Error() }); err != nil {
+	never := func(error) bool { return false }
+	if err := probe(ctx, f, func(err error) string { return err.Error() }, never); err != nil {
 		return fmt.Errorf("store file://%s: %w", f.root, err)
 	}
 	return nil
@@ -68,7 +80,7 @@ func (f *Filesystem) Probe(ctx context.Context) error {
 // read, write and delete in it. Its error carries S3's own reason: the
 // status, error code and message, or the network error.
 func (s *S3) Probe(ctx context.Context) error {
-	if err := probe(ctx, s, explainS3); err != nil {
+	if err := probe(ctx, s, explainS3, transientS3); err != nil {
 		where := s.bucket
 		if s.prefix != "" {
 			where += "/" + s.prefix
@@ -109,6 +121,15 @@ func explainS3(err error) string {
 		return fmt.Sprintf("%s%s %s: %v (no answer from the endpoint: check AWS_ENDPOINT_URL_S3, AWS_REGION and PULLTHROUGH_S3_PATH_STYLE)", op, ue.Op, u, ue.Err)
 	}
 	return err.Error()
+}
+
+// transientS3 is an answer worth one more try: a 5xx (the SDK retried it
+// already), or a 409, which S3 servers on a file system (versitygw's posix
+// backend) give a write whose parent directory a concurrent delete just
+// removed, as when two processes start and probe at once.
+func transientS3(err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && (re.HTTPStatusCode() == 409 || re.HTTPStatusCode() >= 500)
 }
 
 // s3Hints says what usually causes an S3 error code at start.

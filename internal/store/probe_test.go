@@ -102,3 +102,21 @@ func TestProbeLeavesNothing(t *testing.T) {
 		})
 	}
 }
+
+// Processes that start together probe one store at once (Lambda scaling
+// out, a test's several mirrors): every probe passes.
+func TestConcurrentProbes(t *testing.T) {
+	srv := testenv.StartS3(t)
+	st := store.NewS3(srv.Client(), srv.Bucket, "")
+	for round := range 40 {
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() { errs <- st.Probe(context.Background()) }()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Errorf("round %d: got %v, want no error", round, err)
+			}
+		}
+	}
+}
