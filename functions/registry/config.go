@@ -27,6 +27,8 @@ type Config struct {
 	Proxy     proxy.Config
 	LogLevel  string
 	Lambda    bool
+	// RuntimeAPI is the Lambda Runtime API's address (Lambda is RuntimeAPI != "").
+	RuntimeAPI string
 	// CredentialsSecret names an AWS Secrets Manager secret with upstream
 	// and client credentials, read once at start (see applySecret).
 	CredentialsSecret string
@@ -52,9 +54,11 @@ const (
 // at once, each naming its variable. It parses strings into values; the
 // rules on those values are the Validate methods of proxy.Config,
 // proxy.UpstreamConfig and store.UploadTuning, whose field errors are
-// renamed to the variables (proxyVars, s3Vars, upstreamOptions).
-func parseConfig(getenv func(string) string) (Config, error) {
-	e := &env{getenv: getenv}
+// renamed to the variables (proxyVars, s3Vars, upstreamOptions). A
+// PULLTHROUGH_* name in vars that nothing reads is refused too
+// (unknownVars). vars is the environment: environ(os.Environ()).
+func parseConfig(vars map[string]string) (Config, error) {
+	e := &env{vars: vars}
 	c := parseServer(e)
 	c.Upstreams = parseUpstreams(e)
 	c.Proxy = parseProxy(e)
@@ -72,6 +76,11 @@ func parseConfig(getenv func(string) string) (Config, error) {
 		hostVars[fmt.Sprintf("Upstreams[%d].Host", i)] = "PULLTHROUGH_UPSTREAMS"
 	}
 	e.fieldErrors(proxy.ValidateUpstreamHosts(c.Proxy.DefaultUpstream, hosts), hostVars)
+	keys := make([]string, len(hosts))
+	for i, h := range hosts {
+		keys[i] = envKey(h)
+	}
+	unknownVars(e, keys)
 	return c, e.err()
 }
 
@@ -80,18 +89,25 @@ func parseConfig(getenv func(string) string) (Config, error) {
 func parseServer(e *env) Config {
 	c := Config{
 		Addr:              e.get("PULLTHROUGH_ADDR", defaultAddr),
-		Store:             e.get("PULLTHROUGH_STORE", defaultStore()),
+		Store:             e.get("PULLTHROUGH_STORE", ""),
 		S3PathStyle:       e.boolean("PULLTHROUGH_S3_PATH_STYLE", false),
 		LogLevel:          strings.ToLower(e.get("PULLTHROUGH_LOG_LEVEL", defaultLogLevel)),
-		Lambda:            e.getenv("AWS_LAMBDA_RUNTIME_API") != "",
+		RuntimeAPI:        e.getenv("AWS_LAMBDA_RUNTIME_API"),
 		FunctionName:      e.getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		MaxConns:          e.integer("PULLTHROUGH_MAX_CONNECTIONS", defaultMaxConns),
 		CredentialsSecret: e.get("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", ""),
 	}
+	c.Lambda = c.RuntimeAPI != ""
 	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
 		e.bad("PULLTHROUGH_MAX_CONNECTIONS", "want 1 to %d, got %d", maxMaxConns, c.MaxConns)
 	}
-	if _, _, err := splitStore(c.Store); err != nil {
+	if c.Store == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			e.bad("PULLTHROUGH_STORE", "unset, and there is no user cache directory to default to (%v): set file:///<dir> or s3://<bucket>", err)
+		}
+		c.Store = "file://" + filepath.Join(dir, "pullthrough", "store")
+	} else if _, _, err := splitStore(c.Store); err != nil {
 		e.bad("PULLTHROUGH_STORE", "%v", err)
 	}
 	switch c.LogLevel {
@@ -207,6 +223,11 @@ func splitStore(v string) (scheme, rest string, err error) {
 	}
 	switch scheme {
 	case "file":
+		// A relative path would resolve against whatever directory the
+		// process happens to start in: a different cache each time.
+		if !filepath.IsAbs(rest) {
+			return "", "", fmt.Errorf("want an absolute directory such as file:///var/cache/pullthrough, got the relative %q", rest)
+		}
 		return scheme, rest, nil
 	case "s3":
 		bucket, _, _ := strings.Cut(rest, "/")
@@ -218,15 +239,6 @@ func splitStore(v string) (scheme, rest string, err error) {
 	return "", "", fmt.Errorf("unknown scheme %q: want file:// or s3://", scheme)
 }
 
-// defaultStore is a directory in the user's cache, or the working directory
-// if there is none.
-func defaultStore() string {
-	if dir, err := os.UserCacheDir(); err == nil {
-		return "file://" + filepath.Join(dir, "pullthrough", "store")
-	}
-	return "file://" + filepath.Join(".", "pullthrough-cache")
-}
-
 // upstreamEntry is one registry named by PULLTHROUGH_UPSTREAMS (or the
 // single PULLTHROUGH_UPSTREAM), before its options are read.
 type upstreamEntry struct{ host, url string }
@@ -235,6 +247,9 @@ type upstreamEntry struct{ host, url string }
 // single PULLTHROUGH_UPSTREAM URL, and the variable they came from.
 func upstreamEntries(e *env) ([]upstreamEntry, string) {
 	v := e.get("PULLTHROUGH_UPSTREAMS", "")
+	if v != "" && e.get("PULLTHROUGH_UPSTREAM", "") != "" {
+		e.bad("PULLTHROUGH_UPSTREAM", "not read when PULLTHROUGH_UPSTREAMS is set: give the URL there (host=url), or unset one of them")
+	}
 	if v == "" {
 		raw := e.get("PULLTHROUGH_UPSTREAM", dockerhub.URL)
 		host := ""
@@ -296,12 +311,19 @@ func upstreamOptions(e *env, ent upstreamEntry, first bool) (proxy.UpstreamConfi
 	opt := func(fieldName, option string) string {
 		keyed := "PULLTHROUGH_UPSTREAM_" + envKey(ent.host) + "_" + option
 		vars[fieldName] = keyed
-		if v := e.get(keyed, ""); v != "" || !first {
+		v := e.get(keyed, "")
+		if !first {
 			return v
 		}
 		plain := "PULLTHROUGH_UPSTREAM_" + option
-		vars[fieldName] = plain
-		return e.get(plain, "")
+		if p := e.get(plain, ""); v == "" {
+			vars[fieldName] = plain
+			return p
+		} else if p != "" {
+			// One of the two would be ignored.
+			e.bad(plain, "%s, for the same upstream, is set too: set one of them", keyed)
+		}
+		return v
 	}
 	uc := proxy.UpstreamConfig{Host: ent.host, URL: ent.url}
 	uc.Username = opt("Username", "USERNAME")

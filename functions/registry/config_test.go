@@ -162,9 +162,32 @@ func TestParseConfig(t *testing.T) {
 		{name: "credentials in an upstream URL are refused and not echoed", env: map[string]string{"PULLTHROUGH_UPSTREAM": "https://robot:hunter2@r.example"}, wantErr: []string{"PULLTHROUGH_UPSTREAM", "holds credentials"}},
 		{name: "credentials in an upstreams entry", env: map[string]string{"PULLTHROUGH_UPSTREAMS": "r.example=https://robot:hunter2@r.example"}, wantErr: []string{"PULLTHROUGH_UPSTREAMS", "holds credentials"}},
 		{name: "presign too long", env: map[string]string{"PULLTHROUGH_PRESIGN_TTL": "200h"}, wantErr: []string{"PULLTHROUGH_PRESIGN_TTL"}},
+		{
+			name:    "misspelled names are reported with the other problems",
+			env:     map[string]string{"PULLTHROUGH_UPSTRAEMS": "ghcr.io", "PULLTHROUGH_MAX_FILLS": "0", "PULLTHROUGH_STORE": "file://cache"},
+			wantErr: []string{"PULLTHROUGH_UPSTRAEMS: unknown variable", "PULLTHROUGH_MAX_FILLS", "PULLTHROUGH_STORE"},
+		},
+		{
+			name: "the repository's tooling variables and other programs' are left alone",
+			env:  map[string]string{"PULLTHROUGH_TOOLS": "/opt/tools", "PULLTHROUGH_DOCTOR_TOKEN": "t", "PULLTHROUGHPUT": "x", "AWS_REGION": "eu-west-1"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != defaultAddr {
+					t.Errorf("got addr %q, want %q", c.Addr, defaultAddr)
+				}
+			},
+		},
+		{
+			name: "the first upstream's keyed options are known",
+			env:  map[string]string{"PULLTHROUGH_UPSTREAM_DOCKER_IO_TOKEN": "tok", "PULLTHROUGH_UPSTREAM_DOCKER_IO_ALLOW": "library/*"},
+			check: func(t *testing.T, c Config) {
+				if u := c.Upstreams[0]; u.Token != "tok" || len(u.Allow) != 1 {
+					t.Errorf("got upstream %+v, want the token and one allow glob", u)
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseConfig(func(k string) string { return tc.env[k] })
+			c, err := parseConfig(tc.env)
 			if len(tc.wantErr) > 0 {
 				if err == nil {
 					t.Fatalf("got no error, want one naming %v", tc.wantErr)
@@ -188,9 +211,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestApplySecret(t *testing.T) {
-	c, err := parseConfig(func(k string) string {
-		return map[string]string{"PULLTHROUGH_UPSTREAMS": "docker.io,ghcr.io"}[k]
-	})
+	c, err := parseConfig(map[string]string{"PULLTHROUGH_UPSTREAMS": "docker.io,ghcr.io"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,9 +291,19 @@ func TestParseConfigNamesVariable(t *testing.T) {
 		{map[string]string{"PULLTHROUGH_CLIENT_USERS": "ci:hunter2,ci:other"}, `PULLTHROUGH_CLIENT_USERS: user "ci" is given twice`},
 		{map[string]string{"PULLTHROUGH_RETENTION": "1d"}, "PULLTHROUGH_RETENTION: want at least 48h, got 24h"},
 		{map[string]string{"PULLTHROUGH_DEFAULT_UPSTREAM": "quay.io"}, `PULLTHROUGH_DEFAULT_UPSTREAM: "quay.io" is not one of the configured upstreams`},
+		{map[string]string{"PULLTHROUGH_UPSTRAEMS": "ghcr.io"}, "PULLTHROUGH_UPSTRAEMS: unknown variable; did you mean PULLTHROUGH_UPSTREAMS?"},
+		{map[string]string{"PULLTHROUGH_MANIFST_TTL": "1h"}, "PULLTHROUGH_MANIFST_TTL: unknown variable; did you mean PULLTHROUGH_MANIFEST_TTL?"},
+		{map[string]string{"PULLTHROUGH_TOKENS": "hunter2"}, "PULLTHROUGH_TOKENS: unknown variable; did you mean PULLTHROUGH_CLIENT_TOKENS?"},
+		{map[string]string{"PULLTHROUGH_FROBNICATE": "1"}, "PULLTHROUGH_FROBNICATE: unknown variable (README.md, Configuration, lists them)"},
+		{map[string]string{"PULLTHROUGH_UPSTREAM_QUAY_IO_PASSWORD": "hunter2"}, "PULLTHROUGH_UPSTREAM_QUAY_IO_PASSWORD: QUAY_IO is not a configured upstream (configured: DOCKER_IO)"},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "docker.io,ghcr.io", "PULLTHROUGH_UPSTREAM_GHRC_IO_AUTH_HOSTS": "a.example"}, "PULLTHROUGH_UPSTREAM_GHRC_IO_AUTH_HOSTS: GHRC_IO is not a configured upstream (configured: DOCKER_IO, GHCR_IO)"},
+		{map[string]string{"PULLTHROUGH_UPSTREAMS": "ghcr.io", "PULLTHROUGH_UPSTREAM": "https://r.example"}, "PULLTHROUGH_UPSTREAM: not read when PULLTHROUGH_UPSTREAMS is set"},
+		{map[string]string{"PULLTHROUGH_UPSTREAM_TOKEN": "hunter2", "PULLTHROUGH_UPSTREAM_DOCKER_IO_TOKEN": "other"}, "PULLTHROUGH_UPSTREAM_TOKEN: PULLTHROUGH_UPSTREAM_DOCKER_IO_TOKEN, for the same upstream, is set too"},
+		{map[string]string{"PULLTHROUGH_STORE": "file://relative/dir"}, `PULLTHROUGH_STORE: want an absolute directory such as file:///var/cache/pullthrough, got the relative "relative/dir"`},
+		{map[string]string{"PULLTHROUGH_STORE": "file://./cache"}, `PULLTHROUGH_STORE: want an absolute directory such as file:///var/cache/pullthrough, got the relative "./cache"`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			_, err := parseConfig(func(k string) string { return tc.env[k] })
+			_, err := parseConfig(tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got error %v, want one containing %q", err, tc.want)
 			}

@@ -15,7 +15,7 @@ import (
 // (which takes them from the Default* constants).
 func documentedDefaults(t *testing.T) map[string]string {
 	t.Helper()
-	c, err := parseConfig(func(string) string { return "" })
+	c, err := parseConfig(map[string]string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,12 +49,7 @@ func documentedDefaults(t *testing.T) map[string]string {
 // fixed default shows exactly it.
 func TestReadmeDefaultsAreTheBinarys(t *testing.T) {
 	want := documentedDefaults(t)
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "\n## Configuration\n")
-	section, _, _ = strings.Cut(section, "\n## ")
+	_, section := readmeConfiguration(t)
 	row := regexp.MustCompile("(?m)^\\| (`PULLTHROUGH_[^|]*) \\| ([^|]*) \\|")
 	code := regexp.MustCompile("`([^`]*)`")
 	seen := map[string]bool{}
@@ -112,4 +107,16 @@ func TestTerraformDefaultsAreTheBinarys(t *testing.T) {
 	if checked < 5 {
 		t.Errorf("checked %d Terraform defaults, want at least 5: the parse of variables.tf broke", checked)
 	}
+}
+
+// readmeConfiguration is README.md and its Configuration section.
+func readmeConfiguration(t *testing.T) (readme, section string) {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ = strings.Cut(string(data), "\n## Configuration\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	return string(data), section
 }

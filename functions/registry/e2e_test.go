@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,8 +55,15 @@ func (s *stack) startLambda(t *testing.T, mode lambdaharness.Mode, extra ...stri
 	return h
 }
 
+// env is the stack's environment for a mirror process; with extra's
+// PULLTHROUGH_UPSTREAMS it leaves out the stack's PULLTHROUGH_UPSTREAM,
+// which the mirror refuses beside it.
 func (s *stack) env(extra ...string) []string {
-	return append(append(s.s3.Env(""), "PULLTHROUGH_UPSTREAM="+s.up.URL.String(), "PULLTHROUGH_MANIFEST_TTL=1h"), extra...)
+	env := append(s.s3.Env(""), "PULLTHROUGH_MANIFEST_TTL=1h")
+	if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, "PULLTHROUGH_UPSTREAMS=") }) {
+		env = append(env, "PULLTHROUGH_UPSTREAM="+s.up.URL.String())
+	}
+	return append(env, extra...)
 }
 
 func TestLocalServerOverS3(t *testing.T) {
@@ -322,7 +330,7 @@ func TestWarmCommandFillsTheStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "warm", "library/alpine:3.20")
-	cmd.Env = append(s.env(), "PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())
+	cmd.Env = s.env("PULLTHROUGH_UPSTREAMS=docker.io=" + s.up.URL.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("warm: %v\n%s", err, out)

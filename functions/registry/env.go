@@ -13,10 +13,21 @@ import (
 // env reads PULLTHROUGH_* variables into values and collects every problem,
 // each naming its variable. It only parses: the rules a value must meet
 // live in the Validate methods of the configs it fills, whose field errors
-// fieldErrors renames to variables.
+// fieldErrors renames to variables. It notes every name it was asked for,
+// so that a set variable nothing read can be refused (unknownVars).
 type env struct {
-	getenv func(string) string
-	errs   []error
+	vars map[string]string
+	read map[string]bool
+	errs []error
+}
+
+// getenv is the raw value of name, noted as read.
+func (e *env) getenv(name string) string {
+	if e.read == nil {
+		e.read = map[string]bool{}
+	}
+	e.read[name] = true
+	return e.vars[name]
 }
 
 func (e *env) bad(name, format string, args ...any) {

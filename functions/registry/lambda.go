@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -60,5 +63,27 @@ func selfInvoker(awsCfg aws.Config, functionName string) func(context.Context, p
 			Payload:        payload,
 		})
 		return err
+	}
+}
+
+// reportInitError tells the Lambda Runtime API that the function cannot
+// start (POST /runtime/init/error): Lambda then answers the invocation
+// with this error, and logs it, instead of a bare "Runtime exited". The
+// error is already secret-free (configuration errors never echo values).
+func reportInitError(runtimeAPI string, err error) {
+	body, _ := json.Marshal(map[string]string{
+		"errorType":    "pullthrough.StartupError",
+		"errorMessage": strings.ReplaceAll(err.Error(), "\n", "; "),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+runtimeAPI+"/2018-06-01/runtime/init/error", bytes.NewReader(body))
+	if rerr != nil {
+		return
+	}
+	req.Header.Set("Lambda-Runtime-Function-Error-Type", "pullthrough.StartupError")
+	req.Header.Set("Content-Type", "application/json")
+	if resp, rerr := http.DefaultClient.Do(req); rerr == nil {
+		resp.Body.Close()
 	}
 }

@@ -6,11 +6,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/pullthrough/pullthrough/internal/doctor"
@@ -21,24 +19,21 @@ import (
 var version = "dev"
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "pullthrough:", strings.ReplaceAll(err.Error(), "\n", "; "))
-		os.Exit(1)
-	}
+	os.Exit(exit(run(os.Args[1:]), os.Stderr))
 }
 
-func run() error {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("pullthrough", version)
-		return nil
+func run(args []string) error {
+	cmd, rest, err := command(args)
+	if err != nil || cmd == "help" || cmd == "version" {
+		return err
 	}
 	// doctor is a client of a mirror: it needs none of the server's setup.
-	if len(os.Args) > 1 && os.Args[1] == "doctor" {
-		return doctor.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout)
+	if cmd == "doctor" {
+		return doctor.Command(context.Background(), rest, os.Getenv, os.Stdout)
 	}
-	cfg, err := parseConfig(os.Getenv)
+	cfg, err := parseConfig(environ(os.Environ()))
 	if err != nil {
-		return err
+		return initFailed(cfg, err)
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
@@ -47,16 +42,26 @@ func run() error {
 	defer stop()
 	h, err := newProxy(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return initFailed(cfg, err)
 	}
 	switch {
-	case len(os.Args) > 1 && os.Args[1] == "warm":
-		return warm(ctx, h, os.Args[2:], os.Stdout)
-	case len(os.Args) > 1 && os.Args[1] == "sweep":
-		return sweepCommand(ctx, h, cfg.Retention, os.Args[2:], os.Stdout)
+	case cmd == "warm":
+		return warm(ctx, h, rest, os.Stdout)
+	case cmd == "sweep":
+		return sweepCommand(ctx, h, cfg.Retention, rest, os.Stdout)
 	case cfg.Lambda:
 		serveLambda(h, cfg.Retention)
 		return nil
 	}
 	return serveLocal(ctx, cfg.Addr, cfg.MaxConns, h, logger)
+}
+
+// initFailed reports a start-up failure to Lambda as the function's init
+// error, so that Lambda answers invocations with it (and logs it) instead
+// of a bare "Runtime exited"; anywhere else main prints it.
+func initFailed(cfg Config, err error) error {
+	if cfg.Lambda {
+		reportInitError(cfg.RuntimeAPI, err)
+	}
+	return err
 }

@@ -51,6 +51,7 @@ func TestContainerdSeveralRegistries(t *testing.T) {
 		return testenv.Run(t, clientTimeout, env, ctr, "--address", ctd.Address, "images", "pull", "--hosts-dir", hosts, "--snapshotter", "native", "--platform", "linux/amd64", ref)
 	}
 	hub.up.Reset()
+	ghcr.Reset() // the start-up check asked its /v2/
 
 	if out, err := pull("docker.io/library/ptctr:1"); err != nil {
 		t.Fatalf("docker.io pull: %v\n%s", err, out)

@@ -37,10 +37,10 @@ func sweepCommand(ctx context.Context, p *proxy.Proxy, retention time.Duration, 
 	dry := fs.Bool("dry-run", false, "print what would be deleted and the bytes freed; delete nothing")
 	fs.SetOutput(out)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
 	if fs.NArg() != 0 {
-		return fmt.Errorf("usage: pullthrough sweep [--dry-run]")
+		return usageError{"usage: pullthrough sweep [--dry-run]"}
 	}
 	if retention == 0 {
 		return errSweepDisabled

@@ -33,12 +33,7 @@ func TestParseRetention(t *testing.T) {
 		{"thirty", 0, true},
 		{"-3d", 0, true},
 	} {
-		c, err := parseConfig(func(k string) string {
-			if k == "PULLTHROUGH_RETENTION" {
-				return tc.env
-			}
-			return ""
-		})
+		c, err := parseConfig(map[string]string{"PULLTHROUGH_RETENTION": tc.env})
 		if (err != nil) != tc.wantErr || (!tc.wantErr && c.Retention != tc.want) {
 			t.Errorf("PULLTHROUGH_RETENTION=%q: got %s, %v; want %s, error %v", tc.env, c.Retention, err, tc.want, tc.wantErr)
 		}
@@ -60,7 +55,7 @@ func TestSweepCommandAndLambdaEvent(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	env := append(s.env(), "PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())
+	env := s.env("PULLTHROUGH_UPSTREAMS=docker.io=" + s.up.URL.String())
 	if out, err := run(env, "warm", "library/alpine:3.20"); err != nil {
 		t.Fatalf("warm: %v\n%s", err, out)
 	}

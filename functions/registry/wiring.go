@@ -26,7 +26,7 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 			return nil, err
 		}
 	}
-	st, err := openStore(cfg, awsCfg)
+	st, storeAttrs, err := openStore(cfg, awsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -34,6 +34,10 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 		if err := loadSecret(ctx, awsCfg, &cfg); err != nil {
 			return nil, err
 		}
+	}
+	logger.Info("starting", startLine(cfg, storeAttrs)...)
+	if err := startupChecks(ctx, st, cfg.Upstreams, logger); err != nil {
+		return nil, err
 	}
 	var ups []*proxy.Upstream
 	for _, uc := range cfg.Upstreams {
@@ -74,23 +78,30 @@ func loadAWS(ctx context.Context) (aws.Config, error) {
 	return awsCfg, nil
 }
 
-// openStore builds the store named by PULLTHROUGH_STORE; an S3 store's
-// client comes from awsCfg.
-func openStore(cfg Config, awsCfg aws.Config) (proxy.Store, error) {
+// openStore builds the store named by PULLTHROUGH_STORE, and says where
+// it is for the start line; an S3 store's client comes from awsCfg.
+func openStore(cfg Config, awsCfg aws.Config) (proxy.Store, []any, error) {
 	scheme, rest, err := splitStore(cfg.Store)
 	if err != nil {
-		return nil, fmt.Errorf("PULLTHROUGH_STORE: %w", err)
+		return nil, nil, fmt.Errorf("PULLTHROUGH_STORE: %w", err)
 	}
+	where := []any{"url", redactURL(cfg.Store)}
 	if scheme == "file" {
-		return store.NewFilesystem(rest)
+		st, err := store.NewFilesystem(rest)
+		return st, where, err
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = cfg.S3PathStyle })
+	endpoint := "AWS default"
+	if o := client.Options(); o.BaseEndpoint != nil {
+		endpoint = redactURL(*o.BaseEndpoint)
+	}
+	where = append(where, "endpoint", endpoint, "region", client.Options().Region, "path_style", cfg.S3PathStyle)
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	st := store.NewS3(client, bucket, prefix)
 	if err := st.SetUploadTuning(cfg.S3Upload); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return st, nil
+	return st, where, nil
 }
 
 // warm is the "warm" subcommand: fill the configured store with images
@@ -100,10 +111,10 @@ func warm(ctx context.Context, p *proxy.Proxy, args []string, out io.Writer) err
 	platforms := fs.String("platform", "", "comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: all)")
 	fs.SetOutput(out)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return flagError(err)
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: pullthrough warm [-platform linux/amd64,...] IMAGE...")
+		return usageError{"usage: pullthrough warm [-platform linux/amd64,...] IMAGE..."}
 	}
 	for _, image := range fs.Args() {
 		fmt.Fprintf(out, "warming %s\n", image)
