@@ -152,7 +152,9 @@ func TestCorruptBlobNeverReachesS3(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	blobURL := mirror + "/v2/org/big/blobs/" + ld.String()
 
-	for _, f := range []testenv.Fault{testenv.FaultCorrupt, testenv.FaultTruncate, testenv.FaultCut} {
+	// A connection cut short of the announced length is resumed instead,
+	// and the whole verified (internal/proxy TestFillResumesCutTransfers).
+	for _, f := range []testenv.Fault{testenv.FaultCorrupt, testenv.FaultTruncate} {
 		s.up.SetFault(f, "blob")
 		resp := mustDo(t, testenv.NoRedirect, http.MethodGet, blobURL)
 		// A fill that fails while it streams cuts the transfer: the client

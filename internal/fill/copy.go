@@ -25,7 +25,8 @@ import (
 // fails its own digest check; the upload cannot publish them, as the
 // spool never gives a reader the last byte of unverified bytes.
 func (e *Engine) copyBlob(ctx context.Context, b Blob, src *upstream.Blob, sink *spool) (int64, error) {
-	defer src.Close()
+	plain := newResumingBody(ctx, b, src, e.log) // resume.go
+	defer plain.Close()
 	// A measurement of the network, not a cache decision: the real clock.
 	// A test's clock stands still or jumps hours, and the fill rate it
 	// gave would steer PolicyAuto (redirectPays) wrongly.
@@ -44,13 +45,16 @@ func (e *Engine) copyBlob(ctx context.Context, b Blob, src *upstream.Blob, sink 
 			}
 		}
 	}()
-	var body io.Reader = src
+	var body io.Reader = plain
 	// Only a blob of more parts than run at once: for smaller ones the
 	// extra requests and part buffers cost more than they win.
 	if size := src.Size; e.cfg.FillParts > 1 && size > int64(e.cfg.FillParts)*e.cfg.FillPartSize {
-		rf := newRangedFill(ctx, src, func() { src.Close() }, size, e.cfg.FillPartSize, e.cfg.FillParts, func(ctx context.Context, off, n int64) (*upstream.Blob, error) {
+		rf := newRangedFill(ctx, plain, func() { plain.Close() }, size, e.cfg.FillPartSize, e.cfg.FillParts, func(ctx context.Context, off, n int64) (*upstream.Blob, error) {
 			return b.Up.GetBlobRange(ctx, b.Name, b.Digest, off, n)
 		})
+		rf.resume = func(ctx context.Context, part *upstream.Blob, off, end int64) io.ReadCloser {
+			return newResumingPart(ctx, b, part, off, end, size, e.log)
+		}
 		defer rf.stop()
 		body = rf
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/pullthrough/pullthrough/internal/upstream"
 )
@@ -32,9 +33,12 @@ const (
 // checked by the caller over the bytes in order, so a part with wrong
 // bytes fails the whole fill.
 type rangedFill struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	fetch    func(ctx context.Context, off, n int64) (*upstream.Blob, error)
+	ctx    context.Context
+	cancel context.CancelFunc
+	fetch  func(ctx context.Context, off, n int64) (*upstream.Blob, error)
+	// resume reads bytes [off, end) from part, resuming it when it breaks
+	// (resume.go).
+	resume   func(ctx context.Context, part *upstream.Blob, off, end int64) io.ReadCloser
 	size     int64
 	partSize int64
 	parts    int // at most this many parts are buffered or in flight
@@ -100,22 +104,46 @@ func (r *rangedFill) start() {
 	}
 }
 
-// get fetches bytes [off, off+len(buf)) of the blob into buf. full
-// reports an upstream that answered 200 (Range ignored).
+// get fetches bytes [off, off+len(buf)) of the blob into buf, trying a
+// part that fails again on its own (partAttempts in all, with back-off)
+// before the fill gives up. full reports an upstream that answered 200
+// (Range ignored).
 func (r *rangedFill) get(off int64, buf []byte) (_ []byte, full bool, err error) {
+	backoff := resumeBackoff
+	for attempt := 1; ; attempt++ {
+		buf, full, err = r.getOnce(off, buf)
+		if err == nil || attempt == partAttempts || r.ctx.Err() != nil {
+			return buf, full, err
+		}
+		select {
+		case <-r.ctx.Done():
+			return buf, full, err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// partAttempts bounds the tries at one ranged part.
+const partAttempts = 3
+
+func (r *rangedFill) getOnce(off int64, buf []byte) (_ []byte, full bool, err error) {
 	n := int64(len(buf))
 	part, err := r.fetch(r.ctx, off, n)
 	if err != nil {
 		return buf, false, fmt.Errorf("ranged GET of bytes %d-%d: %w", off, off+n-1, err)
 	}
-	defer part.Close() // a part whose body stalls is cut like the plain GET's
 	if !part.Partial {
+		part.Close()
 		return buf, true, nil
 	}
 	if want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, r.size); part.ContentRange != want {
+		part.Close()
 		return buf, false, fmt.Errorf("ranged GET: got Content-Range %q, want %q", part.ContentRange, want)
 	}
-	if _, err := io.ReadFull(part, buf); err != nil {
+	body := r.resume(r.ctx, part, off, off+n) // a part whose body stalls is cut like the plain GET's, and resumed
+	defer body.Close()
+	if _, err := io.ReadFull(body, buf); err != nil {
 		return buf, false, fmt.Errorf("ranged GET of bytes %d-%d: %w", off, off+n-1, err)
 	}
 	return buf, false, nil

@@ -83,6 +83,7 @@ type Upstream struct {
 
 	tracking bool        // since CutOnce: blob GETs are watched
 	cutMin   int         // the armed cut's minimum size; 0 once it happened
+	cutEvery int         // CutEvery: bytes of each blob answer sent before the cut; 0: off
 	cutPath  string      // the path CutOnce cut
 	ranged   []RangedGet // blob GETs with a Range header, since CutOnce
 }
@@ -109,6 +110,17 @@ func (u *Upstream) CutOnce(minSize int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.tracking, u.cutMin = true, minSize
+}
+
+// CutEvery makes the wrapper behave as a middlebox that cuts long
+// transfers (harbor #23600 / PR #23601, containerd PR #5921: proxies and
+// load balancers that drop a connection after a byte or time budget):
+// every blob GET answer, whole (200) or ranged (206), announces its full
+// length and is cut after n bytes of body. 0 turns it off.
+func (u *Upstream) CutEvery(n int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.cutEvery = n
 }
 
 // Cut returns the path CutOnce cut ("" if none yet) and the ranged blob
@@ -222,6 +234,10 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	auth, intercept := u.auth, u.intercept
 	tracked := u.tracking && r.Method == http.MethodGet && kind == "blob"
+	cutEvery := 0
+	if r.Method == http.MethodGet && kind == "blob" {
+		cutEvery = u.cutEvery
+	}
 	for k, v := range u.header {
 		w.Header()[k] = v
 	}
@@ -253,7 +269,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 		}
 	}
 	passthrough := fault == FaultNone || fault == FaultSlow || fault == FaultNoHead || r.Method != http.MethodGet || kind != "blob"
-	if passthrough && !tracked {
+	if passthrough && !tracked && cutEvery == 0 {
 		next.ServeHTTP(w, r)
 		return
 	}
@@ -262,6 +278,15 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	body := rec.Body.Bytes()
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
+	}
+	if cutEvery > 0 && (rec.Code == http.StatusOK || rec.Code == http.StatusPartialContent) && len(body) > cutEvery {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.Code)
+		w.Write(body[:cutEvery])
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler)
 	}
 	if tracked && u.track(r, rec.Code, len(body)) {
 		fault, passthrough = FaultCut, false

@@ -115,6 +115,14 @@ func (c *Client) GetBlobRange(ctx context.Context, name string, d digest.Digest,
 	return c.getBlob(ctx, name, d, rng, http.StatusOK, http.StatusPartialContent)
 }
 
+// GetBlobFrom opens a blob from byte off to its end (Range: bytes=off-):
+// 206 (Partial), or 200 when the upstream ignores Range and sends the
+// whole blob. The caller closes it.
+func (c *Client) GetBlobFrom(ctx context.Context, name string, d digest.Digest, off int64) (*Blob, error) {
+	rng := http.Header{"Range": {fmt.Sprintf("bytes=%d-", off)}}
+	return c.getBlob(ctx, name, d, rng, http.StatusOK, http.StatusPartialContent)
+}
+
 func (c *Client) getBlob(ctx context.Context, name string, d digest.Digest, hdr http.Header, ok ...int) (*Blob, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	resp, err := c.do(ctx, http.MethodGet, name, "blobs/"+d.String(), hdr, true)
