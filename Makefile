@@ -45,6 +45,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRoute$$' -fuzztime $(FUZZTIME) ./internal/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChallenge$$' -fuzztime $(FUZZTIME) ./internal/upstream
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./internal/proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseByteRange$$' -fuzztime $(FUZZTIME) ./internal/proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzNextLink$$' -fuzztime $(FUZZTIME) ./internal/upstream
 	$(GO) test -run '^$$' -fuzz '^FuzzSchema1Payload$$' -fuzztime $(FUZZTIME) ./internal/oci
 

@@ -122,7 +122,7 @@ func (e *Engine) spooledCopy(ctx context.Context, b Blob, want int64, up io.Writ
 	uploaded := make(chan error, 1)
 	go func() {
 		defer sink.release()
-		_, err := io.Copy(up, sink.reader(uctx))
+		_, err := io.Copy(up, sink.reader(uctx, 0))
 		uploaded <- err
 	}()
 	n, err := e.verifiedCopy(b, want, sink, body)

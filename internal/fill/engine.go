@@ -89,13 +89,25 @@ type Blob struct {
 	Digest digest.Digest
 }
 
-// key names one fill: the upstream, the repository and the digest.
-func (b Blob) key() string { return b.Up.Host() + "/" + b.Name + "@" + b.Digest.String() }
+// key names one fill: the upstream and the digest. Every repository of
+// the upstream whose link to the digest is verified (the serving side's
+// job: Outcome.For, Stream.For) joins the same fill (harbor #22570,
+// distribution PR #4664): one blob, one download, however many
+// repositories share it.
+func (b Blob) key() string { return b.Up.Host() + "@" + b.Digest.String() }
+
+// absentKey names an upstream's 404 for a blob in one repository: it says
+// nothing of the blob in another.
+func (b Blob) absentKey() string { return b.Up.Host() + "/" + b.Name + "@" + b.Digest.String() }
 
 // Outcome is what a miss came to; exactly one of its fields is set.
 type Outcome struct {
 	// Size is the blob's size in bytes once it is in the store.
 	Size int64
+	// For is the repository the fill ran for: when it is not the
+	// caller's, the caller must confirm its own repository's link before
+	// it serves the blob.
+	For string
 	// Location: send the client to the upstream's own blob URL (a fill
 	// runs behind).
 	Location string
@@ -148,6 +160,7 @@ func (e *Engine) filled(ctx context.Context, n int64) {
 type fillOutcome struct {
 	size      int64
 	handedOff bool
+	name      string // the repository the fill ran for
 }
 
 // Miss decides and starts what a client's GET of a blob missing from the
@@ -194,8 +207,7 @@ func (e *Engine) Miss(ctx context.Context, b Blob, streamable bool) (Outcome, er
 				// Lambda, size unknown: the GET's Content-Length decides.
 				return e.stream(ctx, b, f)
 			}
-			size, err := e.Fill(ctx, b)
-			return Outcome{Size: size}, err
+			return e.Fill(ctx, b)
 		}
 	}
 }
@@ -203,13 +215,14 @@ func (e *Engine) Miss(ctx context.Context, b Blob, streamable bool) (Outcome, er
 // Fill fills a missing blob for a caller that waits for it (a Range
 // request, a warm) and returns its size once it is stored; a fill handed to
 // a background fill is waited for in the store.
-func (e *Engine) Fill(ctx context.Context, b Blob) (int64, error) {
+func (e *Engine) Fill(ctx context.Context, b Blob) (Outcome, error) {
 	since := e.cache.Now()
 	out, err := e.fill(ctx, b, fillFacts{size: -1})
 	if err == nil && out.handedOff {
-		return e.waitForBlob(ctx, b, since)
+		size, err := e.waitForBlob(ctx, b, since)
+		return Outcome{Size: size}, err
 	}
-	return out.size, err
+	return Outcome{Size: out.size, For: out.name}, err
 }
 
 // Warm fills a missing blob for a warm: as Fill, but a fill handed to a
@@ -229,11 +242,35 @@ func (e *Engine) Warm(ctx context.Context, b Blob) (size int64, handedOff bool, 
 // fill runs in its own goroutine and a caller waits for at most FillWait; in
 // Lambda it runs in the caller (nothing may outlive the request).
 func (e *Engine) fill(ctx context.Context, b Blob, f fillFacts) (fillOutcome, error) {
-	run := func() (fillOutcome, error) { return e.fillNow(ctx, b, f, "") }
+	out, err := e.fillOnce(ctx, b, f)
+	if err != nil && out.name != "" && out.name != b.Name && repositoryRefused(err) {
+		// The fill this request joined was another repository's, and that
+		// repository's answer says nothing of this one's: fill for this one.
+		out, err = e.fillOnce(ctx, b, f)
+	}
+	return out, err
+}
+
+func (e *Engine) fillOnce(ctx context.Context, b Blob, f fillFacts) (fillOutcome, error) {
+	run := func() (fillOutcome, error) {
+		out, err := e.fillNow(ctx, b, f, "")
+		out.name = b.Name
+		return out, err
+	}
 	if e.limits.requestBound {
 		return e.flights.Do(ctx, b.key(), false, 0, run)
 	}
 	return e.flights.Do(ctx, b.key(), true, e.cfg.FillWait, run)
+}
+
+// repositoryRefused reports an upstream answer about one repository (404,
+// 401, 403), not about the blob's bytes or the upstream as a whole.
+func repositoryRefused(err error) bool {
+	switch upstream.StatusOf(err) {
+	case http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	}
+	return false
 }
 
 // Run runs a Job for a blob the caller has validated (the Lambda handler
@@ -294,6 +331,7 @@ func (e *Engine) fillNow(ctx context.Context, b Blob, f fillFacts, owner string)
 		defer fl.release(ctx)
 	} else {
 		key := b.key()
+		sink.name = b.Name
 		e.spools.put(key, sink)
 		// Readers get the last byte once the upstream's bytes are all in
 		// and verified (copyBlob), not once the blob is published: the
@@ -406,7 +444,7 @@ func retryLater(msg string) *oci.Error {
 func (e *Engine) openBlob(ctx context.Context, b Blob) (*upstream.Blob, error) {
 	src, err := b.Up.GetBlob(ctx, b.Name, b.Digest)
 	if upstream.StatusOf(err) == http.StatusNotFound {
-		e.absent.Put(b.key(), struct{}{}, e.cache.Now())
+		e.absent.Put(b.absentKey(), struct{}{}, e.cache.Now())
 	}
 	return src, err
 }
@@ -420,7 +458,7 @@ const absentTTL = 30 * time.Second
 // KnownAbsent fails with BLOB_UNKNOWN if the upstream answered 404 for
 // this blob in this repository moments ago.
 func (e *Engine) KnownAbsent(b Blob) error {
-	if _, ok := e.absent.Get(b.key(), e.cache.Now(), absentTTL); ok {
+	if _, ok := e.absent.Get(b.absentKey(), e.cache.Now(), absentTTL); ok {
 		return oci.ErrBlobUnknown.With("", fmt.Errorf("upstream %s answered 404 for %s less than %s ago", b.Up.Host(), b.Digest, absentTTL))
 	}
 	return nil

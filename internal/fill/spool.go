@@ -21,7 +21,8 @@ import (
 // an unverified blob.
 type spool struct {
 	f    *os.File
-	size int64 // announced by the upstream; -1 if unknown
+	size int64  // announced by the upstream; -1 if unknown
+	name string // the repository the fill runs for
 
 	mu       sync.Mutex
 	written  int64
@@ -126,10 +127,10 @@ func (s *spool) release() {
 // errSpoolEarly is the stream's end for a fill that failed.
 var errSpoolEarly = errors.New("spool: fill failed")
 
-// reader reads the spool from the start; it blocks for bytes not yet
+// reader reads the spool from offset off; it blocks for bytes not yet
 // filled until ctx ends. The caller has joined and must release.
-func (s *spool) reader(ctx context.Context) io.Reader {
-	return &spoolReader{ctx: ctx, s: s}
+func (s *spool) reader(ctx context.Context, off int64) io.Reader {
+	return &spoolReader{ctx: ctx, s: s, off: off}
 }
 
 type spoolReader struct {

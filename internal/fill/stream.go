@@ -18,9 +18,15 @@ type Stream struct {
 // Size is the length the upstream announced, or -1.
 func (s *Stream) Size() int64 { return s.sp.size }
 
-// Reader reads the blob from the start, blocking for bytes not yet filled
-// until ctx ends. A failed fill ends it with an error.
-func (s *Stream) Reader(ctx context.Context) io.Reader { return s.sp.reader(ctx) }
+// Reader reads the blob from byte off, blocking for bytes not yet filled
+// until ctx ends; the blob's last byte comes only once the whole is
+// verified. A failed fill ends it with an error.
+func (s *Stream) Reader(ctx context.Context, off int64) io.Reader { return s.sp.reader(ctx, off) }
+
+// For is the repository the fill runs for: when it is not the caller's,
+// the caller must confirm its own repository's link before it sends a
+// byte.
+func (s *Stream) For() string { return s.sp.name }
 
 // Close lets the stream go; in Lambda it waits for the fill to end (nothing
 // may outlive the invocation). Call it once.

@@ -95,7 +95,10 @@ var (
 	ErrPaginationInvalid = &Error{Code: "PAGINATION_NUMBER_INVALID", Status: http.StatusBadRequest, Message: "invalid pagination parameters"}
 	ErrUpstreamBadBytes  = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
 	ErrQueryInvalid      = &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "invalid request parameters"}
-	ErrUnknown           = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
+	// ErrRangeInvalid is distribution's RANGE_INVALID (registry/api/v2,
+	// ErrorCodeRangeInvalid): a Range that starts past the blob's end.
+	ErrRangeInvalid = &Error{Code: "RANGE_INVALID", Status: http.StatusRequestedRangeNotSatisfiable, Message: "requested range not satisfiable"}
+	ErrUnknown      = &Error{Code: "UNKNOWN", Status: http.StatusInternalServerError, Message: "internal error"}
 )
 
 // From maps any error to the OCI error that is shown to the client: the

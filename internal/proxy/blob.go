@@ -43,28 +43,50 @@ func (p *Proxy) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil
 	default:
 		result = cacheMiss
-		out, err := p.fills.Miss(ctx, fillBlob(rt), r.Header.Get("Range") == "")
-		switch {
-		case err != nil:
-			return fromUpstream(err, oci.ErrBlobUnknown)
-		case out.Location != "":
-			w.Header().Set(headerCache, cacheUpstream)
-			w.Header().Set("Location", out.Location)
-			w.Header().Set("Content-Length", "0")
-			w.WriteHeader(http.StatusTemporaryRedirect)
-			return nil
-		case out.Stream != nil:
-			_, err := p.sendStream(ctx, w, rt, out.Stream)
+		if size, err = p.serveMiss(ctx, w, r, rt); err != nil || size < 0 {
 			return err
 		}
-		// The fill may have been another repository's (links.go).
-		if err := p.checkLinkedBlob(ctx, rt); err != nil {
-			return err
-		}
-		size = out.Size
 	}
 	blobHeaders(w.Header(), rt.digest, size, result)
 	return p.serveStoredBlob(ctx, w, r, key)
+}
+
+// serveMiss answers a GET of a blob missing from the store as the fill
+// engine decides (fill.Engine.Miss): a redirect to the upstream's blob URL,
+// a stream of the bytes as they arrive (a range of them for a ranged GET),
+// or, once the blob is stored, its size for the caller to serve from the
+// store. size is -1 when the answer was written.
+func (p *Proxy) serveMiss(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) (size int64, err error) {
+	out, err := p.fills.Miss(ctx, fillBlob(rt), true)
+	switch {
+	case err != nil:
+		return -1, fromUpstream(err, oci.ErrBlobUnknown)
+	case out.Location != "":
+		w.Header().Set(headerCache, cacheUpstream)
+		w.Header().Set("Location", out.Location)
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return -1, nil
+	case out.Stream != nil:
+		if out.Stream.For() != rt.name {
+			if err := p.checkLinkedBlob(ctx, rt); err != nil {
+				out.Stream.Close()
+				return -1, err
+			}
+		}
+		if handled, err := p.sendStream(ctx, w, r, rt, out.Stream); handled {
+			return -1, err
+		}
+		// A Range the stream cannot answer: from the store, once filled.
+		if out, err = p.fills.Fill(ctx, fillBlob(rt)); err != nil {
+			return -1, fromUpstream(err, oci.ErrBlobUnknown)
+		}
+	}
+	// The fill may have been another repository's (links.go).
+	if err := p.checkLinkedBlob(ctx, rt); err != nil {
+		return -1, err
+	}
+	return out.Size, nil
 }
 
 // serveStoredBlob answers a GET or HEAD of a blob in the store whose

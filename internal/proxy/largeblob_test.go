@@ -145,9 +145,10 @@ func TestWaitPolicyNeverSendsClientsUpstream(t *testing.T) {
 	}
 }
 
-// In the local server a client that is not streamed the bytes (a Range
-// request on a cold blob) waits at most FillWait for a slow fill, then gets
-// 503 with Retry-After, while the fill carries on for its retry.
+// In the local server a client that is not streamed the bytes (a request
+// for several ranges of a cold blob, which only the store answers) waits at
+// most FillWait for a slow fill, then gets 503 with Retry-After, while the
+// fill carries on for its retry.
 func TestSlowFillAnswersRetryAfterAndCarriesOn(t *testing.T) {
 	reg := testenv.InProcessRegistry(t)
 	up := testenv.NewUpstream(t, reg)
@@ -155,7 +156,7 @@ func TestSlowFillAnswersRetryAfterAndCarriesOn(t *testing.T) {
 	img := testenv.SeedImage(t, reg, "org/slow:1", 8<<20, 1)
 	d, body := layerOf(t, img, 0)
 	up.SetFault(testenv.FaultThrottle, "blob")
-	resp := do(t, http.MethodGet, m.URL+"/v2/org/slow/blobs/"+d.String(), http.Header{"Range": {"bytes=0-99"}})
+	resp := do(t, http.MethodGet, m.URL+"/v2/org/slow/blobs/"+d.String(), http.Header{"Range": {"bytes=0-99,200-299"}})
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("slow fill: got %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}

@@ -105,8 +105,9 @@ func TestStreamedFillOutlivesItsClient(t *testing.T) {
 	}
 }
 
-// A Range request for a cold blob is not streamed: it waits for the fill
-// and gets its 206 from the store (dockerd resumes with Range).
+// A Range request for a cold blob (dockerd resumes with Range, containerd
+// 2.1+ sends one on every layer GET) starts the fill and gets its 206 from
+// the fill's stream; the fill carries on and stores the blob.
 func TestColdRangeRequestFillsThenAnswers206(t *testing.T) {
 	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
 	img := testenv.SeedImage(t, reg, "org/app:1", 64<<10, 1)
@@ -115,6 +116,7 @@ func TestColdRangeRequestFillsThenAnswers206(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(resp.body, body[100:200]) {
 		t.Fatalf("got %d with %d bytes, want 206 with bytes 100-199", resp.StatusCode, len(resp.body))
 	}
+	waitFills(t, m.Proxy)
 	if !stored(m, d.Hex) {
 		t.Error("the blob is not in the store after the ranged miss")
 	}
