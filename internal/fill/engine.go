@@ -297,20 +297,9 @@ func (e *Engine) fillNow(ctx context.Context, b Blob, f fillFacts, owner string)
 		return fillOutcome{}, errFillCapacity()
 	}
 	defer done()
-	fl, size, err := e.leaseFor(ctx, b, owner)
+	fl, src, size, err := e.leaseAndOpen(ctx, b, owner)
 	if err != nil || fl == nil {
 		return fillOutcome{size: size}, err
-	}
-	src, err := e.openBlob(ctx, b)
-	if err == nil {
-		err = e.overCap(b, src.Size)
-		if err != nil {
-			src.Close()
-		}
-	}
-	if err != nil {
-		fl.release(ctx)
-		return fillOutcome{}, err
 	}
 	f.size, f.redirectable = src.Size, false
 	var sink *spool
@@ -355,18 +344,53 @@ func (e *Engine) fillNow(ctx context.Context, b Blob, f fillFacts, owner string)
 	return fillOutcome{size: size}, err
 }
 
-// leaseFor returns the lease to fill under: the one taken for a
-// background job (owner), or one taken here. No lease and a size: the
-// blob was published meanwhile.
-func (e *Engine) leaseFor(ctx context.Context, b Blob, owner string) (*fillLease, int64, error) {
-	if fl := e.adoptLease(ctx, b, owner); fl != nil {
+// leaseAndOpen returns the lease to fill under and the upstream's answer
+// to fill from: the lease taken for a background job (owner), or one
+// taken here. No lease and a size: the blob was published meanwhile.
+func (e *Engine) leaseAndOpen(ctx context.Context, b Blob, owner string) (*fillLease, *upstream.Blob, int64, error) {
+	fl := e.adoptLease(ctx, b, owner)
+	if fl != nil {
 		if size, err := e.store.Stat(ctx, fl.blob); err == nil {
 			fl.release(ctx)
-			return nil, size, nil
+			return nil, nil, size, nil
 		}
-		return fl, 0, nil
+	} else {
+		if err := e.confirm(ctx, b); err != nil {
+			return nil, nil, 0, err
+		}
+		var size int64
+		var err error
+		if fl, size, err = e.acquireLease(ctx, b); err != nil || fl == nil {
+			return nil, nil, size, err
+		}
 	}
-	return e.acquireLease(ctx, b)
+	src, err := e.openBlob(ctx, b)
+	if err != nil {
+		fl.release(ctx)
+		return nil, nil, 0, err
+	}
+	return fl, src, 0, nil
+}
+
+// confirm makes sure the upstream has the blob before the fill writes its
+// lease, so that requests for digests the upstream does not have write
+// nothing to the store. A blob linked to the repository was confirmed
+// already: the upstream served a manifest there that references it (the
+// common case, from the links' memo, at no cost); any other is asked with
+// a HEAD (free of Docker Hub's pull count; a one-byte ranged GET where
+// HEAD is refused). Its 404 is remembered like a GET's.
+func (e *Engine) confirm(ctx context.Context, b Blob) error {
+	if ok, err := e.cache.Linked(ctx, b.Up.Host(), b.Name, b.Digest); err != nil || ok {
+		return err
+	}
+	n, err := b.Up.HeadBlob(ctx, b.Name, b.Digest)
+	if upstream.StatusOf(err) == http.StatusNotFound {
+		e.absent.Put(b.absentKey(), struct{}{}, e.cache.Now())
+	}
+	if err != nil {
+		return err
+	}
+	return e.overCap(b, n)
 }
 
 // fillBehind starts a fill that outlives the request: in the local server a
@@ -440,13 +464,20 @@ func retryLater(msg string) *oci.Error {
 }
 
 // openBlob starts the upstream GET of a fill. A 404 is remembered for a
-// short while (see KnownAbsent).
+// short while (see KnownAbsent); a length over the size cap is refused.
 func (e *Engine) openBlob(ctx context.Context, b Blob) (*upstream.Blob, error) {
 	src, err := b.Up.GetBlob(ctx, b.Name, b.Digest)
 	if upstream.StatusOf(err) == http.StatusNotFound {
 		e.absent.Put(b.absentKey(), struct{}{}, e.cache.Now())
 	}
-	return src, err
+	if err != nil {
+		return nil, err
+	}
+	if err := e.overCap(b, src.Size); err != nil {
+		src.Close()
+		return nil, err
+	}
+	return src, nil
 }
 
 // absentTTL is how long an upstream's 404 for a blob is believed: ten

@@ -200,6 +200,19 @@ func (u *Upstream) Count(method, kind string) int {
 }
 
 // Total is the number of requests of any kind.
+// CountMethod returns how many requests with method were seen, of any kind.
+func (u *Upstream) CountMethod(method string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for k, c := range u.counts {
+		if strings.HasPrefix(k, method+" ") {
+			n += c
+		}
+	}
+	return n
+}
+
 func (u *Upstream) Total() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
