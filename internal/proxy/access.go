@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -110,15 +111,26 @@ func (a access) check(r *http.Request) error {
 		if match == 1 {
 			return nil
 		}
+		return errRejected
 	} else if user, pass, ok := r.BasicAuth(); ok {
 		want, known := a.users[user]
 		sum := sha256.Sum256([]byte(pass))
 		if known && subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
 			return nil
 		}
+		return errRejected
+	}
+	if h != "" {
+		return errRejected // a scheme the mirror does not take
 	}
 	return oci.ErrUnauthorized
 }
+
+// errRejected answers credentials that were sent and do not match: the
+// same 401 and challenge as missing ones (so that clients retry with what
+// they have), but said, and logged, as rejected. It never says which part
+// was wrong.
+var errRejected = oci.ErrUnauthorized.With("credentials rejected", errors.New("client credentials rejected"))
 
 // checkBrowser refuses what only a web browser sends: a page on another
 // site that loads /v2/ URLs (an <img> or fetch() at 127.0.0.1:5000 spends

@@ -104,3 +104,10 @@ func describe(t *testing.T, img v1.Image) v1.Descriptor {
 }
 
 func typesMediaType(s string) types.MediaType { return types.MediaType(s) }
+
+// Reset forgets the lines logged so far.
+func (l *logBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}

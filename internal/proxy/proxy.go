@@ -238,6 +238,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				err = oci.ErrUnknown
 			}
 		}()
+		if rt, err := parseRoute(r.URL.EscapedPath()); err == nil {
+			kind = rt.kind.String() // for the log line, whatever happens next
+		}
 		if err := p.access.check(r); err != nil {
 			return err
 		}
@@ -263,10 +266,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return p.serve(r.Context(), rec, r, rt)
 	}()
+	var failure []any // the request line's error code and cause
 	if err != nil {
 		e := oci.From(err)
-		if e.Status >= 500 || e.Err != nil {
+		if e.Status >= 500 {
 			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
+		}
+		failure = []any{"code", e.Code, "error", e.Message}
+		if e.Err != nil {
+			failure = append(failure, "cause", e.Err.Error())
 		}
 		if !rec.wrote {
 			oci.Write(rec, r, e)
@@ -284,6 +292,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"bytes", rec.bytes,
 		"duration_ms", p.now().Sub(start).Milliseconds(),
 	}
+	attrs = append(attrs, failure...)
 	if aborted {
 		attrs = append(attrs, "aborted", true)
 	}
