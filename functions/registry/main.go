@@ -40,6 +40,10 @@ func run(args []string) error {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	metrics := newLocalMetrics() // Lambda has its EMF log lines instead
+	if !cfg.Lambda {
+		cfg.Proxy.OnRequest, cfg.Proxy.OnFillFailure = metrics.observe, metrics.fillFailed
+	}
 	h, err := newProxy(ctx, cfg, logger)
 	if err != nil {
 		return initFailed(cfg, err)
@@ -53,7 +57,7 @@ func run(args []string) error {
 		serveLambda(h, cfg.Retention)
 		return nil
 	}
-	return serveLocal(ctx, cfg.Addr, cfg.MaxConns, h, logger)
+	return serveLocal(ctx, cfg.Addr, cfg.MaxConns, localHandler(h, metrics), logger)
 }
 
 // initFailed reports a start-up failure to Lambda as the function's init

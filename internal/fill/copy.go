@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -45,6 +47,7 @@ func (e *Engine) copyBlob(ctx context.Context, b Blob, src *upstream.Blob, sink 
 			}
 		}
 	}()
+	e.log.Info("fill started", "digest", b.Digest.String(), "name", b.Name, "upstream", b.Up.Host(), "bytes_announced", src.Size)
 	var body io.Reader = plain
 	// Only a blob of more parts than run at once: for smaller ones the
 	// extra requests and part buffers cost more than they win.
@@ -59,6 +62,9 @@ func (e *Engine) copyBlob(ctx context.Context, b Blob, src *upstream.Blob, sink 
 		body = rf
 	}
 	body = e.capped(b, body)
+	progress := e.progress(b, src.Size, began)
+	defer progress.stop()
+	body = progress.counting(body)
 	var n int64
 	if sink == nil {
 		// io.Copy lets the upload read straight into its part buffers.
@@ -79,7 +85,7 @@ func (e *Engine) copyBlob(ctx context.Context, b Blob, src *upstream.Blob, sink 
 		e.filled(ctx, n) // streamed: counted at the verdict
 	}
 	e.cache.Link(ctx, b.Up.Host(), b.Name, b.Digest)
-	e.log.Info("blob filled", "digest", b.Digest.String(), "bytes", n)
+	e.log.Info("blob filled", "digest", b.Digest.String(), "bytes", n, "duration_ms", time.Since(began).Milliseconds())
 	return n, nil
 }
 
@@ -142,4 +148,62 @@ func (e *Engine) spooledCopy(ctx context.Context, b Blob, want int64, up io.Writ
 		return 0, oci.ErrUnavailable.With("cache storage unavailable", fmt.Errorf("upload %s: %w", b.Digest, uerr))
 	}
 	return n, nil
+}
+
+// DefaultProgressEvery is how often a fill in progress logs how far it is:
+// a long first pull is visibly working.
+const DefaultProgressEvery = 15 * time.Second
+
+// fillProgress logs a fill's bytes and rate every ProgressEvery until
+// stopped.
+type fillProgress struct {
+	n    atomic.Int64
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (e *Engine) progress(b Blob, size int64, began time.Time) *fillProgress {
+	every := e.cfg.ProgressEvery
+	if every <= 0 {
+		every = DefaultProgressEvery
+	}
+	p := &fillProgress{done: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+				n, secs := p.n.Load(), time.Since(began).Seconds()
+				e.log.Info("fill progress", "digest", b.Digest.String(), "bytes", n, "bytes_announced", size,
+					"bytes_per_second", int64(float64(n)/max(secs, 1e-3)))
+			}
+		}
+	}()
+	return p
+}
+
+// counting counts the bytes read through r.
+func (p *fillProgress) counting(r io.Reader) io.Reader { return &countingReader{r: r, n: &p.n} }
+
+// stop ends the logging; it returns once the goroutine has (nothing may
+// outlive a Lambda invocation).
+func (p *fillProgress) stop() {
+	close(p.done)
+	p.wg.Wait()
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -14,6 +14,7 @@ package fill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +60,7 @@ type Config struct {
 	FillPartSize    int64         // bytes per ranged GET
 	SpoolDir        string        // "": the system's temporary directory
 	MaxFills        int           // fills this process runs at once
+	ProgressEvery   time.Duration // how often a fill logs its progress; 0: DefaultProgressEvery
 	// Background starts a fill outside the request (in Lambda: the
 	// function invoking itself, which then calls Run); nil: fills that
 	// outlive a request run in goroutines of this process.
@@ -66,6 +68,10 @@ type Config struct {
 	// Filled, if set, is told of the bytes a fill verified, with the
 	// context of the request that started it.
 	Filled func(ctx context.Context, n int64)
+	// Failed, if set, is told of a fill in this process that failed (not
+	// one that gave up waiting, nor one refused for capacity), by upstream
+	// host. Fills run by Run are the caller's to report.
+	Failed func(upstream string)
 }
 
 // Job is a blob fill to run outside the request that needed it: in
@@ -255,6 +261,9 @@ func (e *Engine) fillOnce(ctx context.Context, b Blob, f fillFacts) (fillOutcome
 	run := func() (fillOutcome, error) {
 		out, err := e.fillNow(ctx, b, f, "")
 		out.name = b.Name
+		if err != nil && e.cfg.Failed != nil && !errors.Is(err, ErrPending) && !errors.Is(err, oci.ErrBlobUnknown) && !repositoryRefused(err) && !errors.Is(err, errCapacity) {
+			e.cfg.Failed(b.Up.Host())
+		}
 		return out, err
 	}
 	if e.limits.requestBound {

@@ -1,6 +1,11 @@
 package fill
 
-import "github.com/pullthrough/pullthrough/internal/oci"
+import (
+	"net/http"
+	"time"
+
+	"github.com/pullthrough/pullthrough/internal/oci"
+)
 
 // DefaultMaxFills bounds the blob fills one process runs at once. Each
 // holds an upstream connection and, with the S3 store, up to
@@ -24,5 +29,9 @@ func (s fillSlots) take() (done func(), ok bool) {
 }
 
 func errFillCapacity() *oci.Error {
-	return retryLater("the mirror is fetching as many blobs as it may at once; retry shortly")
+	return errCapacity.After(5 * time.Second)
 }
+
+// errCapacity is the refusal of a fill past the process's bound, a 503
+// of its own identity (errors.Is) so that it is not counted as a failure.
+var errCapacity = &oci.Error{Code: "UNAVAILABLE", Status: http.StatusServiceUnavailable, Message: "the mirror is fetching as many blobs as it may at once; retry shortly"}

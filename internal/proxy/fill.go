@@ -89,6 +89,9 @@ func (p *Proxy) noteFillFailure(ctx context.Context, rt route, err error) {
 		attrs = emfAttrs(attrs, rt.up.Host(), p.cfg.MetricsFunction, []emfMetric{{"FillFailures", "Count"}}, p.now())
 	}
 	p.log.Error("background fill failed", attrs...)
+	if p.cfg.OnFillFailure != nil {
+		p.cfg.OnFillFailure(rt.up.Host())
+	}
 	if serr := p.fills.RecordFailure(ctx, fillBlob(rt)); serr != nil {
 		p.log.Warn("could not record a failed fill", "digest", rt.digest.String(), "cause", serr.Error())
 	}

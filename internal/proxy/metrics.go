@@ -65,6 +65,35 @@ func (s *requestStats) noteUpstream(resp *http.Response, err error) {
 	}
 }
 
+// RequestStats is what one request made the mirror do: the figures of its
+// log line, and in Lambda of its CloudWatch metrics (Config.OnRequest).
+type RequestStats struct {
+	Route    string // base, manifest, blob, tags, referrers, warm or unknown
+	Upstream string // the upstream host, "" if none was chosen
+	Cache    string // the X-Pullthrough-Cache result: hit, miss, revalidated, stale, passthrough, upstream or ""
+	Status   int    // the HTTP status answered
+	// FilledBytes are the verified bytes of fills this request started.
+	FilledBytes int64
+	// UpstreamErrors and UpstreamThrottled count upstream attempts that
+	// failed (no answer, 5xx, 429) and were throttled (429).
+	UpstreamErrors, UpstreamThrottled int64
+	// RateLimitRemaining is the upstream's ratelimit-remaining, -1 if it
+	// did not say.
+	RateLimitRemaining int64
+}
+
+// Hit reports a cached answer (a hit, or a revalidated one): the Hits
+// metric.
+func (s RequestStats) Hit() bool { return s.Cache == cacheHit || s.Cache == cacheRevalidated }
+
+func (s *requestStats) summary(route, upstream, cache string, status int) RequestStats {
+	return RequestStats{
+		Route: route, Upstream: upstream, Cache: cache, Status: status,
+		FilledBytes: s.filledBytes.Load(), UpstreamErrors: s.upstreamErrors.Load(), UpstreamThrottled: s.upstreamThrottled.Load(),
+		RateLimitRemaining: s.rateLimitRemaining.Load(),
+	}
+}
+
 // logAttrs are the request's counters as log attributes, and, when emf is
 // set, the CloudWatch Embedded Metric Format envelope that turns the same
 // line into metrics (namespace "pullthrough", dimensions Function, when

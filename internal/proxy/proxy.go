@@ -97,6 +97,15 @@ type Config struct {
 	// falls back from HEAD to GET and hashes the body, as containerd,
 	// go-containerregistry and containers/image do.
 	NoContentLength bool
+	// FillProgressEvery is how often a fill logs its bytes and rate
+	// ("fill progress"); zero means fill.DefaultProgressEvery (15 s).
+	FillProgressEvery time.Duration
+	// OnRequest, if set, is told of each request's figures once it is
+	// answered (the local server's Prometheus metrics). It must not block.
+	OnRequest func(RequestStats)
+	// OnFillFailure, if set, is told of each fill that failed, by upstream
+	// host (the FillFailures metric). It must not block.
+	OnFillFailure func(upstream string)
 	// DeniedGrace is how long after the upstream last confirmed a tag the
 	// cached copy is still served (stale) once the upstream denies access
 	// to it (401/403 after the token flow: deleted, taken down, made
@@ -167,6 +176,7 @@ func New(cfg Config, store Store, upstreams []*Upstream, logger *slog.Logger) (*
 			FillParts: cfg.FillParts, FillPartSize: cfg.FillPartSize, SpoolDir: cfg.SpoolDir, MaxFills: cfg.MaxFills,
 			Background: cfg.BackgroundFill,
 			Filled:     func(ctx context.Context, n int64) { statsFrom(ctx).filledBytes.Add(n) },
+			Failed:     cfg.OnFillFailure, ProgressEvery: cfg.FillProgressEvery,
 		}, store, c, logger),
 	}, nil
 }
@@ -297,6 +307,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, "aborted", true)
 	}
 	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
+	if p.cfg.OnRequest != nil {
+		p.cfg.OnRequest(stats.summary(kind, upstream, cache, rec.status))
+	}
 	if aborted {
 		panic(http.ErrAbortHandler)
 	}

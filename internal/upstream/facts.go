@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"math"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -79,3 +80,9 @@ func (r *fillRate) note(n int64, d time.Duration) {
 }
 
 func (r *fillRate) get() float64 { return math.Float64frombits(r.bits.Load()) }
+
+// BackingOff reports whether the upstream's own host asked for a pause
+// (429, or 503 with Retry-After) that has not passed.
+func (c *Client) BackingOff() bool {
+	return c.backoff.active(strings.ToLower(c.base.Host), c.clock())
+}
