@@ -161,15 +161,12 @@ func proxyAddrs() map[string]bool {
 // to the configured upstream host itself.
 func (p *dialPolicy) allow(a netip.Addr, own bool) error {
 	k := classify(a)
-	if k == classPublic {
-		return nil
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.pinned && own && p.byName && (k == classPrivate || k == classLoopback) {
-		p.pinned, p.kind = true, k
+	if !p.pinned && own && p.byName && (k == classPublic || k == classPrivate || k == classLoopback) {
+		p.pinned, p.kind = true, k // a public first connection is pinned too: it never widens later
 	}
-	if p.pinned && k == p.kind && k != classPublic {
+	if k == classPublic || p.pinned && k == p.kind {
 		return nil
 	}
 	upKind := "not yet known"

@@ -139,3 +139,34 @@ func countingListener(t *testing.T) (net.Listener, *atomic.Int64) {
 	}()
 	return ln, &accepted
 }
+
+// TestDialPolicyKindIsFixedAtFirstConnection: a named upstream first
+// reached on a public address stays a public upstream: its name resolving
+// to a private or loopback address later (DNS rebinding of the upstream's
+// own name) does not make those reachable, for it or for its redirects.
+func TestDialPolicyKindIsFixedAtFirstConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first string // the first connection to the upstream's own host
+		then  string
+		own   bool // then is the upstream's own host too
+		want  bool
+	}{
+		{"public, then private for itself", "93.184.215.14", "10.0.0.5", true, false},
+		{"public, then loopback for a redirect", "93.184.215.14", "127.0.0.1", false, false},
+		{"public, then public", "93.184.215.14", "140.82.112.3", false, true},
+		{"private, then the same kind", "10.0.0.5", "10.1.2.3", false, true},
+		{"private, then loopback", "10.0.0.5", "127.0.0.1", true, false},
+		{"link-local is never learnt", "169.254.169.254", "169.254.169.254", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, _ := url.Parse("https://registry.example")
+			p := newDialPolicy(base)
+			p.allow(netip.MustParseAddr(tc.first), true)
+			err := p.allow(netip.MustParseAddr(tc.then), tc.own)
+			if got := err == nil; got != tc.want {
+				t.Errorf("got allowed %v (%v), want %v", got, err, tc.want)
+			}
+		})
+	}
+}
