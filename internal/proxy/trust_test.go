@@ -263,6 +263,41 @@ func TestRedirectsAimedInwardAreRefused(t *testing.T) {
 	}
 }
 
+// TestInwardBlobURLsAreNotHandedOut: with the redirect-upstream policy the
+// mirror sends clients to an upstream's signed blob URL; one aimed at an
+// address the mirror would not connect to is not handed to clients either
+// (nodes in the mirror's network would fetch their own metadata service as
+// a layer). The mirror fills instead, under the dial policy.
+func TestInwardBlobURLsAreNotHandedOut(t *testing.T) {
+	internal, hits := internalService(t)
+	reg := testenv.InProcessRegistry(t)
+	img := testenv.SeedImage(t, reg, "org/app:1", 2<<10, 1)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	up := testenv.NewUpstream(t, reg)
+	up.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if testenv.Kind(r.URL.Path) != "blob" {
+			return false
+		}
+		http.Redirect(w, r, internal+"/signed/blob?X-Amz-Signature=x", http.StatusTemporaryRedirect)
+		return true
+	})
+	m := mirrorFor(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways, LargeBlobPolicy: proxy.PolicyUpstream}, proxy.UpstreamConfig{}, up)
+	req, _ := http.NewRequest(http.MethodGet, m.URL+"/v2/org/app/blobs/"+ld.String(), nil)
+	resp, err := testenv.NoRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusBadGateway || loc != "" {
+		t.Errorf("got %d to %q, want 502 and no Location", resp.StatusCode, loc)
+	}
+	if n := hits(); n != 0 {
+		t.Errorf("got %d requests at the internal address, want 0", n)
+	}
+}
+
 // TestEncodedBlobIsTheBytesSent: object stores and CDNs label stored
 // .tar.gz layers with Content-Encoding: gzip (S3 object metadata set at
 // upload; GCS "decompressive transcoding", cloud.google.com/storage/docs/

@@ -158,6 +158,12 @@ func (c *Client) BlobLocation(ctx context.Context, name string, d digest.Digest)
 	if strings.HasPrefix(loc.Path, "/v2/") && strings.Contains(loc.Path, "/blobs/") {
 		return "", nil
 	}
+	// Nor is an address the mirror itself would not connect to: clients
+	// are not sent inward either (a fill, under the dial policy, is tried
+	// instead).
+	if c.policy.allowedURL(loc) != nil {
+		return "", nil
+	}
 	return loc.String(), nil
 }
 
