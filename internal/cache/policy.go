@@ -86,10 +86,24 @@ type GetKind int
 const (
 	GetNotAsked GetKind = iota
 	GetOK               // 200 with verified bytes, or 304 Not Modified
-	GetNotFound         // 404: MANIFEST_UNKNOWN
-	GetDenied           // 401/403 after the token flow: DENIED
-	GetFailed           // anything else: 429, 5xx, unreachable, bad bytes
+	GetGone             // the registry said it is gone (GoneStatus): MANIFEST_UNKNOWN
+	GetDenied           // the registry's own 401/403 after the token flow: DENIED
+	GetFailed           // anything else: 429, 5xx, unreachable, bad bytes, an answer not the registry's
 )
+
+// GoneStatus reports whether a registry's status for a manifest GET ends a
+// cached tag's serving: 404 Not Found, 410 Gone (RFC 9110 section 15.5.11:
+// "no longer available ... likely to be permanent") and 451 Unavailable For
+// Legal Reasons (RFC 7725: taken down, and serving a copy would be the very
+// thing the takedown forbids). Only transient trouble (GetFailed) is served
+// stale.
+func GoneStatus(status int) bool {
+	switch status {
+	case http.StatusNotFound, http.StatusGone, http.StatusUnavailableForLegalReasons:
+		return true
+	}
+	return false
+}
 
 // GetAnswer is what a revalidating GET told.
 type GetAnswer struct {
@@ -114,7 +128,7 @@ const (
 	VerdictRevalidated                // unchanged: serve the cached copy, now confirmed
 	VerdictStale                      // upstream trouble: serve the cached copy, stale
 	VerdictReplaced                   // moved: store and serve the new manifest
-	VerdictGone                       // the GET says 404: the tag is gone
+	VerdictGone                       // the GET says 404, 410 or 451: the tag is gone
 	VerdictDenied                     // the GET says DENIED, past DeniedGrace
 )
 
@@ -127,7 +141,8 @@ func (v Verdict) String() string {
 // cached digest; upstream trouble (429, 5xx but 501, no answer) serves
 // stale; anything else (405, 403, 404, 501, no digest, another digest)
 // leaves it to a conditional GET, since some registries answer manifest
-// HEAD so while GET works. Only a GET's 404 says the tag is gone, and only
+// HEAD so while GET works. Only a GET's 404, 410 or 451 (GoneStatus) says
+// the tag is gone, and only
 // a GET's 401/403 after the token flow that access was revoked (deleted,
 // taken down, made private): DENIED, unless within DeniedGrace of the
 // last confirmation, because serving it stale would outlive the revocation
@@ -149,7 +164,7 @@ func (pol Policy) AfterRevalidation(tr Tag, now time.Time, a RevalAnswer) Verdic
 	switch g := a.Get; g.Kind {
 	case GetNotAsked:
 		return VerdictAskGET
-	case GetNotFound:
+	case GetGone:
 		return VerdictGone
 	case GetDenied:
 		if pol.WithinDeniedGrace(tr.Checked, now) {

@@ -79,11 +79,11 @@ func TestTableRevalidation(t *testing.T) {
 		{name: "HEAD new digest asks GET", ans: RevalAnswer{Head: head(200, movedDg)}, want: VerdictAskGET},
 		{name: "HEAD new digest then GET new digest", ans: RevalAnswer{Head: head(200, movedDg), Get: moved}, want: VerdictReplaced},
 		{name: "HEAD 501 then GET new digest", ans: RevalAnswer{Head: head(501, ""), Get: moved}, want: VerdictReplaced, wantHeadless: 501},
-		// Gone: only a GET's 404 says so.
+		// Gone: only a GET's 404, 410 or 451 says so (GoneStatus).
 		{name: "HEAD 404 alone is not gone", ans: RevalAnswer{Head: head(404, "")}, want: VerdictAskGET},
 		{name: "HEAD 404 then GET same digest", ans: RevalAnswer{Head: head(404, ""), Get: same}, want: VerdictRevalidated, wantHeadless: 404},
-		{name: "HEAD 404 then GET 404", ans: RevalAnswer{Head: head(404, ""), Get: GetAnswer{Kind: GetNotFound}}, want: VerdictGone},
-		{name: "headless upstream: GET 404", ans: RevalAnswer{Get: GetAnswer{Kind: GetNotFound}}, want: VerdictGone},
+		{name: "HEAD 404 then GET 404", ans: RevalAnswer{Head: head(404, ""), Get: GetAnswer{Kind: GetGone}}, want: VerdictGone},
+		{name: "headless upstream: GET 404", ans: RevalAnswer{Get: GetAnswer{Kind: GetGone}}, want: VerdictGone},
 		// Denied: a GET's 401/403 after the token flow.
 		{name: "GET denied without grace", ans: RevalAnswer{Head: head(403, ""), Get: GetAnswer{Kind: GetDenied}}, want: VerdictDenied},
 		{name: "GET denied within grace", pol: grace, now: checkedAt.Add(2*time.Hour - 1), ans: RevalAnswer{Head: head(401, ""), Get: GetAnswer{Kind: GetDenied}}, want: VerdictStale},

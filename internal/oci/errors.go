@@ -80,21 +80,22 @@ func (e *Error) After(d time.Duration) *Error {
 // The catalogue. Codes are those of the OCI distribution spec plus the
 // registry/2.0 UNAVAILABLE and TOOMANYREQUESTS.
 var (
-	ErrBlobUnknown       = &Error{Code: "BLOB_UNKNOWN", Status: http.StatusNotFound, Message: "blob unknown to registry"}
-	ErrDigestInvalid     = &Error{Code: "DIGEST_INVALID", Status: http.StatusBadRequest, Message: "provided digest did not match uploaded content"}
-	ErrManifestUnknown   = &Error{Code: "MANIFEST_UNKNOWN", Status: http.StatusNotFound, Message: "manifest unknown"}
-	ErrManifestInvalid   = &Error{Code: "MANIFEST_INVALID", Status: http.StatusBadRequest, Message: "manifest invalid"}
-	ErrNameInvalid       = &Error{Code: "NAME_INVALID", Status: http.StatusBadRequest, Message: "invalid repository name"}
-	ErrNameUnknown       = &Error{Code: "NAME_UNKNOWN", Status: http.StatusNotFound, Message: "repository name not known to registry"}
-	ErrUnsupported       = &Error{Code: "UNSUPPORTED", Status: http.StatusMethodNotAllowed, Message: "the operation is unsupported: this is a read-only mirror"}
-	ErrNotFound          = &Error{Code: "NOT_FOUND", Status: http.StatusNotFound, Message: "not found"}
-	ErrUnauthorized      = &Error{Code: "UNAUTHORIZED", Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="pullthrough"`}
-	ErrDenied            = &Error{Code: "DENIED", Status: http.StatusForbidden, Message: "requested access to the resource is denied"}
-	ErrTooManyRequests   = &Error{Code: "TOOMANYREQUESTS", Status: http.StatusTooManyRequests, Message: "too many requests"}
-	ErrUnavailable       = &Error{Code: "UNAVAILABLE", Status: http.StatusServiceUnavailable, Message: "service unavailable"}
-	ErrPaginationInvalid = &Error{Code: "PAGINATION_NUMBER_INVALID", Status: http.StatusBadRequest, Message: "invalid pagination parameters"}
-	ErrUpstreamBadBytes  = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
-	ErrQueryInvalid      = &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "invalid request parameters"}
+	ErrBlobUnknown         = &Error{Code: "BLOB_UNKNOWN", Status: http.StatusNotFound, Message: "blob unknown to registry"}
+	ErrDigestInvalid       = &Error{Code: "DIGEST_INVALID", Status: http.StatusBadRequest, Message: "provided digest did not match uploaded content"}
+	ErrManifestUnknown     = &Error{Code: "MANIFEST_UNKNOWN", Status: http.StatusNotFound, Message: "manifest unknown"}
+	ErrManifestInvalid     = &Error{Code: "MANIFEST_INVALID", Status: http.StatusBadRequest, Message: "manifest invalid"}
+	ErrNameInvalid         = &Error{Code: "NAME_INVALID", Status: http.StatusBadRequest, Message: "invalid repository name"}
+	ErrNameUnknown         = &Error{Code: "NAME_UNKNOWN", Status: http.StatusNotFound, Message: "repository name not known to registry"}
+	ErrUnsupported         = &Error{Code: "UNSUPPORTED", Status: http.StatusMethodNotAllowed, Message: "the operation is unsupported: this is a read-only mirror"}
+	ErrNotFound            = &Error{Code: "NOT_FOUND", Status: http.StatusNotFound, Message: "not found"}
+	ErrUnauthorized        = &Error{Code: "UNAUTHORIZED", Status: http.StatusUnauthorized, Message: "authentication required", Challenge: `Basic realm="pullthrough"`}
+	ErrDenied              = &Error{Code: "DENIED", Status: http.StatusForbidden, Message: "requested access to the resource is denied"}
+	ErrTooManyRequests     = &Error{Code: "TOOMANYREQUESTS", Status: http.StatusTooManyRequests, Message: "too many requests"}
+	ErrUnavailable         = &Error{Code: "UNAVAILABLE", Status: http.StatusServiceUnavailable, Message: "service unavailable"}
+	ErrPaginationInvalid   = &Error{Code: "PAGINATION_NUMBER_INVALID", Status: http.StatusBadRequest, Message: "invalid pagination parameters"}
+	ErrUpstreamBadBytes    = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream sent content that does not match its digest; nothing was stored"}
+	ErrUpstreamNotRegistry = &Error{Code: "UNAVAILABLE", Status: http.StatusBadGateway, Message: "upstream answered with something that is not a registry answer; nothing was stored"}
+	ErrQueryInvalid        = &Error{Code: "UNSUPPORTED", Status: http.StatusBadRequest, Message: "invalid request parameters"}
 	// ErrRangeInvalid is distribution's RANGE_INVALID (registry/api/v2,
 	// ErrorCodeRangeInvalid): a Range that starts past the blob's end.
 	ErrRangeInvalid = &Error{Code: "RANGE_INVALID", Status: http.StatusRequestedRangeNotSatisfiable, Message: "requested range not satisfiable"}

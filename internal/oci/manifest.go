@@ -44,6 +44,20 @@ func DecodeSpec(data []byte, v any) error {
 	return err
 }
 
+// IsManifestType reports whether a media type is one a registry serves a
+// manifest as: an OCI image manifest or index (image-spec), a Docker schema
+// 2 manifest or manifest list, or a Docker schema 1 manifest, signed or
+// not. Nothing else is stored or served as a manifest: a text/html answer
+// served with its type would be a page on the mirror's origin.
+func IsManifestType(mediaType string) bool {
+	switch mediaType {
+	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+		MediaDockerManifest, MediaDockerList, MediaSchema1Signed, MediaSchema1:
+		return true
+	}
+	return false
+}
+
 // IsIndex reports whether a media type is an index: an OCI image index or
 // a Docker manifest list.
 func IsIndex(mediaType string) bool {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -17,27 +18,38 @@ var (
 	movedDg   = digest.FromString("moved manifest")
 )
 
-// TestTableGetAnswer: what an upstream's GET status becomes, through the
-// one error mapping (upstreamError) the GET uses.
+// TestTableGetAnswer: what an upstream's GET answer becomes for the
+// policy. Only the registry's own answers (an OCI error body, no web page)
+// say "gone" or "denied"; the same statuses from a login wall, a captive
+// portal or a CDN challenge are trouble.
 func TestTableGetAnswer(t *testing.T) {
 	for _, tc := range []struct {
-		status int
-		want   cache.GetKind
+		name string
+		err  *upstream.StatusError
+		want cache.GetKind
 	}{
-		{http.StatusNotFound, cache.GetNotFound},
-		{http.StatusUnauthorized, cache.GetDenied},
-		{http.StatusForbidden, cache.GetDenied},
-		{http.StatusTooManyRequests, cache.GetFailed},
-		{http.StatusInternalServerError, cache.GetFailed},
-		{http.StatusBadGateway, cache.GetFailed},
-		{http.StatusBadRequest, cache.GetFailed},
+		{"404", &upstream.StatusError{Status: http.StatusNotFound, Code: "MANIFEST_UNKNOWN"}, cache.GetGone},
+		{"404 without a body", &upstream.StatusError{Status: http.StatusNotFound}, cache.GetGone},
+		{"410", &upstream.StatusError{Status: http.StatusGone}, cache.GetGone},
+		{"451", &upstream.StatusError{Status: http.StatusUnavailableForLegalReasons}, cache.GetGone},
+		{"401", &upstream.StatusError{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED"}, cache.GetDenied},
+		{"403", &upstream.StatusError{Status: http.StatusForbidden, Code: "DENIED"}, cache.GetDenied},
+		{"403 without an OCI error body", &upstream.StatusError{Status: http.StatusForbidden}, cache.GetFailed},
+		{"403 CDN challenge page", &upstream.StatusError{Status: http.StatusForbidden, Code: "DENIED", Page: true}, cache.GetFailed},
+		{"404 web page", &upstream.StatusError{Status: http.StatusNotFound, Page: true}, cache.GetFailed},
+		{"429", &upstream.StatusError{Status: http.StatusTooManyRequests}, cache.GetFailed},
+		{"500", &upstream.StatusError{Status: http.StatusInternalServerError}, cache.GetFailed},
+		{"502", &upstream.StatusError{Status: http.StatusBadGateway}, cache.GetFailed},
+		{"400", &upstream.StatusError{Status: http.StatusBadRequest}, cache.GetFailed},
 	} {
-		t.Run(http.StatusText(tc.status), func(t *testing.T) {
-			err := error(&upstream.StatusError{Status: tc.status})
-			if got := getAnswerOf(cache.Manifest{}, false, err).Kind; got != tc.want {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := getAnswerOf(cache.Manifest{}, false, fmt.Errorf("get: %w", tc.err)).Kind; got != tc.want {
 				t.Errorf("got kind %d, want %d", got, tc.want)
 			}
 		})
+	}
+	if got := getAnswerOf(cache.Manifest{}, false, fmt.Errorf("200 text/html: %w", upstream.ErrNotRegistry)).Kind; got != cache.GetFailed {
+		t.Errorf("a 200 that is no manifest: got kind %d, want %d (failed)", got, cache.GetFailed)
 	}
 	if got := getAnswerOf(cache.Manifest{}, false, errors.New("dial tcp: refused")).Kind; got != cache.GetFailed {
 		t.Errorf("transport error: got kind %d, want %d (failed)", got, cache.GetFailed)

@@ -53,6 +53,8 @@ func (p *Proxy) Health(ctx context.Context) (h Health, ok bool) {
 // metrics or health endpoint.
 func (p *Proxy) Guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
 		if err := p.access.check(r); err != nil {
 			w.Header().Set("Connection", "close")
 			oci.Write(w, r, oci.From(err))

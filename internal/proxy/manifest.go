@@ -231,16 +231,23 @@ func (p *Proxy) revalidate(ctx context.Context, key string, rt route, tr cache.T
 	return cached, cacheStale, nil
 }
 
-// getAnswerOf summarises a revalidating GET's results for the policy: the
-// upstream's 404 is "not found", its 401/403 after the token flow
-// "denied", any other failure (429, 5xx, unreachable, bad bytes) "failed".
+// getAnswerOf summarises a revalidating GET's results for the policy. Only
+// the registry's own answers say anything about the tag: its 404, 410 or
+// 451 (cache.GoneStatus) is "gone", its 401/403 after the token flow
+// "denied". An answer that is not the registry's (upstream.ErrNotRegistry:
+// a web page, a CDN challenge, a 401/403 without an OCI error body, a body
+// of no manifest type) and any other failure (429, 5xx, unreachable, bad
+// bytes) is trouble: "failed", and the cached tag is served stale.
 func getAnswerOf(m cache.Manifest, notModified bool, err error) cache.GetAnswer {
+	status := upstream.StatusOf(err)
 	switch {
 	case err == nil:
 		return cache.GetAnswer{Kind: cache.GetOK, NotModified: notModified, Digest: m.Digest}
-	case upstream.StatusOf(err) == http.StatusNotFound:
-		return cache.GetAnswer{Kind: cache.GetNotFound}
-	case upstream.StatusOf(err) == http.StatusUnauthorized || upstream.StatusOf(err) == http.StatusForbidden:
+	case errors.Is(err, upstream.ErrNotRegistry):
+		return cache.GetAnswer{Kind: cache.GetFailed}
+	case cache.GoneStatus(status):
+		return cache.GetAnswer{Kind: cache.GetGone}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return cache.GetAnswer{Kind: cache.GetDenied}
 	default:
 		return cache.GetAnswer{Kind: cache.GetFailed}

@@ -218,6 +218,10 @@ const (
 	apiVersionV2Value = "registry/2.0"
 )
 
+// contentSecurityPolicy is sent on every response: nothing the mirror
+// serves is a web page.
+const contentSecurityPolicy = "default-src 'none'; sandbox; frame-ancestors 'none'"
+
 // headerUpstreamRateLimit passes the upstream's "ratelimit-remaining"
 // (Docker Hub: "76;w=21600", pulls left in a window of seconds) on manifest
 // answers that went upstream, so `pullthrough doctor` and operators see the
@@ -230,6 +234,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r)
 	rec.Header().Set(headerAPIVersion, apiVersionV2Value)
 	rec.Header().Set("X-Request-Id", id)
+	// Whatever an upstream put in a body, no browser renders it as a page
+	// of the mirror's origin: no type sniffing, no script, no subresources,
+	// a sandboxed origin (CSP Level 3 "sandbox"), no framing.
+	rec.Header().Set("X-Content-Type-Options", "nosniff")
+	rec.Header().Set("Content-Security-Policy", contentSecurityPolicy)
 
 	kind, upstream := "unknown", ""
 	ctx, stats := withStats(r.Context())
@@ -252,6 +261,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			kind = rt.kind.String() // for the log line, whatever happens next
 		}
 		if err := p.access.check(r); err != nil {
+			// A refused client leaves: its connection does not keep a
+			// keep-alive slot of the local server (MaxConns) for the idle
+			// timeout. net/http closes after a response with this header.
+			rec.Header().Set("Connection", "close")
 			return err
 		}
 		if r.URL.Path == warmPath {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/pullthrough/pullthrough/internal/dockerhub"
@@ -35,10 +36,12 @@ const (
 
 // fromUpstream turns an upstream client's error into the error the client
 // sees: the edge between the registry client's vocabulary and the OCI
-// one. notFound is the answer to the upstream's 404 for what was asked
-// (BLOB_UNKNOWN, MANIFEST_UNKNOWN, NAME_UNKNOWN). The upstream's own auth
-// errors are never passed through: the client did not talk to the
-// upstream and cannot fix them. An error that is already an OCI error (a
+// one. notFound is the answer to the upstream's 404, 410 or 451 for what
+// was asked (BLOB_UNKNOWN, MANIFEST_UNKNOWN, NAME_UNKNOWN). The upstream's
+// own auth errors are never passed through: the client did not talk to the
+// upstream and cannot fix them. An answer that is not the registry's
+// (upstream.ErrNotRegistry) is a 502, so that clients fall back to their
+// next endpoint, never a DENIED the registry did not say. An error that is already an OCI error (a
 // fill's own) is returned as it is; nil stays nil.
 func fromUpstream(err error, notFound *oci.Error) error {
 	var oe *oci.Error
@@ -50,6 +53,10 @@ func fromUpstream(err error, notFound *oci.Error) error {
 		return oci.ErrTooManyRequests.With("upstream asked the mirror to back off and there is no cached copy", err)
 	case errors.Is(err, upstream.ErrBadContent):
 		return oci.ErrUpstreamBadBytes.With("", err)
+	case errors.Is(err, upstream.ErrNotRegistry):
+		return oci.ErrUpstreamNotRegistry.With("", err)
+	case errors.Is(err, upstream.ErrForbiddenAddress):
+		return oci.ErrUpstreamNotRegistry.With("upstream sent the mirror to an address it does not reach; nothing was fetched", err)
 	case errors.Is(err, upstream.ErrUnusable):
 		return oci.ErrUnavailable.With("upstream registry sent an unusable answer", err)
 	case !errors.As(err, &se):
@@ -58,6 +65,8 @@ func fromUpstream(err error, notFound *oci.Error) error {
 	switch se.Status {
 	case http.StatusNotFound:
 		return notFound.With("", err)
+	case http.StatusGone, http.StatusUnavailableForLegalReasons:
+		return notFound.With(fmt.Sprintf("upstream answered %d %s", se.Status, http.StatusText(se.Status)), err)
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return oci.ErrDenied.With("upstream denied access: the repository does not exist or needs credentials the mirror does not have", err)
 	case http.StatusTooManyRequests:

@@ -214,6 +214,11 @@ func (c *Client) fetchToken(ctx context.Context, target *url.URL, ch challenge, 
 	case !trusted && (!strings.EqualFold(realm.Host, target.Host) || realm.Scheme != "https" && realm.Scheme != target.Scheme):
 		return token{}, fmt.Errorf("upstream %s: redirect host %q names a token realm on another host %q", c.host, target.Host, realm.Host)
 	}
+	// An auth host is configured, but its address is not: the realm is
+	// dialed under the same policy as everything else (dial.go).
+	if err := c.policy.allowedURL(realm); err != nil {
+		return token{}, fmt.Errorf("upstream %s: token realm: %w", c.host, err)
+	}
 	if s := ch.params["scope"]; s != "" {
 		scope = s
 	}
@@ -233,6 +238,7 @@ func (c *Client) fetchToken(ctx context.Context, target *url.URL, ch challenge, 
 	if trusted && c.username != "" {
 		req.SetBasicAuth(c.username, c.password)
 	}
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := c.tokenClient.Do(req)
 	if err != nil {
 		return token{}, fmt.Errorf("token request: %w", err)

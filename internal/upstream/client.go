@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -42,6 +41,7 @@ type Client struct {
 	timeouts           struct{ token, metadata time.Duration } // metadata: manifests, blob HEADs, tag lists, referrers
 	backoff            backoff
 	facts              hostFacts
+	policy             *dialPolicy // where connections, redirects and realms may go (dial.go)
 	observe            atomic.Pointer[Observer]
 	now                atomic.Pointer[func() time.Time] // the mirror's clock (back-off, facts); nil: time.Now
 	tokenNow           func() time.Time                 // the clock of token expiry (auth.go); nil: time.Now
@@ -89,10 +89,12 @@ func New(cfg Config) (*Client, error) {
 	if c.dockerHub && len(c.authHosts) == 0 {
 		c.authHosts = []string{dockerhub.AuthHost}
 	}
+	c.policy = newDialPolicy(base)
 	rt := cfg.Transport
 	if rt == nil {
 		rt = newTransport()
 	}
+	rt = c.policy.withPolicy(rt)
 	// Layers, per hop of a request (the upstream, or a host it redirects
 	// to): back-off first (a host that asked for a pause is not asked),
 	// then auth on that host's own terms, then retries of transient
@@ -149,8 +151,8 @@ func (c *Client) tokenClock() time.Time {
 
 func newTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: http.ProxyFromEnvironment,
+		// The dialer is the dial policy's (dialPolicy.withPolicy).
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
@@ -168,7 +170,10 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 		return errors.New("upstream: too many redirects")
 	}
 	if req.URL.Scheme != "https" && !(req.URL.Scheme == "http" && c.base.Scheme == "http") {
-		return fmt.Errorf("upstream: refusing redirect to %s URL", req.URL.Scheme)
+		return fmt.Errorf("upstream: refusing redirect to %s URL: %w", req.URL.Scheme, ErrForbiddenAddress)
+	}
+	if err := c.policy.allowedURL(req.URL); err != nil {
+		return fmt.Errorf("upstream: refusing redirect: %w", err)
 	}
 	if !strings.EqualFold(req.URL.Host, c.base.Host) {
 		req.Header.Del("Authorization")
@@ -265,6 +270,11 @@ func (c *Client) do(ctx context.Context, method, name, rest string, header http.
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "pullthrough")
+	// The bytes as sent, never a transfer encoding of them: Go's transport
+	// would otherwise ask for gzip and inflate the answer, so the mirror
+	// would verify (and store, and spend memory on) bytes the upstream did
+	// not send. An upstream that encodes anyway is verified as it sent.
+	req.Header.Set("Accept-Encoding", "identity")
 	if !follow {
 		return c.noRedirect.Do(req)
 	}

@@ -32,7 +32,10 @@ type Config struct {
 	// refused without an upstream request.
 	Allow, Deny []string
 	// Transport is the round tripper for all upstream traffic; nil means a
-	// dedicated transport with sane timeouts.
+	// dedicated transport with sane timeouts. A *http.Transport that dials
+	// as the standard library does gets the dial policy (dial.go) on a
+	// clone; one with its own dialer, or another RoundTripper, is trusted
+	// to apply its own.
 	Transport http.RoundTripper
 }
 

@@ -166,6 +166,12 @@ func (c *Client) BlobLocation(ctx context.Context, name string, d digest.Digest)
 	if strings.HasPrefix(loc.Path, "/v2/") && strings.Contains(loc.Path, "/blobs/") {
 		return "", nil
 	}
+	// Nor is an address the mirror itself would not connect to: clients
+	// are not sent inward either (a fill, under the dial policy, is tried
+	// instead).
+	if c.policy.allowedURL(loc) != nil {
+		return "", nil
+	}
 	return loc.String(), nil
 }
 
@@ -231,9 +237,18 @@ func (c *Client) GetManifest(ctx context.Context, name, ref, ifNoneMatch string,
 	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(data)) {
 		return Manifest{}, fmt.Errorf("manifest %s/%s truncated: %w", name, ref, ErrBadContent)
 	}
+	// Only a registry manifest is a registry's answer: a captive portal's
+	// or login wall's 200 page (harbor #23882, registry.k8s.io #287) or any
+	// other type is trouble on the way, not what the tag now is.
+	if isPage(resp.Header, data) {
+		return Manifest{}, fmt.Errorf("manifest %s/%s: a web page: %w", name, ref, ErrNotRegistry)
+	}
 	mt := manifestMediaType(resp.Header.Get("Content-Type"), data)
 	if mt == "" {
 		return Manifest{}, fmt.Errorf("manifest %s/%s has no media type: %w", name, ref, ErrUnusable)
+	}
+	if !oci.IsManifestType(mt) {
+		return Manifest{}, fmt.Errorf("manifest %s/%s: media type %q is no registry manifest type: %w", name, ref, oci.Truncate(mt), ErrNotRegistry)
 	}
 	// digest.Parse returns its input even when it is invalid.
 	want, err := digest.Parse(ref)
@@ -258,17 +273,27 @@ func (c *Client) GetManifest(ctx context.Context, name, ref, ifNoneMatch string,
 }
 
 // manifestMediaType trusts a specific Content-Type and otherwise reads the
-// manifest's own mediaType field (some registries answer application/json).
+// manifest's own mediaType field (some registries answer application/json),
+// or for a schema 1 manifest, which has none, its schemaVersion and
+// signatures (application/json is schema 1's historical type).
 func manifestMediaType(contentType string, data []byte) string {
 	mt, _, _ := mime.ParseMediaType(contentType)
 	if mt != "" && mt != "application/json" && mt != "text/plain" && mt != "application/octet-stream" {
 		return mt
 	}
 	var probe struct {
-		MediaType string `json:"mediaType"`
+		MediaType     string            `json:"mediaType"`
+		SchemaVersion int               `json:"schemaVersion"`
+		Signatures    []json.RawMessage `json:"signatures"`
 	}
-	if json.Unmarshal(data, &probe) == nil && probe.MediaType != "" {
+	switch {
+	case json.Unmarshal(data, &probe) != nil:
+	case probe.MediaType != "":
 		return probe.MediaType
+	case probe.SchemaVersion == 1 && len(probe.Signatures) > 0:
+		return oci.MediaSchema1Signed
+	case probe.SchemaVersion == 1:
+		return oci.MediaSchema1
 	}
 	return mt
 }

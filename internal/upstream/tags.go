@@ -81,6 +81,9 @@ func (c *Client) Tags(ctx context.Context, name, query string) ([]byte, url.Valu
 	if err != nil {
 		return nil, nil, fmt.Errorf("tag list: %w: %w", ErrUnusable, err)
 	}
+	if body, err = registryTagList(body); err != nil {
+		return nil, nil, err
+	}
 	sent := c.base.JoinPath("v2", name, "tags", "list")
 	return body, nextPage(resp, sent), nil
 }

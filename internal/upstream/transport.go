@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -24,7 +25,7 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	backoff := 200 * time.Millisecond
 	for i := 1; ; i++ {
 		resp, err := t.next.RoundTrip(req)
-		transient := err != nil && ctx.Err() == nil
+		transient := err != nil && ctx.Err() == nil && !errors.Is(err, ErrForbiddenAddress)
 		if err == nil {
 			switch resp.StatusCode {
 			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
