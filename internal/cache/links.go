@@ -88,7 +88,7 @@ func (c *Cache) LinkManifest(ctx context.Context, host, name string, m Manifest)
 		return
 	}
 	for _, child := range refs {
-		if cm, err := c.LoadManifest(ctx, child); err == nil {
+		if cm, err := c.LoadManifest(ctx, host, child); err == nil {
 			c.Link(ctx, host, name, oci.ManifestRefs(cm.Data)...)
 		}
 	}
