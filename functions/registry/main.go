@@ -40,7 +40,7 @@ func run(args []string) error {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h, err := newProxy(ctx, cfg, logger)
+	h, err := newProxy(ctx, cfg, cmd != "warm" && cmd != "sweep", logger)
 	if err != nil {
 		return initFailed(cfg, err)
 	}

@@ -904,6 +904,10 @@ run "allows_public_access_when_asked" {
     condition     = aws_lambda_function_url.this.authorization_type == "NONE" && !contains(keys(local.environment), "PULLTHROUGH_CLIENT_CIDRS")
     error_message = "allow_public_access must plan the open mirror it acknowledges"
   }
+  assert {
+    condition     = local.environment["PULLTHROUGH_ALLOW_OPEN"] == "true"
+    error_message = "allow_public_access must tell the function that it may start open (PULLTHROUGH_ALLOW_OPEN)"
+  }
 }
 
 run "allows_open_url_with_client_cidrs" {
@@ -915,6 +919,10 @@ run "allows_open_url_with_client_cidrs" {
   assert {
     condition     = local.environment["PULLTHROUGH_CLIENT_CIDRS"] == "203.0.113.10/32"
     error_message = "client_cidrs must be enough to plan without allow_public_access"
+  }
+  assert {
+    condition     = !contains(keys(local.environment), "PULLTHROUGH_ALLOW_OPEN")
+    error_message = "without allow_public_access the function must not be told it may start open"
   }
 }
 
