@@ -266,6 +266,9 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *Upstream, name, ref strin
 // storeManifest saves a manifest the upstream served for a repository and
 // links it and its references to that repository.
 func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m cache.Manifest) error {
+	if err := refsWithinCap(m); err != nil {
+		return err
+	}
 	m.Used = p.now().UTC() // a fill is a use
 	if err := p.cache.SaveManifest(ctx, up.Host(), m); err != nil {
 		return err
