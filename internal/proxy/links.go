@@ -114,6 +114,15 @@ func refsWithinCap(m cache.Manifest) error {
 	return nil
 }
 
+// holdsSubject reports whether the route's digest is a manifest the
+// mirror holds for the route's repository (linked to it), so that a
+// referrers answer for it is worth a store record: a referrers request for
+// a random digest writes nothing.
+func (p *Proxy) holdsSubject(ctx context.Context, rt route) bool {
+	ok, err := p.cache.Linked(ctx, rt.up.Host(), rt.name, rt.digest)
+	return err == nil && ok
+}
+
 // errUnconfirmed: the content is cached, but for another repository, and
 // the upstream could not be asked whether this one has it.
 func errUnconfirmed(name, why string, cause error) *oci.Error {

@@ -92,7 +92,8 @@ type Report struct {
 //     complete anyway).
 //
 // Everything else under tags/, manifests/ and blobs/ is deleted, with the
-// repository links and referrers records of the deleted digests. Records
+// repository links and referrers records of the deleted digests, and
+// referrers records of subjects that are not cached (deadRecords). Records
 // written before use was recorded count from their last write. A pull that
 // starts while the sweep runs may, at worst, be redirected once to a blob
 // deleted under it; its retry finds the blob missing and fills it again
@@ -283,12 +284,17 @@ func (s *sweep) deadBlobs(ctx context.Context, condemned map[digest.Digest]bool)
 }
 
 // deadRecords returns the repository links and referrers records of
-// condemned digests.
+// condemned digests, and the orphaned referrers records: those whose
+// subject is no cached manifest, written before the retention (a request
+// for any digest used to leave one; a younger one may belong to a subject
+// cached since the manifests were listed).
 func (s *sweep) deadRecords(ctx context.Context, condemned map[digest.Digest]bool) ([]ObjectInfo, error) {
 	var dead []ObjectInfo
 	for _, prefix := range []string{"links/", "referrers/"} {
 		err := s.each(ctx, prefix, func(o ObjectInfo) error {
-			if dg, ok := cache.TrailingDigest(o.Key); ok && condemned[dg] {
+			dg, ok := cache.TrailingDigest(o.Key)
+			orphan := prefix == "referrers/" && (!ok || s.manifests[dg] == nil) && o.Modified.Before(s.cutoff)
+			if ok && condemned[dg] || orphan {
 				dead = append(dead, o)
 			}
 			return nil
