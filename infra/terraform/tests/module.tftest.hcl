@@ -83,6 +83,7 @@ run "defaults" {
       PULLTHROUGH_PRESIGN_TTL  = "15m"
       PULLTHROUGH_LOG_LEVEL    = "info"
       PULLTHROUGH_FILL_TIMEOUT = "14m"
+      PULLTHROUGH_ALLOW_OPEN   = "true" # the file's allow_public_access
     }
     error_message = "unexpected default environment: ${jsonencode(local.environment)}"
   }
@@ -525,6 +526,7 @@ run "several_upstreams_and_tuning" {
       PULLTHROUGH_FILL_TIMEOUT      = "9m30s"
       PULLTHROUGH_FILL_WAIT         = "90s"
       PULLTHROUGH_CLIENT_CIDRS      = "10.0.0.0/8,2001:db8::/32,192.0.2.7"
+      PULLTHROUGH_ALLOW_OPEN        = "true"
     }
     error_message = "unexpected environment (PULLTHROUGH_UPSTREAM must give way to PULLTHROUGH_UPSTREAMS): ${jsonencode(local.environment)}"
   }
