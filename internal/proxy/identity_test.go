@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullthrough/pullthrough/internal/cache"
 	"github.com/pullthrough/pullthrough/internal/proxy"
 	"github.com/pullthrough/pullthrough/internal/store"
 	"github.com/pullthrough/pullthrough/internal/testenv"
@@ -117,6 +118,20 @@ func TestSchema1ForgeryStaysWithItsUpstream(t *testing.T) {
 			if tc.restart {
 				_, other := identityMirror(t, dir, nil, cfgs)
 				pullA(other)
+			}
+			// No key A's clients read holds B's bytes.
+			st, _ := store.NewFilesystem(dir)
+			for _, key := range []string{cache.ManifestKey(digest.Digest(d.String())), cache.UpstreamManifestKey("a.example", digest.Digest(d.String()))} {
+				rc, _, err := st.Get(context.Background(), key)
+				if err != nil {
+					continue
+				}
+				var rec cache.Manifest
+				err = json.NewDecoder(rc).Decode(&rec)
+				rc.Close()
+				if err != nil || !bytes.Equal(rec.Data, want) {
+					t.Errorf("%s: got %d bytes (%v), want A's manifest or nothing", key, len(rec.Data), err)
+				}
 			}
 		})
 	}
