@@ -92,7 +92,7 @@ func (e *benchEnv) startLambda(t *testing.T, run int) *instance {
 	}
 	began := time.Now()
 	p := testenv.Start(t, append(e.mirrorEnv(c.URL, fmt.Sprintf("bench/lambda-%d", run)),
-		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), e.lambda)
+		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough", "PULLTHROUGH_ALLOW_OPEN=true"), e.lambda)
 	// The function URL holds the request until the runtime asks for work,
 	// as a cold Lambda does, so one request measures the cold start.
 	ready := waitOK(t, p, h.URL()+"/v2/", began)

@@ -87,7 +87,7 @@ func (e *benchEnv) startLambdaEnvs(t *testing.T, prefix string, n int) *instance
 	var procs []*testenv.Process
 	for range n {
 		procs = append(procs, testenv.Start(t, append(e.mirrorEnv(e.s3.Endpoint, prefix),
-			"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), e.lambda))
+			"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough", "PULLTHROUGH_ALLOW_OPEN=true"), e.lambda))
 	}
 	ready := waitOK(t, procs[0], h.URL()+"/v2/", began)
 	return &instance{base: h.URL(), proc: procs[0], ready: ready, close: func() {

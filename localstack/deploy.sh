@@ -33,6 +33,7 @@ cat >"$state_dir/localstack.tfvars.json" <<JSON
   "architecture": "$arch",
   "package_path": "$package",
   "force_destroy": true,
+  "allow_public_access": true,
   "extra_environment": {
     "PULLTHROUGH_S3_PATH_STYLE": "true"
   },

@@ -38,6 +38,9 @@ type Config struct {
 	// Retention enables the sweep (sweep.go): content not used within it
 	// is deleted. Zero, the default, disables it.
 	Retention time.Duration
+	// AllowOpen is the operator's choice of a mirror without client
+	// credentials or CIDRs where others can reach it (refuseOpen).
+	AllowOpen bool
 }
 
 // Defaults of the binary's own settings (the cache policy's are proxy's
@@ -96,6 +99,7 @@ func parseServer(e *env) Config {
 		FunctionName:      e.getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		MaxConns:          e.integer("PULLTHROUGH_MAX_CONNECTIONS", defaultMaxConns),
 		CredentialsSecret: e.get("PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", ""),
+		AllowOpen:         e.boolean("PULLTHROUGH_ALLOW_OPEN", false),
 	}
 	c.Lambda = c.RuntimeAPI != ""
 	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
@@ -285,6 +289,7 @@ func upstreamEntries(e *env) ([]upstreamEntry, string) {
 // proxy.UpstreamConfig.Validate is reported and left out.
 func parseUpstreams(e *env) []proxy.UpstreamConfig {
 	entries, listVar := upstreamEntries(e)
+	collidingKeys(e, listVar, entries)
 	var out []proxy.UpstreamConfig
 	for i, ent := range entries {
 		uc, vars := upstreamOptions(e, ent, i == 0)
@@ -337,6 +342,22 @@ func upstreamOptions(e *env, ent upstreamEntry, first bool) (proxy.UpstreamConfi
 		*o.dst = e.items(vars[o.field], v)
 	}
 	return uc, vars
+}
+
+// collidingKeys refuses two upstreams whose hosts turn into the same
+// <HOST> of PULLTHROUGH_UPSTREAM_<HOST>_* (registry.corp.example and
+// registry-corp.example): the variables meant for one would be read for
+// both, and a look-alike host would get the other's credentials.
+func collidingKeys(e *env, listVar string, entries []upstreamEntry) {
+	first := map[string]string{}
+	for _, ent := range entries {
+		k := envKey(ent.host)
+		if other, ok := first[k]; ok && other != ent.host {
+			e.bad(listVar, "upstreams %q and %q would both read PULLTHROUGH_UPSTREAM_%s_* (credentials included): serve one of them, or each from its own mirror", other, ent.host, k)
+			continue
+		}
+		first[k] = ent.host
+	}
 }
 
 // envKey turns a host into the part of a variable name that stands for it.

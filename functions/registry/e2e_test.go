@@ -59,7 +59,9 @@ func (s *stack) startLambda(t *testing.T, mode lambdaharness.Mode, extra ...stri
 // PULLTHROUGH_UPSTREAMS it leaves out the stack's PULLTHROUGH_UPSTREAM,
 // which the mirror refuses beside it.
 func (s *stack) env(extra ...string) []string {
-	env := append(s.s3.Env(""), "PULLTHROUGH_MANIFEST_TTL=1h")
+	// The stack's mirrors have no client credentials unless a test adds
+	// them: open by choice, as a deployment must say (refuseOpen).
+	env := append(s.s3.Env(""), "PULLTHROUGH_MANIFEST_TTL=1h", "PULLTHROUGH_ALLOW_OPEN=true")
 	if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, "PULLTHROUGH_UPSTREAMS=") }) {
 		env = append(env, "PULLTHROUGH_UPSTREAM="+s.up.URL.String())
 	}

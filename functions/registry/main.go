@@ -44,7 +44,7 @@ func run(args []string) error {
 	if !cfg.Lambda {
 		cfg.Proxy.OnRequest, cfg.Proxy.OnFillFailure = metrics.observe, metrics.fillFailed
 	}
-	h, err := newProxy(ctx, cfg, logger)
+	h, err := newProxy(ctx, cfg, cmd != "warm" && cmd != "sweep", logger)
 	if err != nil {
 		return initFailed(cfg, err)
 	}

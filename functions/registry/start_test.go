@@ -221,7 +221,7 @@ func TestLambdaInitFailsOnABrokenStore(t *testing.T) {
 	}
 	t.Cleanup(func() { h.Close() })
 	env := append(s3.Env(""), "PULLTHROUGH_STORE=s3://no-such-bucket", "PULLTHROUGH_UPSTREAM=http://"+testenv.FreeAddr(t),
-		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough")
+		"AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough", "PULLTHROUGH_ALLOW_OPEN=true")
 	testenv.Start(t, env, testenv.BuildMirror(t, true))
 	client := &http.Client{Timeout: 20 * time.Second}
 	resp, err := client.Post(h.InvokeEndpoint()+"/2015-03-31/functions/pullthrough/invocations", "application/json", strings.NewReader(`{}`))

@@ -97,7 +97,7 @@ func TestSweepCommandAndLambdaEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	testenv.Start(t, append(env, "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough"), testenv.BuildMirror(t, true))
+	testenv.Start(t, append(env, "AWS_LAMBDA_RUNTIME_API="+h.RuntimeAPI(), "AWS_LAMBDA_FUNCTION_NAME=pullthrough", "PULLTHROUGH_ALLOW_OPEN=true"), testenv.BuildMirror(t, true))
 	// What an EventBridge schedule sends (infra/terraform/sweep.tf).
 	resp, err := http.Post(h.InvokeEndpoint()+"/2015-03-31/functions/pullthrough/invocations", "application/json", strings.NewReader(`{"sweep":{}}`))
 	if err != nil {

@@ -17,8 +17,10 @@ import (
 	"github.com/pullthrough/pullthrough/internal/store"
 )
 
-// newProxy builds store, upstreams and handler from the configuration.
-func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Proxy, error) {
+// newProxy builds store, upstreams and handler from the configuration. A
+// proxy that will serve is refused if it would be open unasked
+// (refuseOpen); warm and sweep serve nothing.
+func newProxy(ctx context.Context, cfg Config, serving bool, logger *slog.Logger) (*proxy.Proxy, error) {
 	var awsCfg aws.Config
 	if needsAWS(cfg) {
 		var err error
@@ -32,6 +34,11 @@ func newProxy(ctx context.Context, cfg Config, logger *slog.Logger) (*proxy.Prox
 	}
 	if cfg.CredentialsSecret != "" {
 		if err := loadSecret(ctx, awsCfg, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if serving {
+		if err := refuseOpen(cfg); err != nil {
 			return nil, err
 		}
 	}

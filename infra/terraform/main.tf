@@ -71,6 +71,9 @@ locals {
         PULLTHROUGH_CLIENT_CIDRS                = length(var.client_cidrs) > 0 ? join(",", var.client_cidrs) : null
         PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET = local.upstream_credentials_secret_arn
         PULLTHROUGH_RETENTION                   = var.retention_days == null ? null : "${var.retention_days}d"
+        # The module cannot read the secret; the binary can, and refuses to
+        # start open (no client credentials, no CIDRs) unless this says so.
+        PULLTHROUGH_ALLOW_OPEN = var.allow_public_access ? "true" : null
       } : k => v if v != null
     },
   )

@@ -391,7 +391,7 @@ variable "client_cidrs" {
 }
 
 variable "allow_public_access" {
-  description = "Acknowledge a mirror that anyone who learns its URL can pull through at your expense. Without client_cidrs or a credentials secret (upstream_credentials_secret_arn or create_upstream_credentials_secret, holding the client tokens/users), planning fails unless this is true. The module cannot read the secret: it must hold `tokens` or `users` for clients to be asked for credentials (see README)."
+  description = "Acknowledge a mirror that anyone who learns its URL can pull through at your expense. Without client_cidrs or a credentials secret (upstream_credentials_secret_arn or create_upstream_credentials_secret, holding the client tokens/users), planning fails unless this is true. The module cannot read the secret: it must hold `tokens` or `users` for clients to be asked for credentials (see README), and a function whose secret holds only upstream credentials refuses to start (its init error says why) unless this is true. Sets PULLTHROUGH_ALLOW_OPEN."
   type        = bool
   default     = false
   nullable    = false
@@ -473,7 +473,7 @@ variable "extra_environment" {
         "PULLTHROUGH_STORE", "PULLTHROUGH_UPSTREAM", "PULLTHROUGH_UPSTREAMS", "PULLTHROUGH_DEFAULT_UPSTREAM",
         "PULLTHROUGH_MANIFEST_TTL", "PULLTHROUGH_PRESIGN_TTL", "PULLTHROUGH_LOG_LEVEL",
         "PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET", "PULLTHROUGH_LARGE_BLOB_POLICY", "PULLTHROUGH_LARGE_BLOB_SIZE", "PULLTHROUGH_MAX_BLOB_SIZE",
-        "PULLTHROUGH_FILL_TIMEOUT", "PULLTHROUGH_FILL_WAIT", "PULLTHROUGH_CLIENT_CIDRS",
+        "PULLTHROUGH_FILL_TIMEOUT", "PULLTHROUGH_FILL_WAIT", "PULLTHROUGH_CLIENT_CIDRS", "PULLTHROUGH_ALLOW_OPEN",
         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",

@@ -8,7 +8,8 @@
 // Store layout (every key below a bucket's configured prefix):
 //
 //	blobs/<alg>/<hex>                          blob bytes
-//	manifests/<alg>/<hex>                      Manifest
+//	manifests/<alg>/<hex>                      Manifest whose digest hashes its exact bytes
+//	manifests/_upstream/<host>/<alg>/<hex>     Manifest whose digest does not (schema 1)
 //	tags/<host>/<name>/_tag/<tag>              Tag
 //	tags/<host>/<name>/_list                   last good full tag list
 //	referrers/<host>/<name>/_ref/<alg>/<hex>   Referrers
@@ -20,6 +21,7 @@ package cache
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -49,7 +51,7 @@ type Cache struct {
 	// is 4/3 of the largest manifest plus a little.
 	maxRecord int64
 
-	manifests *Memo[digest.Digest, Manifest]
+	manifests *Memo[string, Manifest] // by store key
 	tags      *Memo[string, Tag]      // by store key
 	tagLists  *Memo[string, [32]byte] // SHA-256 of each tag list in the store, by key
 	links     *Memo[string, struct{}] // repository links known to exist, by store key
@@ -66,7 +68,7 @@ func New(policy Policy, maxManifestSize int64, store Store, log *slog.Logger) *C
 		store: store, log: log, now: time.Now, policy: policy,
 		maxRecord: 2*maxManifestSize + 4096,
 		presigned: NewMemo[string, string](10000),
-		manifests: NewMemo[digest.Digest, Manifest](1024),
+		manifests: NewMemo[string, Manifest](1024),
 		tags:      NewMemo[string, Tag](10000),
 		tagLists:  NewMemo[string, [32]byte](10000),
 		links:     NewMemo[string, struct{}](100000),
@@ -87,8 +89,37 @@ func BlobKey(d digest.Digest) string {
 	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
+// ManifestKey is where a manifest whose digest is the hash of its exact
+// bytes is kept, for every upstream: nobody can make other bytes hash to
+// it, so whichever upstream served them, they are the content the digest
+// names. A record there that does not hash to its key is not read.
 func ManifestKey(d digest.Digest) string {
 	return "manifests/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// UpstreamManifestKey is where a manifest whose digest is not the hash of
+// its bytes is kept: a signed schema 1 manifest, addressed by the hash of
+// a payload that fields of its own body define (oci.ManifestDigests). Such
+// a digest proves only that the body carries that payload, so an upstream
+// can craft a body for any digest it likes, another registry's image's
+// included; the record is therefore scoped to the upstream that served it,
+// and read only for that upstream. "_upstream" cannot be a digest
+// algorithm (they start with a letter or digit).
+func UpstreamManifestKey(host string, d digest.Digest) string {
+	return "manifests/_upstream/" + host + "/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// HashesExactly reports whether m's digest is the hash of its exact bytes.
+func (m Manifest) HashesExactly() bool {
+	return m.Digest.Validate() == nil && m.Digest.Algorithm().FromBytes(m.Data) == m.Digest
+}
+
+// manifestKeyFor is where m, served by host, is kept.
+func manifestKeyFor(host string, m Manifest) string {
+	if m.HashesExactly() {
+		return ManifestKey(m.Digest)
+	}
+	return UpstreamManifestKey(host, m.Digest)
 }
 
 // TagKey scopes tags by upstream host. "_tag" cannot be a repository path
@@ -135,36 +166,45 @@ const memoManifestMax = 64 << 10
 // noticed.
 const manifestMemoFor = time.Hour
 
-func (c *Cache) LoadManifest(ctx context.Context, d digest.Digest) (Manifest, error) {
-	if m, ok := c.manifests.Get(d, c.now(), manifestMemoFor); ok {
-		return m, nil
-	}
-	m, err := c.loadManifestFromStore(ctx, d)
-	if err == nil && len(m.Data) <= memoManifestMax {
-		c.manifests.Put(d, m, c.now())
+// LoadManifest reads the manifest d for upstream host: the shared record
+// if its bytes hash to d, else the record host itself served.
+func (c *Cache) LoadManifest(ctx context.Context, host string, d digest.Digest) (Manifest, error) {
+	m, err := c.loadManifest(ctx, ManifestKey(d), d, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		m, err = c.loadManifest(ctx, UpstreamManifestKey(host, d), d, false)
 	}
 	return m, err
 }
 
-func (c *Cache) loadManifestFromStore(ctx context.Context, d digest.Digest) (Manifest, error) {
-	var m Manifest
-	if err := c.LoadJSON(ctx, ManifestKey(d), &m); err != nil {
-		return m, err
+func (c *Cache) loadManifest(ctx context.Context, key string, d digest.Digest, exact bool) (Manifest, error) {
+	if m, ok := c.manifests.Get(key, c.now(), manifestMemoFor); ok {
+		return m, nil
 	}
-	// A record that does not hash to its key is damage, not content.
-	if m.Digest != d || !slices.Contains(oci.ManifestDigests(d.Algorithm(), m.MediaType, m.Data), d) {
-		return Manifest{}, fmt.Errorf("manifest record %s is corrupt: %w", d, fs.ErrNotExist)
+	var m Manifest
+	if err := c.LoadJSON(ctx, key, &m); err != nil {
+		return Manifest{}, err
+	}
+	// A record that does not hash to its key is damage, not content; in
+	// the shared layout only the exact bytes' hash counts (see ManifestKey).
+	if m.Digest != d || (exact && !m.HashesExactly()) ||
+		!slices.Contains(oci.ManifestDigests(d.Algorithm(), m.MediaType, m.Data), d) {
+		return Manifest{}, fmt.Errorf("manifest record %s is corrupt: %w", key, fs.ErrNotExist)
+	}
+	if len(m.Data) <= memoManifestMax {
+		c.manifests.Put(key, m, c.now())
 	}
 	return m, nil
 }
 
-func (c *Cache) SaveManifest(ctx context.Context, m Manifest) error {
-	return c.SaveJSON(ctx, ManifestKey(m.Digest), m)
+// SaveManifest stores m as upstream host served it (see ManifestKey and
+// UpstreamManifestKey for where).
+func (c *Cache) SaveManifest(ctx context.Context, host string, m Manifest) error {
+	return c.SaveJSON(ctx, manifestKeyFor(host, m), m)
 }
 
 // LoadTag reads a tag record, from memory while it is fresh (a stale one
 // is re-read: another instance may have revalidated it meanwhile).
-func (c *Cache) LoadTag(ctx context.Context, key string) (Tag, Manifest, error) {
+func (c *Cache) LoadTag(ctx context.Context, host, key string) (Tag, Manifest, error) {
 	tr, ok := c.tags.Get(key, c.now(), c.policy.ManifestTTL)
 	if !ok || !c.policy.Fresh(tr.Checked, c.now()) {
 		if err := c.LoadJSON(ctx, key, &tr); err != nil {
@@ -172,7 +212,7 @@ func (c *Cache) LoadTag(ctx context.Context, key string) (Tag, Manifest, error) 
 		}
 		c.tags.Put(key, tr, c.now())
 	}
-	m, err := c.LoadManifest(ctx, tr.Digest)
+	m, err := c.LoadManifest(ctx, host, tr.Digest)
 	return tr, m, err
 }
 
@@ -235,9 +275,7 @@ func (c *Cache) NotePresigned(memoKey, url string) { c.presigned.Put(memoKey, ur
 
 // Forget drops what this process remembers about a deleted object.
 func (c *Cache) Forget(key string) {
-	if dg, ok := KeyDigest(key, "manifests/"); ok {
-		c.manifests.Del(dg)
-	}
+	c.manifests.Del(key)
 	c.tags.Del(key)
 	c.links.Del(key)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -35,6 +36,47 @@ import (
 //
 // Cost: at most one small PUT per (upstream, repository, digest) per
 // process (the memo), one Stat per link per process lifetime on hits.
+//
+// Bounded work: one manifest answer writes at most MaxLinks link records
+// (the manifest, its distinct references and, within what is left, the
+// references of an index's cached children), linkWorkers at a time. A
+// manifest with more than MaxManifestRefs distinct references is not
+// stored or linked at all (ManifestRefsOver): the serving side refuses it.
+// What the budget leaves unlinked (children's references past it) is
+// confirmed upstream when first asked for, as content cached before links
+// existed is.
+
+// MaxManifestRefs is the most distinct digests one manifest may reference
+// for the mirror to keep it: far above any runnable image (overlay file
+// systems stop at about 128 layers, Docker at 125) or real index, far below
+// the ~27,000 a 4 MiB manifest can list.
+const MaxManifestRefs = 1000
+
+// MaxLinks is the most link records one manifest answer writes.
+const MaxLinks = MaxManifestRefs + 1
+
+// linkWorkers is how many link records are written at once.
+const linkWorkers = 16
+
+// DistinctRefs is a manifest's references, each once, in order.
+func DistinctRefs(data []byte) []digest.Digest {
+	seen := map[digest.Digest]bool{}
+	var out []digest.Digest
+	for _, d := range oci.ManifestRefs(data) {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// ManifestRefsOver reports the number of distinct references of m when it
+// is more than MaxManifestRefs.
+func ManifestRefsOver(m Manifest) (int, bool) {
+	n := len(DistinctRefs(m.Data))
+	return n, n > MaxManifestRefs
+}
 
 // linkedFor is how long a link stays in the memo. Links are never removed
 // by the mirror; the memo only bounds how long a bucket lifecycle rule
@@ -59,37 +101,62 @@ func (c *Cache) Linked(ctx context.Context, host, name string, d digest.Digest) 
 	}
 }
 
-// link records that d belongs to the repository. It is idempotent and
-// costs nothing when this process already knows the link. A failure is
-// logged, not returned: the content was verified, and a missing link only
-// costs one upstream HEAD later.
+// Link records that each d belongs to the repository, linkWorkers at a
+// time. It is idempotent and costs nothing for links this process already
+// knows. A failure is logged, not returned: the content was verified, and
+// a missing link only costs one upstream HEAD later.
 func (c *Cache) Link(ctx context.Context, host, name string, ds ...digest.Digest) {
+	var todo []string
+	seen := map[string]bool{}
 	for _, d := range ds {
 		key := LinkKey(host, name, d)
-		if _, ok := c.links.Get(key, c.now(), linkedFor); ok {
+		if _, ok := c.links.Get(key, c.now(), linkedFor); ok || seen[key] {
 			continue
 		}
-		if err := c.SaveJSON(ctx, key, LinkRecord{Linked: c.now().UTC()}); err != nil {
-			c.log.Warn("could not record repository link", "repository", name, "digest", d.String(), "cause", err.Error())
-			continue
-		}
-		c.links.Put(key, struct{}{}, c.now())
+		seen[key] = true
+		todo = append(todo, key)
 	}
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range min(len(todo), linkWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range next {
+				if err := c.SaveJSON(ctx, key, LinkRecord{Linked: c.now().UTC()}); err != nil {
+					c.log.Warn("could not record repository link", "repository", name, "key", key, "cause", err.Error())
+					continue
+				}
+				c.links.Put(key, struct{}{}, c.now())
+			}
+		}()
+	}
+	for _, key := range todo {
+		next <- key
+	}
+	close(next)
+	wg.Wait()
 }
 
 // LinkManifest links a manifest fetched (or confirmed) for a repository
-// and everything it references. For an index, cached children's references
-// are linked too, so a child cached for another repository does not cost
-// an upstream HEAD per layer.
+// and everything it references, at most MaxLinks records. For an index,
+// cached children's references are linked too while the budget lasts, so
+// a child cached for another repository does not cost an upstream HEAD per
+// layer. The caller has refused a manifest over MaxManifestRefs.
 func (c *Cache) LinkManifest(ctx context.Context, host, name string, m Manifest) {
-	refs := oci.ManifestRefs(m.Data)
-	c.Link(ctx, host, name, append([]digest.Digest{m.Digest}, refs...)...)
-	if !oci.IsIndex(m.MediaType) {
-		return
-	}
-	for _, child := range refs {
-		if cm, err := c.LoadManifest(ctx, child); err == nil {
-			c.Link(ctx, host, name, oci.ManifestRefs(cm.Data)...)
+	refs := DistinctRefs(m.Data)
+	ds := append([]digest.Digest{m.Digest}, refs...)
+	if oci.IsIndex(m.MediaType) {
+		for _, child := range refs {
+			if len(ds) >= MaxLinks {
+				break
+			}
+			// Index children are schema 2 or OCI manifests: the shared
+			// record only (a miss costs one GET, not two).
+			if cm, err := c.loadManifest(ctx, ManifestKey(child), child, true); err == nil {
+				ds = append(ds, DistinctRefs(cm.Data)...)
+			}
 		}
 	}
+	c.Link(ctx, host, name, ds[:min(len(ds), MaxLinks)]...)
 }

@@ -46,18 +46,18 @@ func (c *Cache) NoteTagUse(ctx context.Context, key string, tr Tag) {
 
 // NoteManifestUse records a hit on a manifest by digest, at most once a
 // day (see UseEvery), and returns the record as now stored.
-func (c *Cache) NoteManifestUse(ctx context.Context, m Manifest) Manifest {
+func (c *Cache) NoteManifestUse(ctx context.Context, host string, m Manifest) Manifest {
 	now := c.now()
 	if !UseDue(m.Used, now) {
 		return m
 	}
 	m.Used = now.UTC()
-	if err := c.SaveManifest(ctx, m); err != nil {
+	if err := c.SaveManifest(ctx, host, m); err != nil {
 		c.log.Warn("could not record manifest use", "digest", m.Digest.String(), "cause", err.Error())
 		return m
 	}
 	if len(m.Data) <= memoManifestMax {
-		c.manifests.Put(m.Digest, m, now)
+		c.manifests.Put(manifestKeyFor(host, m), m, now)
 	}
 	return m
 }

@@ -48,6 +48,9 @@ func (p *Proxy) checkLinkedManifest(ctx context.Context, up *Upstream, name stri
 	if err != nil || ok {
 		return err
 	}
+	if err := refsWithinCap(m); err != nil {
+		return err // cached before the cap existed
+	}
 	if err := p.confirmManifest(ctx, up, name, m.Digest); err != nil {
 		return err
 	}
@@ -98,6 +101,26 @@ func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
 	}
 	p.cache.Link(ctx, rt.up.Host(), rt.name, rt.digest)
 	return nil
+}
+
+// refsWithinCap refuses a manifest that references more distinct digests
+// than the mirror links for one manifest (cache.MaxManifestRefs): each
+// would cost a store write in this request. DENIED, as a blob over the
+// size cap is: the upstream's content is fine, the mirror will not keep it.
+func refsWithinCap(m cache.Manifest) error {
+	if n, over := cache.ManifestRefsOver(m); over {
+		return oci.ErrDenied.With(fmt.Sprintf("manifest %s references %d blobs and manifests; this mirror keeps manifests of at most %d", m.Digest, n, cache.MaxManifestRefs), nil)
+	}
+	return nil
+}
+
+// holdsSubject reports whether the route's digest is a manifest the
+// mirror holds for the route's repository (linked to it), so that a
+// referrers answer for it is worth a store record: a referrers request for
+// a random digest writes nothing.
+func (p *Proxy) holdsSubject(ctx context.Context, rt route) bool {
+	ok, err := p.cache.Linked(ctx, rt.up.Host(), rt.name, rt.digest)
+	return err == nil && ok
 }
 
 // errUnconfirmed: the content is cached, but for another repository, and

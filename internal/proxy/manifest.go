@@ -91,13 +91,13 @@ type exchange struct {
 // from the upstream on a miss. Concurrent misses in this process share one
 // upstream GET.
 func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string, d digest.Digest) (cache.Manifest, string, error) {
-	m, err := p.cache.LoadManifest(ctx, d)
+	m, err := p.cache.LoadManifest(ctx, up.Host(), d)
 	switch {
 	case err == nil:
 		if err := p.checkLinkedManifest(ctx, up, name, m); err != nil {
 			return cache.Manifest{}, "", err
 		}
-		return p.cache.NoteManifestUse(ctx, m), cacheHit, nil
+		return p.cache.NoteManifestUse(ctx, up.Host(), m), cacheHit, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return cache.Manifest{}, "", oci.ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -122,7 +122,7 @@ func (p *Proxy) manifestByDigest(ctx context.Context, up *Upstream, name string,
 // process share one upstream exchange.
 func (p *Proxy) tagManifest(ctx context.Context, rt route) (cache.Manifest, string, error) {
 	key := cache.TagKey(rt.up.Host(), rt.name, rt.tag)
-	tr, m, err := p.cache.LoadTag(ctx, key)
+	tr, m, err := p.cache.LoadTag(ctx, rt.up.Host(), key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return cache.Manifest{}, "", oci.ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -150,7 +150,7 @@ func (p *Proxy) tagManifest(ctx context.Context, rt route) (cache.Manifest, stri
 // refreshTag revalidates or fetches a tag whose record is missing or
 // expired (checked again: another request may just have refreshed it).
 func (p *Proxy) refreshTag(ctx context.Context, key string, rt route) (cache.Manifest, string, error) {
-	tr, m, err := p.cache.LoadTag(ctx, key)
+	tr, m, err := p.cache.LoadTag(ctx, rt.up.Host(), key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return cache.Manifest{}, "", oci.ErrUnavailable.With("cache storage unavailable", err)
 	}
@@ -273,8 +273,11 @@ func (p *Proxy) fetchManifest(ctx context.Context, up *Upstream, name, ref strin
 // storeManifest saves a manifest the upstream served for a repository and
 // links it and its references to that repository.
 func (p *Proxy) storeManifest(ctx context.Context, up *Upstream, name string, m cache.Manifest) error {
+	if err := refsWithinCap(m); err != nil {
+		return err
+	}
 	m.Used = p.now().UTC() // a fill is a use
-	if err := p.cache.SaveManifest(ctx, m); err != nil {
+	if err := p.cache.SaveManifest(ctx, up.Host(), m); err != nil {
 		return err
 	}
 	p.cache.LinkManifest(ctx, up.Host(), name, m)

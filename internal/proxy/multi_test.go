@@ -223,6 +223,10 @@ func TestReferrers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// A client resolves the subject first (cosign, oras, notation
+			// do); only the referrers of a subject the mirror holds are
+			// kept for when the upstream is down.
+			testenv.PullImage(t, m.URL, "org/app:1")
 			u := m.URL + "/v2/org/app/referrers/" + subject.Digest.String()
 			all := referrersOf(t, do(t, http.MethodGet, u, nil))
 			if len(all) != 2 {

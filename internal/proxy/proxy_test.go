@@ -67,6 +67,12 @@ func newProxy(t *testing.T, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) (*
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newProxyOn(t, st, cfg, upCfgs...)
+}
+
+// newProxyOn is newProxy over st, for instances that share a store.
+func newProxyOn(t *testing.T, st *store.Filesystem, cfg proxy.Config, upCfgs ...proxy.UpstreamConfig) (*proxy.Proxy, *mirror) {
+	t.Helper()
 	var ups []*proxy.Upstream
 	for _, c := range upCfgs {
 		u, err := proxy.NewUpstream(c)

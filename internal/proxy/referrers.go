@@ -31,8 +31,11 @@ func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *ht
 		switch {
 		case err == nil:
 			index, result = fresh, cacheMiss
-			if err := p.cache.SaveJSON(ctx, key, cache.Referrers{Checked: p.now(), Index: fresh}); err != nil {
-				p.log.Warn("could not cache referrers", "cause", err.Error())
+			// Kept only for a subject the mirror holds (links.go).
+			if p.holdsSubject(ctx, rt) {
+				if err := p.cache.SaveJSON(ctx, key, cache.Referrers{Checked: p.now(), Index: fresh}); err != nil {
+					p.log.Warn("could not cache referrers", "cause", err.Error())
+				}
 			}
 		case haveCache:
 			p.log.Warn("referrers refresh failed, serving stale", "cause", err.Error())

@@ -92,7 +92,8 @@ type Report struct {
 //     complete anyway).
 //
 // Everything else under tags/, manifests/ and blobs/ is deleted, with the
-// repository links and referrers records of the deleted digests. Records
+// repository links and referrers records of the deleted digests, and
+// referrers records of subjects that are not cached (deadRecords). Records
 // written before use was recorded count from their last write. A pull that
 // starts while the sweep runs may, at worst, be redirected once to a blob
 // deleted under it; its retry finds the blob missing and fills it again
@@ -116,7 +117,7 @@ func Run(ctx context.Context, st Store, opt Options) (Report, error) {
 	}
 	records := cache.New(cache.Policy{}, (opt.MaxRecord-4096)/2, st, opt.Log)
 	s := &sweep{records: records, l: l, rep: &rep, cutoff: now.Add(-opt.Retention), now: now,
-		manifests: map[digest.Digest]sweptManifest{}, live: map[digest.Digest]bool{}, leased: map[string]bool{}}
+		manifests: map[digest.Digest][]sweptManifest{}, live: map[digest.Digest]bool{}, leased: map[string]bool{}}
 	plan, err := s.plan(ctx)
 	if err != nil {
 		return rep, err
@@ -158,9 +159,14 @@ type sweep struct {
 	l           Lister
 	rep         *Report
 	now, cutoff time.Time
-	manifests   map[digest.Digest]sweptManifest
-	live        map[digest.Digest]bool
-	leased      map[string]bool // blob keys with a live fill lease
+	// manifests holds every manifest record of a digest: the shared one
+	// and those scoped to an upstream (cache.UpstreamManifestKey). A
+	// digest is live or dead for all of them at once: keeping a scoped
+	// record another upstream's root named costs a little space, never
+	// an answer.
+	manifests map[digest.Digest][]sweptManifest
+	live      map[digest.Digest]bool
+	leased    map[string]bool // blob keys with a live fill lease
 }
 
 type sweptManifest struct {
@@ -230,11 +236,11 @@ func (s *sweep) readTags(ctx context.Context) (dead []ObjectInfo, roots []digest
 // s.manifests, and returns those used within the retention: roots.
 func (s *sweep) readManifests(ctx context.Context) (roots []digest.Digest, err error) {
 	err = readEach(ctx, s, "manifests/", nil, func(o ObjectInfo, m *cache.Manifest) {
-		dg, ok := cache.KeyDigest(o.Key, "manifests/")
+		dg, ok := manifestKeyDigest(o.Key)
 		if !ok {
 			return
 		}
-		s.manifests[dg] = sweptManifest{info: o, refs: oci.ManifestRefs(m.Data)}
+		s.manifests[dg] = append(s.manifests[dg], sweptManifest{info: o, refs: oci.ManifestRefs(m.Data)})
 		if s.used(m.Used, o) {
 			roots = append(roots, dg)
 		}
@@ -246,13 +252,15 @@ func (s *sweep) readManifests(ctx context.Context) (roots []digest.Digest, err e
 // their digests to condemned.
 func (s *sweep) deadManifests(condemned map[digest.Digest]bool) []ObjectInfo {
 	var dead []ObjectInfo
-	for dg, m := range s.manifests {
-		if s.live[dg] {
-			s.rep.Kept++
-			continue
+	for dg, ms := range s.manifests {
+		for _, m := range ms {
+			if s.live[dg] {
+				s.rep.Kept++
+				continue
+			}
+			dead = append(dead, m.info)
+			condemned[dg] = true
 		}
-		dead = append(dead, m.info)
-		condemned[dg] = true
 	}
 	slices.SortFunc(dead, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
 	return dead
@@ -276,12 +284,17 @@ func (s *sweep) deadBlobs(ctx context.Context, condemned map[digest.Digest]bool)
 }
 
 // deadRecords returns the repository links and referrers records of
-// condemned digests.
+// condemned digests, and the orphaned referrers records: those whose
+// subject is no cached manifest, written before the retention (a request
+// for any digest used to leave one; a younger one may belong to a subject
+// cached since the manifests were listed).
 func (s *sweep) deadRecords(ctx context.Context, condemned map[digest.Digest]bool) ([]ObjectInfo, error) {
 	var dead []ObjectInfo
 	for _, prefix := range []string{"links/", "referrers/"} {
 		err := s.each(ctx, prefix, func(o ObjectInfo) error {
-			if dg, ok := cache.TrailingDigest(o.Key); ok && condemned[dg] {
+			dg, ok := cache.TrailingDigest(o.Key)
+			orphan := prefix == "referrers/" && (!ok || s.manifests[dg] == nil) && o.Modified.Before(s.cutoff)
+			if ok && condemned[dg] || orphan {
 				dead = append(dead, o)
 			}
 			return nil
@@ -291,6 +304,20 @@ func (s *sweep) deadRecords(ctx context.Context, condemned map[digest.Digest]boo
 		}
 	}
 	return dead, nil
+}
+
+// manifestKeyDigest parses a manifest record's key, shared
+// (manifests/<alg>/<hex>) or scoped to an upstream
+// (manifests/_upstream/<host>/<alg>/<hex>).
+func manifestKeyDigest(key string) (digest.Digest, bool) {
+	if rest, ok := strings.CutPrefix(key, "manifests/_upstream/"); ok {
+		_, rest, ok = strings.Cut(rest, "/")
+		if !ok {
+			return "", false
+		}
+		return cache.KeyDigest(rest, "")
+	}
+	return cache.KeyDigest(key, "manifests/")
 }
 
 // used reports whether a record was used within the retention: its
@@ -311,7 +338,9 @@ func (s *sweep) walk(roots []digest.Digest) {
 			continue
 		}
 		s.live[dg] = true
-		roots = append(roots, s.manifests[dg].refs...)
+		for _, m := range s.manifests[dg] {
+			roots = append(roots, m.refs...)
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ run "defaults" {
       PULLTHROUGH_PRESIGN_TTL  = "15m"
       PULLTHROUGH_LOG_LEVEL    = "info"
       PULLTHROUGH_FILL_TIMEOUT = "14m"
+      PULLTHROUGH_ALLOW_OPEN   = "true" # the file's allow_public_access
     }
     error_message = "unexpected default environment: ${jsonencode(local.environment)}"
   }
@@ -525,6 +526,7 @@ run "several_upstreams_and_tuning" {
       PULLTHROUGH_FILL_TIMEOUT      = "9m30s"
       PULLTHROUGH_FILL_WAIT         = "90s"
       PULLTHROUGH_CLIENT_CIDRS      = "10.0.0.0/8,2001:db8::/32,192.0.2.7"
+      PULLTHROUGH_ALLOW_OPEN        = "true"
     }
     error_message = "unexpected environment (PULLTHROUGH_UPSTREAM must give way to PULLTHROUGH_UPSTREAMS): ${jsonencode(local.environment)}"
   }
@@ -904,6 +906,10 @@ run "allows_public_access_when_asked" {
     condition     = aws_lambda_function_url.this.authorization_type == "NONE" && !contains(keys(local.environment), "PULLTHROUGH_CLIENT_CIDRS")
     error_message = "allow_public_access must plan the open mirror it acknowledges"
   }
+  assert {
+    condition     = local.environment["PULLTHROUGH_ALLOW_OPEN"] == "true"
+    error_message = "allow_public_access must tell the function that it may start open (PULLTHROUGH_ALLOW_OPEN)"
+  }
 }
 
 run "allows_open_url_with_client_cidrs" {
@@ -915,6 +921,10 @@ run "allows_open_url_with_client_cidrs" {
   assert {
     condition     = local.environment["PULLTHROUGH_CLIENT_CIDRS"] == "203.0.113.10/32"
     error_message = "client_cidrs must be enough to plan without allow_public_access"
+  }
+  assert {
+    condition     = !contains(keys(local.environment), "PULLTHROUGH_ALLOW_OPEN")
+    error_message = "without allow_public_access the function must not be told it may start open"
   }
 }
 
