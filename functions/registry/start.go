@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pullthrough/pullthrough/internal/cache"
 	"github.com/pullthrough/pullthrough/internal/field"
 	"github.com/pullthrough/pullthrough/internal/proxy"
 )
@@ -27,7 +28,9 @@ type prober interface {
 	Probe(ctx context.Context) error
 }
 
-// startupChecks probes the store and tries each upstream's /v2/ once. A
+// startupChecks probes the store, checks its layout version
+// (cache.CheckLayout: a store written by a newer release is refused) and
+// tries each upstream's /v2/ once. A
 // store that cannot be written, read and deleted in is fatal: every pull
 // would fail, and clients would fall back to the upstream silently. An
 // upstream that does not answer is only a warning: it may be down for now,
@@ -45,13 +48,15 @@ func startupChecks(ctx context.Context, st proxy.Store, ups []proxy.UpstreamConf
 			}
 		}()
 	}
-	p, ok := st.(prober)
-	if !ok {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
-	return p.Probe(ctx)
+	if p, ok := st.(prober); ok {
+		if err := p.Probe(ctx); err != nil {
+			return err
+		}
+	}
+	// After the probe, so that a store that cannot be used says why first.
+	return cache.CheckLayout(ctx, st, version)
 }
 
 // checkUpstream asks an upstream's /v2/ once, anonymously: 200, or 401

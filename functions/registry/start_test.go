@@ -37,6 +37,10 @@ func TestBrokenStoreStopsTheMirror(t *testing.T) {
 		return append(out, "PULLTHROUGH_ADDR="+addr, "PULLTHROUGH_UPSTREAM="+dead)
 	}
 	unwritable, cred := unwritableDir(t)
+	newer := t.TempDir() // a store a newer release wrote
+	if err := os.WriteFile(filepath.Join(newer, "layout.json"), []byte(`{"version":99,"written_by":"v9.0.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -47,6 +51,7 @@ func TestBrokenStoreStopsTheMirror(t *testing.T) {
 		{"wrong secret key", with(s3.Env("cache"), "AWS_SECRET_ACCESS_KEY=not-the-secret-key"), nil, []string{"store s3://mirror/cache", "403 SignatureDoesNotMatch"}},
 		{"dead endpoint", with(s3.Env(""), "AWS_ENDPOINT_URL_S3="+dead), nil, []string{"store s3://mirror", dead, "connection refused"}},
 		{"unwritable directory", with(nil, "PULLTHROUGH_STORE=file://"+unwritable), cred, []string{"store file://" + unwritable, "cannot write", "permission denied"}},
+		{"written by a newer release", with(nil, "PULLTHROUGH_STORE=file://"+newer), nil, []string{"layout 99", "v9.0.0", "run a newer release"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
