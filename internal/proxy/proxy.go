@@ -240,91 +240,110 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("X-Content-Type-Options", "nosniff")
 	rec.Header().Set("Content-Security-Policy", contentSecurityPolicy)
 
-	kind, upstream := "unknown", ""
 	ctx, stats := withStats(r.Context())
 	r = r.WithContext(ctx)
-	// A streamed transfer cut on purpose (sendSpool) still gets its request
-	// line and metrics: the abort is re-raised once they are written.
-	aborted := false
-	err := func() (err error) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					aborted = true
-					return
-				}
-				p.log.Error("panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				err = oci.ErrUnknown
-			}
-		}()
-		if rt, err := parseRoute(r.URL.EscapedPath()); err == nil {
-			kind = rt.kind.String() // for the log line, whatever happens next
-		}
-		if err := p.access.check(r); err != nil {
-			// A refused client leaves: its connection does not keep a
-			// keep-alive slot of the local server (MaxConns) for the idle
-			// timeout. net/http closes after a response with this header.
-			rec.Header().Set("Connection", "close")
-			return err
-		}
-		if r.URL.Path == warmPath {
-			kind = "warm"
-			return p.serveWarm(rec, r)
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			rec.Header().Set("Allow", "GET, HEAD")
-			return oci.ErrUnsupported
-		}
-		rt, err := parseRoute(r.URL.EscapedPath())
-		if err != nil {
-			return err
-		}
-		kind = rt.kind.String()
-		if rt.kind != routeBase {
-			if err := p.resolve(r, &rt); err != nil {
-				return err
-			}
-			upstream = rt.up.Host()
-			rec.Header().Set("OCI-Namespace", upstream)
-		}
-		return p.serve(r.Context(), rec, r, rt)
-	}()
-	var failure []any // the request line's error code and cause
+	line := requestLine{id: id, start: start, kind: "unknown", stats: stats}
+	err := p.handle(rec, r, &line)
 	if err != nil {
 		e := oci.From(err)
 		if e.Status >= 500 {
 			p.log.Warn("request failed", "request_id", id, "code", e.Code, "status", e.Status, "cause", errString(e.Err))
 		}
-		failure = []any{"code", e.Code, "error", e.Message}
+		line.failure = []any{"code", e.Code, "error", e.Message}
 		if e.Err != nil {
-			failure = append(failure, "cause", e.Err.Error())
+			line.failure = append(line.failure, "cause", e.Err.Error())
 		}
 		if !rec.wrote {
 			oci.Write(rec, r, e)
 		}
 	}
+	p.logRequest(r, rec, line)
+	if line.aborted {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// requestLine is what the request's log line says beyond the response.
+type requestLine struct {
+	id       string
+	start    time.Time
+	kind     string // the route, "unknown" until parsed
+	upstream string
+	stats    *requestStats
+	failure  []any // the error code and cause
+	// aborted: a streamed transfer cut on purpose (copyStream), which
+	// still gets its request line and metrics: the abort is re-raised once
+	// they are written.
+	aborted bool
+}
+
+// handle checks access, routes and serves one request; a panic becomes a
+// 500 (an abort is noted in line instead).
+func (p *Proxy) handle(rec *recorder, r *http.Request, line *requestLine) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				line.aborted = true
+				return
+			}
+			p.log.Error("panic", "request_id", line.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = oci.ErrUnknown
+		}
+	}()
+	if rt, err := parseRoute(r.URL.EscapedPath()); err == nil {
+		line.kind = rt.kind.String() // for the log line, whatever happens next
+	}
+	if err := p.access.check(r); err != nil {
+		// A refused client leaves: its connection does not keep a
+		// keep-alive slot of the local server (MaxConns) for the idle
+		// timeout. net/http closes after a response with this header.
+		rec.Header().Set("Connection", "close")
+		return err
+	}
+	if r.URL.Path == warmPath {
+		line.kind = "warm"
+		return p.serveWarm(rec, r)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rec.Header().Set("Allow", "GET, HEAD")
+		return oci.ErrUnsupported
+	}
+	rt, err := parseRoute(r.URL.EscapedPath())
+	if err != nil {
+		return err
+	}
+	if rt.kind != routeBase {
+		if err := p.resolve(r, &rt); err != nil {
+			return err
+		}
+		line.upstream = rt.up.Host()
+		rec.Header().Set("OCI-Namespace", line.upstream)
+	}
+	return p.serve(r.Context(), rec, r, rt)
+}
+
+// logRequest writes the request's one log line (in Lambda also its EMF
+// metrics) and tells Config.OnRequest.
+func (p *Proxy) logRequest(r *http.Request, rec *recorder, line requestLine) {
 	cache := rec.Header().Get(headerCache)
 	attrs := []any{
-		"request_id", id,
+		"request_id", line.id,
 		"method", r.Method,
-		"route", kind,
+		"route", line.kind,
 		"path", oci.Truncate(r.URL.Path),
-		"upstream", upstream,
+		"upstream", line.upstream,
 		"cache", cache,
 		"status", rec.status,
 		"bytes", rec.bytes,
-		"duration_ms", p.now().Sub(start).Milliseconds(),
+		"duration_ms", p.now().Sub(line.start).Milliseconds(),
 	}
-	attrs = append(attrs, failure...)
-	if aborted {
+	attrs = append(attrs, line.failure...)
+	if line.aborted {
 		attrs = append(attrs, "aborted", true)
 	}
-	p.log.Info("request", append(attrs, stats.logAttrs(cache, upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
+	p.log.Info("request", append(attrs, line.stats.logAttrs(cache, line.upstream, p.cfg.MetricsFunction, p.cfg.EmbeddedMetrics, p.now())...)...)
 	if p.cfg.OnRequest != nil {
-		p.cfg.OnRequest(stats.summary(kind, upstream, cache, rec.status))
-	}
-	if aborted {
-		panic(http.ErrAbortHandler)
+		p.cfg.OnRequest(line.stats.summary(line.kind, line.upstream, cache, rec.status))
 	}
 }
 
