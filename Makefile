@@ -34,11 +34,16 @@ tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh
 
 .PHONY: test
-test: tools lint test-go fuzz infra-test release-check ## Run every test (installs what they need first)
+test: tools lint test-go test-packaging fuzz infra-test release-check ## Run every test (installs what they need first)
 
 .PHONY: test-go
 test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test-packaging
+test-packaging: ## The image (built twice, run), the DaemonSet (strict API types, its script) and the systemd unit (systemd-analyze)
+	cd packaging && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+	bash packaging/systemd/verify.sh
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
