@@ -19,7 +19,8 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const manifest = "hosts-daemonset.yaml"
+// The manifest users apply, and the shape of the Secret they make.
+var manifests = []string{"hosts-daemonset.yaml", "hosts-secret.example.yaml"}
 
 type objects struct {
 	namespace *corev1.Namespace
@@ -27,7 +28,7 @@ type objects struct {
 	daemonSet *appsv1.DaemonSet
 }
 
-// load parses every document of the manifest into the Kubernetes API type its
+// load parses every document of the manifests into the Kubernetes API type its
 // kind names, strictly: an unknown field, one whose case differs
 // (readOnlyRootFileSystem), a duplicate key or a value of the wrong type
 // fails, as the API server's strict field validation (kubectl apply
@@ -37,12 +38,16 @@ type objects struct {
 // and so yaml.UnmarshalStrict, would match field names in any case).
 func load(t *testing.T) objects {
 	t.Helper()
-	raw, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
+	var docs [][]byte
+	for _, m := range manifests {
+		raw, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, bytes.Split(raw, []byte("\n---\n"))...)
 	}
 	var o objects
-	for i, doc := range bytes.Split(raw, []byte("\n---\n")) {
+	for i, doc := range docs {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
 			t.Fatalf("document %d: %v", i, err)
@@ -74,7 +79,7 @@ func load(t *testing.T) objects {
 		}
 	}
 	if o.namespace == nil || o.secret == nil || o.daemonSet == nil {
-		t.Fatalf("want a Namespace, a Secret and a DaemonSet in %s", manifest)
+		t.Fatalf("want a Namespace, a Secret and a DaemonSet in %v", manifests)
 	}
 	return o
 }
