@@ -34,11 +34,16 @@ tools: ## Install the pinned test servers and clients into $(TOOLS)
 	bash scripts/tools.sh
 
 .PHONY: test
-test: tools lint test-go fuzz infra-test release-check ## Run every test (installs what they need first)
+test: tools lint test-go test-packaging fuzz infra-test release-check ## Run every test (installs what they need first)
 
 .PHONY: test-go
 test-go: ## Go tests against real S3, registry and Lambda-runtime stand-ins
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test-packaging
+test-packaging: ## The image (built twice, run), the DaemonSet (strict API types, its script) and the systemd unit (systemd-analyze)
+	cd packaging && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+	bash packaging/systemd/verify.sh
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s)
@@ -65,6 +70,19 @@ package: ## Build the Lambda zip (ARCH=arm64|x86_64) under build/lambda, reprodu
 	rm -f $(BUILD)/lambda/pullthrough-$(ARCH).zip && \
 	(cd $(BUILD)/lambda/$(ARCH) && TZ=UTC zip -q -X -D ../pullthrough-$(ARCH).zip bootstrap) && \
 	ls -l $(BUILD)/lambda/pullthrough-$(ARCH).zip | awk '{printf "%s: %.1f MiB\n", $$9, $$5/1048576}'
+
+IMAGE_DIR       ?= $(BUILD)/image
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+
+.PHONY: image
+image: ## Build the local server's OCI image (no Docker) as an OCI layout in build/image/oci; push: crane push build/image/oci REF
+	@set -e; bins=; for p in $(IMAGE_PLATFORMS); do \
+		arch=$${p#linux/}; mkdir -p $(IMAGE_DIR)/bin/$$arch; \
+		GOOS=linux GOARCH=$$arch CGO_ENABLED=0 GOFLAGS=-buildvcs=false $(GO) build -tags lambda.norpc -trimpath \
+			-ldflags='-s -w -buildid= -X main.version=$(VERSION)' -o $(IMAGE_DIR)/bin/$$arch/pullthrough ./functions/registry; \
+		bins="$$bins -binary $$p=$(abspath $(IMAGE_DIR))/bin/$$arch/pullthrough"; \
+	done; \
+	cd packaging && $(GO) run ./image -out $(abspath $(IMAGE_DIR))/oci -version $(VERSION) -epoch $(SOURCE_DATE_EPOCH) $$bins
 
 .PHONY: release
 release: ## Build pullthrough-<version>-{arm64,x86_64}.zip and SHA256SUMS under build/release (byte-identical on rebuild)

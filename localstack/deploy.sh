@@ -27,6 +27,8 @@ find "$work" -name '*.tf' -not -path '*/.terraform/*' -delete
 tar -C "$repo/infra/terraform" --exclude=.terraform --exclude='*.tfstate*' --exclude=.terraform.lock.hcl -cf - . |
 	tar -C "$work" -xf -
 
+# allow_public_access: the mirror is reachable on this machine only. Service
+# Quotas is not among the stand-in's endpoints: skip the concurrency check.
 cat >"$state_dir/localstack.tfvars.json" <<JSON
 {
   "name": "pullthrough",
@@ -34,6 +36,7 @@ cat >"$state_dir/localstack.tfvars.json" <<JSON
   "package_path": "$package",
   "force_destroy": true,
   "allow_public_access": true,
+  "check_concurrency_quota": false,
   "extra_environment": {
     "PULLTHROUGH_S3_PATH_STYLE": "true"
   },

@@ -11,7 +11,7 @@ CRANE_VERSION=v0.22.1
 # (installed under bin/containerd-v2/ so they do not shadow Debian's), oras.
 CONTAINERD2_VERSION=v2.4.2
 ORAS_VERSION=v1.3.6
-DEBIAN_PACKAGES="skopeo containerd docker.io jq podman"
+DEBIAN_PACKAGES="skopeo containerd docker.io jq podman systemd"
 
 TOOLS="${PULLTHROUGH_TOOLS:-$HOME/.cache/pullthrough/tools}"
 BIN="$TOOLS/bin"
@@ -45,7 +45,7 @@ go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 # remove those. A package whose install would remove anything is skipped;
 # the tests then use the developer's own binaries from PATH if there are
 # any, or skip with the reason recorded here in $BIN/.skip-<binary>.
-declare -A PACKAGE_BINARIES=([docker.io]="dockerd docker" [containerd]="containerd ctr" [skopeo]="skopeo" [jq]="jq" [podman]="podman")
+declare -A PACKAGE_BINARIES=([docker.io]="dockerd docker" [containerd]="containerd ctr" [skopeo]="skopeo" [jq]="jq" [podman]="podman" [systemd]="systemd-analyze")
 if [[ "${PULLTHROUGH_SKIP_APT:-}" != "1" ]]; then
   missing=()
   for p in $DEBIAN_PACKAGES; do

@@ -52,6 +52,33 @@ resource "aws_lambda_function" "this" {
   # The role must be able to write logs and reach the bucket before the first
   # invocation, not eventually.
   depends_on = [aws_iam_role_policy.this]
+
+  lifecycle {
+    # PutFunctionConcurrency fails at apply time, after the bucket and role
+    # exist, when the account would keep fewer than 100 unreserved
+    # executions ("Lambda quotas" in the Lambda developer guide); say so at
+    # plan time, with the number that fits.
+    precondition {
+      # HCL evaluates both sides of || and of a conditional: no arithmetic on a null quota.
+      condition     = local.concurrency_quota == null || coalesce(var.reserved_concurrent_executions, 0) <= coalesce(local.concurrency_quota, 100) - 100
+      error_message = "reserved_concurrent_executions = ${coalesce(var.reserved_concurrent_executions, 0)} does not fit: this account's Lambda concurrency quota in ${data.aws_region.current.region} is ${local.quota_value} (Service Quotas L-B99A9384), and AWS keeps 100 of it unreserved. ${local.quota_value > 100 ? "Set reserved_concurrent_executions to at most ${local.quota_value - 100} (less what other functions in the account reserve)" : "Nothing can be reserved: set reserved_concurrent_executions = null (unreserved, capped only by the account quota)"}, or request an increase of \"Concurrent executions\" in the Service Quotas console and plan again."
+    }
+  }
+}
+
+# The account's regional concurrency quota, read only when something is
+# reserved: the applied value if it was ever changed, else AWS's default.
+data "aws_servicequotas_service_quota" "lambda_concurrency" {
+  count = var.check_concurrency_quota && coalesce(var.reserved_concurrent_executions, 0) > 0 ? 1 : 0
+
+  service_code = "lambda"
+  quota_code   = "L-B99A9384"
+}
+
+locals {
+  concurrency_quota = one(data.aws_servicequotas_service_quota.lambda_concurrency[*].value)
+  # For the precondition's message only, which HCL evaluates with any quota.
+  quota_value = coalesce(local.concurrency_quota, 0)
 }
 
 # With publish, clients reach the alias, so that a bad release is rolled back

@@ -92,8 +92,11 @@ output "dashboard_url" {
 }
 
 output "alarm_arns" {
-  description = "ARNs of the upstream-throttled alarms by registry host; empty when create_alarms is false."
-  value       = { for host, alarm in aws_cloudwatch_metric_alarm.upstream_throttled : host => alarm.arn }
+  description = "ARNs of the per-upstream alarms by alarm name: <name>-upstream-throttled-<host> and <name>-fill-failed-<host> for each registry host; empty when create_alarms is false. The function alarms are in function_alarm_arns."
+  value = merge(
+    { for alarm in aws_cloudwatch_metric_alarm.upstream_throttled : alarm.alarm_name => alarm.arn },
+    { for alarm in aws_cloudwatch_metric_alarm.fill_failed : alarm.alarm_name => alarm.arn },
+  )
 }
 
 output "sweep_schedule_arn" {

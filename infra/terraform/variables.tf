@@ -115,7 +115,7 @@ variable "timeout" {
 }
 
 variable "reserved_concurrent_executions" {
-  description = "Concurrency reserved for (and capping) the function, and with it the Lambda part of the bill (about $0.05 an hour per execution environment at 1024 MB arm64). Size it as concurrent pulls of uncached blobs (each holds an environment for its whole fill, up to fill_timeout) plus cached hits (about 10 ms each): 50 serves tens of nodes pulling at once. Taken from the account's regional limit (1,000 by default), which must keep 100 unreserved. null leaves it unreserved (capped only by the account limit); 0 stops all invocations, an emergency brake."
+  description = "Concurrency reserved for (and capping) the function, and with it the Lambda part of the bill (about $0.05 an hour per execution environment at 1024 MB arm64). Size it as concurrent pulls of uncached blobs (each holds an environment for its whole fill, up to fill_timeout) plus cached hits (about 10 ms each): 50 serves tens of nodes pulling at once. Taken from the account's regional limit (1,000 by default; often 10 or 50 on new accounts), which must keep 100 unreserved: with check_concurrency_quota the plan fails, saying what to set, when it would not. null leaves it unreserved (capped only by the account limit); 0 stops all invocations, an emergency brake."
   type        = number
   default     = 50
 
@@ -123,6 +123,13 @@ variable "reserved_concurrent_executions" {
     condition     = var.reserved_concurrent_executions == null || try(var.reserved_concurrent_executions >= 0 && floor(var.reserved_concurrent_executions) == var.reserved_concurrent_executions, false)
     error_message = "reserved_concurrent_executions must be null or a whole number >= 0."
   }
+}
+
+variable "check_concurrency_quota" {
+  description = "Read the account's Lambda concurrency quota in the region (Service Quotas, service lambda, code L-B99A9384; needs servicequotas:GetAWSDefaultServiceQuota and servicequotas:GetServiceQuota) and refuse to plan a reserved_concurrent_executions that would leave AWS fewer than the 100 unreserved executions it keeps. New accounts often have a quota of 10 or 50, where nothing can be reserved. false skips the look-up (a role without those permissions, or a stand-in without Service Quotas); the check also cannot see what other functions reserve."
+  type        = bool
+  default     = true
+  nullable    = false
 }
 
 variable "log_retention_days" {

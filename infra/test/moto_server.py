@@ -1,4 +1,4 @@
-"""moto_server, plus two things the module needs that moto 5.2 lacks.
+"""moto_server, plus three things the module needs that moto 5.2 lacks.
 
 1. Lambda's LoggingConfig. moto ignores it: CreateFunction and
    UpdateFunctionConfiguration drop it and GetFunction never returns it, so
@@ -18,6 +18,16 @@
    numbers from botocore's model of the operation's output, as the Go
    decoder insists on CBOR tag 1 for timestamps and integers for integers.
 
+3. Lambda's concurrency quota in Service Quotas. moto 5.2.1 models only VPC
+   quotas and has no GetAWSDefaultServiceQuota, which the provider's
+   aws_servicequotas_service_quota data source calls first (then
+   GetServiceQuota for the applied value, tolerating NoSuchResource). The
+   wrapper answers both for lambda/L-B99A9384, "Concurrent executions", with
+   AWS's default of 1,000 per region (Lambda developer guide, "Lambda
+   quotas"), and the applied value PULLTHROUGH_MOTO_LAMBDA_CONCURRENCY when
+   set (new accounts get less: 10 or 50, as reported in
+   aws-samples/one-observability-demo#278).
+
 Usage: python3 infra/test/moto_server.py -H 127.0.0.1 -p PORT
 """
 
@@ -29,9 +39,14 @@ import struct
 import sys
 from datetime import datetime
 
+import os
+
 import botocore.session
 from moto import server
 from moto.awslambda import models
+from moto.servicequotas import exceptions as quota_exceptions
+from moto.servicequotas import models as quota_models
+from moto.servicequotas import responses as quota_responses
 
 
 def _logging_config(function_name, requested, current=None):
@@ -316,6 +331,53 @@ class _CBORDispatcher(server.DomainDispatcherApplication):
 
 
 server.DomainDispatcherApplication = _CBORDispatcher
+
+
+def _lambda_concurrency_quota(backend, value):
+    return {
+        "ServiceCode": "lambda",
+        "ServiceName": "AWS Lambda",
+        "QuotaArn": f"arn:aws:servicequotas:{backend.region_name}:{backend.account_id}:lambda/L-B99A9384",
+        "QuotaCode": "L-B99A9384",
+        "QuotaName": "Concurrent executions",
+        "Value": value,
+        "Unit": "None",
+        "Adjustable": True,
+        "GlobalQuota": False,
+    }
+
+
+def _patch_service_quotas():
+    backend_cls = quota_models.ServiceQuotasBackend
+    original_get = backend_cls.get_service_quota
+
+    def get_aws_default_service_quota(self, service_code, quota_code):
+        if (service_code, quota_code) == ("lambda", "L-B99A9384"):
+            return _lambda_concurrency_quota(self, 1000.0)
+        for quota in self.list_aws_default_service_quotas(service_code):
+            if quota["QuotaCode"] == quota_code:
+                return quota
+        raise quota_exceptions.NoSuchResource
+
+    def get_service_quota(self, service_code, quota_code):
+        if (service_code, quota_code) == ("lambda", "L-B99A9384"):
+            applied = os.environ.get("PULLTHROUGH_MOTO_LAMBDA_CONCURRENCY")
+            if not applied:
+                raise quota_exceptions.NoSuchResource
+            return _lambda_concurrency_quota(self, float(applied))
+        return original_get(self, service_code, quota_code)
+
+    def respond_default(self):
+        params = json.loads(self.body)
+        quota = self.backend.get_aws_default_service_quota(str(params.get("ServiceCode")), str(params.get("QuotaCode")))
+        return json.dumps({"Quota": quota})
+
+    backend_cls.get_aws_default_service_quota = get_aws_default_service_quota
+    backend_cls.get_service_quota = get_service_quota
+    quota_responses.ServiceQuotasResponse.get_aws_default_service_quota = respond_default
+
+
+_patch_service_quotas()
 
 if __name__ == "__main__":
     server.main(sys.argv[1:])

@@ -285,6 +285,7 @@ cat >"$tmp/test.tfvars.json" <<-JSON
 	    "logs": "$moto_url",
 	    "s3": "$moto_url",
 	    "secretsmanager": "$moto_url",
+	    "servicequotas": "$moto_url",
 	    "sts": "$moto_url"
 	  },
 	  "s3_use_path_style": true,
@@ -452,7 +453,7 @@ if python3 - "$moto_url" "$fn" >"$tmp/monitoring.json" <<-'PY'; then
 		'[.dashboard.widgets[].properties.metrics[] | select(.[1] == "UpstreamThrottled") | .[5]] | sort == ["docker.io", "ghcr.io"]'
 	assert "$m" "function alarms on Errors, Throttles, ConcurrentExecutions and Duration (90% of 900 s)" \
 		'.function_alarms == [["ConcurrentExecutions", "Maximum", 40, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Duration", "Maximum", 810000, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Errors", "Sum", 5, [{"Name": "FunctionName", "Value": "pullthrough-test"}]], ["Throttles", "Sum", 1, [{"Name": "FunctionName", "Value": "pullthrough-test"}]]]'
-	assert "$outputs" "alarm_arns names both alarms" '.alarm_arns.value | keys == ["docker.io", "ghcr.io"]'
+	assert "$outputs" "alarm_arns names the four per-upstream alarms" '.alarm_arns.value | keys == ["pullthrough-test-fill-failed-docker.io", "pullthrough-test-fill-failed-ghcr.io", "pullthrough-test-upstream-throttled-docker.io", "pullthrough-test-upstream-throttled-ghcr.io"]'
 	assert "$outputs" "dashboard_url opens the dashboard" '.dashboard_url.value | endswith("#dashboards/dashboard/pullthrough-test")'
 else
 	printf '  FAIL  could not read invoke config, alarms or dashboard from moto\n' >&2

@@ -65,6 +65,12 @@ mock_provider "aws" {
       account_id = "123456789012"
     }
   }
+  # AWS's default regional quota; runs below override it.
+  mock_data "aws_servicequotas_service_quota" {
+    defaults = {
+      value = 1000
+    }
+  }
 }
 
 variables {
@@ -141,8 +147,11 @@ run "defaults" {
     error_message = "dashboard_url must open the dashboard in the function's region: ${output.dashboard_url}"
   }
   assert {
-    condition     = output.alarm_arns == { "docker.io" = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked" }
-    error_message = "alarm_arns must map hosts to alarm ARNs"
+    condition = output.alarm_arns == {
+      "pullthrough-upstream-throttled-docker.io" = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked"
+      "pullthrough-fill-failed-docker.io"        = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:mocked"
+    }
+    error_message = "alarm_arns must name both per-upstream alarms, the fill-failed one too: ${jsonencode(output.alarm_arns)}"
   }
   assert {
     condition     = length(data.aws_iam_policy_document.function.statement[2].condition) == 0
@@ -980,4 +989,80 @@ run "rejects_bad_max_blob_size" {
     max_blob_size = "10GB"
   }
   expect_failures = [var.max_blob_size]
+}
+
+run "concurrency_quota_checked" {
+  command = plan
+  assert {
+    condition = (
+      one(data.aws_servicequotas_service_quota.lambda_concurrency[*].service_code) == "lambda"
+      && one(data.aws_servicequotas_service_quota.lambda_concurrency[*].quota_code) == "L-B99A9384"
+      && local.concurrency_quota == 1000
+    )
+    error_message = "the default reservation of 50 must be checked against the account's Lambda concurrency quota (L-B99A9384)"
+  }
+}
+
+run "rejects_reservation_over_new_account_quota" {
+  command = plan
+  override_data {
+    target = data.aws_servicequotas_service_quota.lambda_concurrency[0]
+    values = {
+      value = 10
+    }
+  }
+  expect_failures = [aws_lambda_function.this]
+}
+
+run "rejects_reservation_leaving_under_100_unreserved" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = 401
+  }
+  override_data {
+    target = data.aws_servicequotas_service_quota.lambda_concurrency[0]
+    values = {
+      value = 500
+    }
+  }
+  expect_failures = [aws_lambda_function.this]
+}
+
+run "reservation_that_leaves_100_unreserved" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = 400
+  }
+  override_data {
+    target = data.aws_servicequotas_service_quota.lambda_concurrency[0]
+    values = {
+      value = 500
+    }
+  }
+  assert {
+    condition     = aws_lambda_function.this.reserved_concurrent_executions == 400
+    error_message = "400 of a quota of 500 leaves the 100 AWS keeps unreserved and must plan"
+  }
+}
+
+run "unreserved_needs_no_quota" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = null
+  }
+  assert {
+    condition     = length(data.aws_servicequotas_service_quota.lambda_concurrency) == 0
+    error_message = "an unreserved function takes nothing from the quota: no look-up"
+  }
+}
+
+run "quota_check_off" {
+  command = plan
+  variables {
+    check_concurrency_quota = false
+  }
+  assert {
+    condition     = length(data.aws_servicequotas_service_quota.lambda_concurrency) == 0 && aws_lambda_function.this.reserved_concurrent_executions == 50
+    error_message = "check_concurrency_quota = false must skip the look-up and keep the reservation"
+  }
 }

@@ -21,6 +21,7 @@ provider "aws" {
     logs           = lookup(var.aws_endpoints, "logs", null)
     s3             = lookup(var.aws_endpoints, "s3", null)
     secretsmanager = lookup(var.aws_endpoints, "secretsmanager", null)
+    servicequotas  = lookup(var.aws_endpoints, "servicequotas", null)
     sts            = lookup(var.aws_endpoints, "sts", null)
   }
 }
@@ -38,6 +39,11 @@ module "pullthrough" {
   # whole internet unless allow_public_access says so.
   client_cidrs        = var.client_cidrs
   allow_public_access = var.allow_public_access
+
+  # The plan fails when the reservation does not fit the account's Lambda
+  # concurrency quota (new accounts: 10 or 50), saying what to set.
+  reserved_concurrent_executions = var.reserved_concurrent_executions
+  check_concurrency_quota        = var.check_concurrency_quota
 
   extra_environment = var.extra_environment
 

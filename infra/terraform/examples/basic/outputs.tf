@@ -39,7 +39,7 @@ output "dashboard_url" {
 }
 
 output "alarm_arns" {
-  description = "Alarms that fire when an upstream rate-limits the mirror, by registry host."
+  description = "Alarms that fire when an upstream rate-limits the mirror or a background fill from it fails, by alarm name."
   value       = module.pullthrough.alarm_arns
 }
 

@@ -65,6 +65,19 @@ variable "allow_public_access" {
   nullable    = false
 }
 
+variable "reserved_concurrent_executions" {
+  description = "Concurrency reserved for (and capping) the function; null leaves it unreserved, which an account whose Lambda concurrency quota is under 150 needs (AWS keeps 100 unreserved)."
+  type        = number
+  default     = 50
+}
+
+variable "check_concurrency_quota" {
+  description = "Check reserved_concurrent_executions against the account's Lambda concurrency quota before planning; false for a stand-in without Service Quotas."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "extra_environment" {
   description = "More environment variables for the function, e.g. PULLTHROUGH_S3_PATH_STYLE for an S3 stand-in."
   type        = map(string)
@@ -84,14 +97,14 @@ variable "force_destroy" {
 ################################################################################
 
 variable "aws_endpoints" {
-  description = "Endpoint URL overrides by service (cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, sts)."
+  description = "Endpoint URL overrides by service (cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, servicequotas, sts)."
   type        = map(string)
   default     = {}
   nullable    = false
 
   validation {
-    condition     = alltrue([for k in keys(var.aws_endpoints) : contains(["cloudwatch", "iam", "kms", "lambda", "logs", "s3", "secretsmanager", "sts"], k)])
-    error_message = "aws_endpoints keys must be among cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, sts."
+    condition     = alltrue([for k in keys(var.aws_endpoints) : contains(["cloudwatch", "iam", "kms", "lambda", "logs", "s3", "secretsmanager", "servicequotas", "sts"], k)])
+    error_message = "aws_endpoints keys must be among cloudwatch, iam, kms, lambda, logs, s3, secretsmanager, servicequotas, sts."
   }
 }
 
