@@ -865,7 +865,10 @@ func TestDockerdResumesACutLayerDownload(t *testing.T) {
 			_, imgs := seedMultiArch(t, s.reg, "library/ptresume:1", types.DockerManifestList)
 			if backend == "s3" {
 				// A cold blob is streamed by the mirror, not read from S3:
-				// fill the blobs first, so the pull reads them from S3.
+				// fill the blobs first, so the pull reads them from S3 (the
+				// manifest first, as clients do, which links the blobs).
+				amd64, _ := imgs["amd64"].Digest()
+				mustGet(t, front+"/v2/library/ptresume/manifests/"+amd64.String())
 				for _, b := range blobsOf(t, imgs["amd64"]) {
 					mustGet(t, front+"/v2/library/ptresume/blobs/"+b)
 				}

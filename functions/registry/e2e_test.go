@@ -385,6 +385,9 @@ func TestLambdaLargeBlobFillsInItsOwnInvocation(t *testing.T) {
 
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
+	// As clients do, the manifest first: it links the layer to the
+	// repository, so the fill needs no HEAD to confirm it.
+	mustGet(t, h.URL()+"/v2/library/cuda/manifests/1")
 	s.up.SetFault(testenv.FaultThrottle, "blob") // about 3 s for 12 MiB
 	resp := mustDo(t, testenv.NoRedirect, http.MethodGet, h.URL()+"/v2/library/cuda/blobs/"+ld.String())
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {

@@ -48,15 +48,15 @@ func startupChecks(ctx context.Context, st proxy.Store, ups []proxy.UpstreamConf
 			}
 		}()
 	}
-	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
+	sctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
 	if p, ok := st.(prober); ok {
-		if err := p.Probe(ctx); err != nil {
+		if err := p.Probe(sctx); err != nil {
 			return err
 		}
 	}
 	// After the probe, so that a store that cannot be used says why first.
-	return cache.CheckLayout(ctx, st, version)
+	return cache.CheckLayout(sctx, st, version)
 }
 
 // checkUpstream asks an upstream's /v2/ once, anonymously: 200, or 401
