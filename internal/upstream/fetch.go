@@ -75,7 +75,8 @@ func (c *Client) HeadBlob(ctx context.Context, name string, d digest.Digest) (in
 	return 0, c.checkStatus(resp)
 }
 
-// IdleBodyTimeout bounds the silence of an upstream blob body mid-transfer.
+// IdleBodyTimeout bounds the silence of an upstream blob body mid-transfer
+// (the default of Timeouts.Body).
 const IdleBodyTimeout = 60 * time.Second
 
 // Blob is an upstream blob body being read.
@@ -91,7 +92,7 @@ type Blob struct {
 	cancel       context.CancelFunc
 }
 
-// Read reads the body. A body silent for IdleBodyTimeout is cut.
+// Read reads the body. A body silent for Timeouts.Body is cut.
 func (b *Blob) Read(p []byte) (int, error) { return b.body.Read(p) }
 
 // Close ends the transfer.
@@ -129,7 +130,7 @@ func (c *Client) getBlob(ctx context.Context, name string, d digest.Digest, hdr 
 	return &Blob{
 		Size: resp.ContentLength, Partial: resp.StatusCode == http.StatusPartialContent,
 		ContentRange: resp.Header.Get("Content-Range"),
-		body:         newIdleReader(resp.Body, IdleBodyTimeout, cancel), resp: resp, cancel: cancel,
+		body:         newIdleReader(resp.Body, c.attempt.Body, cancel), resp: resp, cancel: cancel,
 	}, nil
 }
 
