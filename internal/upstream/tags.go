@@ -16,6 +16,9 @@ import (
 const (
 	// MaxTagListBody bounds a tag list read into memory.
 	MaxTagListBody = 16 << 20
+	// MaxPageSize is the largest n sent upstream for a tag list page; a
+	// larger one is clamped to it (PageQuery).
+	MaxPageSize = 10000
 	// maxPageQuery bounds the pagination query passed to an upstream, and
 	// maxPageParams the number of its parameters.
 	maxPageQuery  = 1024
@@ -39,9 +42,19 @@ func PageQuery(v url.Values) (string, error) {
 			return "", fmt.Errorf("unexpected query parameter %q", oci.Truncate(k))
 		}
 	}
-	if n := v.Get("n"); v.Has("n") {
-		if x, err := strconv.Atoi(n); err != nil || x < 0 || x > 10000 {
-			return "", errors.New("n must be an integer from 0 to 10000")
+	if v.Has("n") {
+		// The spec lets a registry that sends a Link return fewer than n
+		// tags, so a larger n is clamped, not refused: Renovate lists with
+		// n=10000, and distribution's 400 for n above its limit broke it
+		// behind pull-through caches (distribution #4844, PR #4856).
+		// Only what is no non-negative integer is refused.
+		n := v.Get("n")
+		x, err := strconv.ParseUint(n, 10, 32)
+		switch {
+		case err != nil && !(errors.Is(err, strconv.ErrRange) && strings.Trim(n, "0123456789") == ""):
+			return "", errors.New("n must be a non-negative integer")
+		case err != nil || x > MaxPageSize:
+			v.Set("n", strconv.Itoa(MaxPageSize))
 		}
 	}
 	q := v.Encode()
