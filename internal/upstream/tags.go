@@ -25,8 +25,9 @@ const (
 	maxPageParams = 8
 )
 
-// pageParamName is a pagination parameter's name: n, last, next_page...
-var pageParamName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+// pageParamName is a pagination parameter's name: n, last, next_page,
+// nextToken...
+var pageParamName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
 
 // PageQuery is the query to send upstream for a tag list: the client's (or
 // a next link's) parameters without ns, bounded in number and length and
@@ -99,8 +100,9 @@ func (c *Client) Tags(ctx context.Context, name, query string) ([]byte, url.Valu
 }
 
 // nextPage reads the rel="next" target of a response's Link header and
-// returns its query when it pages the same tag list on the host that was
-// asked (sent) or the one that answered (after redirects). A link to any
+// returns its query when it pages the same list (a tag list, a referrers
+// list) on the host that was asked (sent) or the one that answered (after
+// redirects). A link to any
 // other place, or with a query the mirror would not send, is dropped.
 func nextPage(resp *http.Response, sent *url.URL) url.Values {
 	target := nextLink(strings.Join(resp.Header.Values("Link"), ","))
