@@ -33,7 +33,9 @@ func TestHangingUpstream(t *testing.T) {
 	clock.advance(2 * time.Hour)
 	m.Up.Reset()
 	for i, method := range []string{http.MethodGet, http.MethodHead, http.MethodGet, http.MethodHead, http.MethodGet} {
+		start := time.Now()
 		resp := do(t, method, m.URL+"/v2/org/app/manifests/1", nil)
+		t.Logf("request %d (%s): %d in %v", i+1, method, resp.StatusCode, time.Since(start).Round(time.Millisecond))
 		if got := resp.Header.Get("Docker-Content-Digest"); resp.StatusCode != http.StatusOK || got != want.String() {
 			t.Fatalf("request %d (%s): got %d %s, want 200 %s", i+1, method, resp.StatusCode, got, want)
 		}

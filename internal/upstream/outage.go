@@ -242,7 +242,7 @@ func (t outageTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch {
 	case err == nil:
 		t.c.outages.answered(host)
-	case req.Context().Err() != nil || errors.Is(err, ErrBackingOff):
+	case req.Context().Err() != nil:
 		t.c.outages.gaveUp(host, probe)
 	default:
 		t.c.outages.failed(host, probe, t.c.clock())
