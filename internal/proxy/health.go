@@ -22,6 +22,7 @@ type Health struct {
 // upstream's Facts) and whether it is backing off.
 type UpstreamHealth struct {
 	BackingOff        bool    `json:"backing_off"`
+	Failing           bool    `json:"failing"` // it hung or refused connections: asked again only by a probe
 	CDN               bool    `json:"cdn"`
 	HeadlessManifests bool    `json:"headless_manifests"`
 	FillRate          float64 `json:"fill_rate_bytes_per_second"`
@@ -43,7 +44,7 @@ func (p *Proxy) Health(ctx context.Context) (h Health, ok bool) {
 	}
 	for host, u := range p.upstreams {
 		f := u.Facts()
-		h.Upstreams[host] = UpstreamHealth{BackingOff: u.BackingOff(), CDN: f.CDN, HeadlessManifests: f.Headless, FillRate: f.FillRate}
+		h.Upstreams[host] = UpstreamHealth{BackingOff: u.BackingOff(), Failing: u.Failing(), CDN: f.CDN, HeadlessManifests: f.Headless, FillRate: f.FillRate}
 	}
 	return h, h.Store == "ok"
 }

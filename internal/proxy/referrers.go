@@ -14,7 +14,9 @@ import (
 // serveReferrers answers the OCI referrers API. It asks the upstream's
 // referrers API and, where the upstream has none, reads the tag-schema
 // fallback (<alg>-<hex> tag); answers are cached like tags and served stale
-// when the upstream fails.
+// when the upstream fails. A paged upstream list is read whole (upstream
+// Client.Referrers), so the artifactType filter applies to all of it and
+// the client gets one answer without a Link.
 func (p *Proxy) serveReferrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route) error {
 	artifactType := r.URL.Query().Get("artifactType")
 	if len(artifactType) > 255 {

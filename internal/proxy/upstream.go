@@ -49,6 +49,8 @@ func fromUpstream(err error, notFound *oci.Error) error {
 	switch {
 	case err == nil || errors.As(err, &oe):
 		return err
+	case errors.Is(err, upstream.ErrHostDown):
+		return oci.ErrUnavailable.With("upstream registry is failing (it hung or refused connections moments ago) and there is no cached copy", err)
 	case errors.Is(err, upstream.ErrBackingOff):
 		return oci.ErrTooManyRequests.With("upstream asked the mirror to back off and there is no cached copy", err)
 	case errors.Is(err, upstream.ErrBadContent):

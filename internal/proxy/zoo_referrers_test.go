@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -100,4 +102,50 @@ func seedReferrers(t *testing.T, reg *url.URL, ref string, n int) v1.Hash {
 		}
 	}
 	return subject.Digest
+}
+
+// TestReferrersAcrossPages: an upstream that pages its referrers list with
+// rel="next" Links (testenv.PagedReferrers: the spec's "Listing
+// Referrers" makes the Link a MUST when paging; go-containerregistry PR
+// #2446) is read to the end, so a client sees every referrer, and an
+// artifactType filter applies to the whole list: here the only SBOMs are
+// on the last of three pages. The whole list is cached: later requests,
+// filtered or not, ask the upstream nothing.
+func TestReferrersAcrossPages(t *testing.T) {
+	const sig, sbom = "application/vnd.cncf.notary.signature", "application/vnd.example.sbom"
+	z := testenv.NewZooMember(t, "paged referrers", testenv.InProcessRegistry(t, registry.WithReferrersSupport(true)), testenv.PagedReferrers(2))
+	subject := testenv.SeedImage(t, z.Reg, "org/app:1", 1<<10, 1)
+	for _, typ := range []string{sig, sig, sig, sig, sbom, sbom} { // ordered by type: the SBOMs come last
+		testenv.SeedArtifact(t, z.Reg, "org/app", subject, typ)
+	}
+	d, _ := subject.Digest()
+	m := mirrorFor(t, proxy.Config{ManifestTTL: time.Hour}, proxy.UpstreamConfig{}, z.Front)
+	// Referrers are kept only for a subject the mirror holds: pull it
+	// first, as a client verifying a signature does.
+	do(t, http.MethodGet, m.URL+"/v2/org/app/manifests/"+d.String(), nil)
+	for _, tc := range []struct {
+		artifactType string
+		want         []string
+	}{
+		{sbom, []string{sbom, sbom}},
+		{"", []string{sig, sig, sig, sig, sbom, sbom}},
+		{sig, []string{sig, sig, sig, sig}},
+	} {
+		t.Run(cmp.Or(tc.artifactType, "unfiltered"), func(t *testing.T) {
+			u := m.URL + "/v2/org/app/referrers/" + d.String()
+			if tc.artifactType != "" {
+				u += "?artifactType=" + url.QueryEscape(tc.artifactType)
+			}
+			resp := do(t, http.MethodGet, u, nil)
+			if got := referrersOf(t, resp); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("got referrers %v, want %v", got, tc.want)
+			}
+			if l := resp.Header.Get("Link"); l != "" {
+				t.Errorf("got Link %q, want none (the whole list in one answer)", l)
+			}
+		})
+	}
+	if n := z.Front.Count(http.MethodGet, "referrers"); n != 3 {
+		t.Errorf("got %d upstream referrers GETs, want 3 (three pages, once)", n)
+	}
 }

@@ -122,3 +122,51 @@ func TestQuayTagPaging(t *testing.T) {
 		}
 	}
 }
+
+// TestTagListLargeN: a tag list asked for with n above the mirror's page
+// limit, as Renovate asks (n=10000 and more; distribution #4844), is
+// listed with n clamped to the limit, as distribution now does (PR #4856;
+// the spec lets a registry return fewer than n); an n that is no
+// non-negative integer is refused without asking the upstream.
+func TestTagListLargeN(t *testing.T) {
+	m, reg := newMirror(t, proxy.Config{ManifestTTL: proxy.RevalidateAlways}, proxy.UpstreamConfig{})
+	for _, tag := range []string{"a", "b", "c"} {
+		testenv.SeedImage(t, reg, "org/app:"+tag, 256, 1)
+	}
+	seen := queriesSeen(m.Up)
+	for _, tc := range []struct {
+		n         string
+		status    int
+		upstreamN string // the n the upstream was sent; "" for no request
+	}{
+		{"10000", http.StatusOK, "10000"},
+		{"10001", http.StatusOK, "10000"},
+		{"50000", http.StatusOK, "10000"},
+		{"99999999999999999999", http.StatusOK, "10000"},
+		{"-1", http.StatusBadRequest, ""},
+		{"ten", http.StatusBadRequest, ""},
+	} {
+		t.Run(tc.n, func(t *testing.T) {
+			before := len(seen())
+			resp := do(t, http.MethodGet, m.URL+"/v2/org/app/tags/list?n="+tc.n, nil)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, resp.body, tc.status)
+			}
+			queries := seen()[before:]
+			if tc.upstreamN == "" {
+				assertOCIError(t, resp, "PAGINATION_NUMBER_INVALID")
+				if len(queries) != 0 {
+					t.Errorf("got upstream queries %v, want none", queries)
+				}
+				return
+			}
+			var body struct{ Tags []string }
+			if err := json.Unmarshal(resp.body, &body); err != nil || strings.Join(body.Tags, ",") != "a,b,c" {
+				t.Errorf("got %s, want tags a,b,c", resp.body)
+			}
+			if want := "n=" + tc.upstreamN; len(queries) != 1 || queries[0] != want {
+				t.Errorf("got upstream queries %v, want [%s]", queries, want)
+			}
+		})
+	}
+}

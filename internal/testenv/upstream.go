@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -64,6 +65,12 @@ const (
 	FaultSlow           // stall 2s before answering
 	FaultNoHead         // refuse HEAD with 403, as some registries' blob storage does
 	FaultThrottle       // send blob bodies at about 4 MiB/s
+	// FaultHang reads the request and never answers (until the client
+	// gives up or the test ends): an upstream that accepts connections and
+	// hangs, as unreachable upstreams behind a load balancer did to quay's
+	// proxy cache (quay/quay PR #5347) and ghcr.io's outage did to
+	// Harbor's (goharbor/harbor #18294, PR #23714).
+	FaultHang
 )
 
 // Upstream is a reverse proxy in front of a real registry that counts
@@ -80,6 +87,8 @@ type Upstream struct {
 	header http.Header // added to every answer
 
 	intercept func(http.ResponseWriter, *http.Request) bool
+
+	done chan struct{} // closed when the test ends: hung requests let go
 
 	tracking bool        // since CutOnce: blob GETs are watched
 	cutMin   int         // the armed cut's minimum size; 0 once it happened
@@ -160,13 +169,14 @@ func (u *Upstream) SetHeader(k, v string) {
 // NewUpstream wraps target.
 func NewUpstream(t testing.TB, target *url.URL) *Upstream {
 	t.Helper()
-	u := &Upstream{counts: map[string]int{}}
+	u := &Upstream{counts: map[string]int{}, done: make(chan struct{})}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ErrorLog = log.New(io.Discard, "", 0)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.serve(w, r, rp)
 	}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(u.done) }) // before srv.Close, which waits for handlers
 	u.URL, _ = url.Parse(srv.URL)
 	return u
 }
@@ -264,6 +274,14 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	switch fault {
 	case FaultDown:
+		hijackClose(w)
+		return
+	case FaultHang:
+		select {
+		case <-r.Context().Done():
+		case <-u.done:
+		case <-time.After(5 * time.Minute):
+		}
 		hijackClose(w)
 		return
 	case Fault429:
@@ -435,4 +453,59 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// Silent is a TCP server that accepts connections, reads what it is sent
+// and never writes a byte, until the test ends: an upstream that hangs
+// (FaultHang) seen from below HTTP. Through an https:// URL a client
+// never completes the TLS handshake (its connect phase hangs); through
+// http:// it never gets a response header. Accepted counts connections.
+type Silent struct {
+	Addr string
+
+	mu       sync.Mutex
+	accepted int
+}
+
+// NewSilent starts a Silent server on 127.0.0.1.
+func NewSilent(t testing.TB) *Silent {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Silent{Addr: ln.Addr().String()}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.accepted++
+			conns = append(conns, c)
+			s.mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return s
+}
+
+// Accepted is the number of connections accepted so far.
+func (s *Silent) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
 }

@@ -40,6 +40,8 @@ type Client struct {
 	dockerHub          bool
 	timeouts           struct{ token, metadata time.Duration } // metadata: manifests, blob HEADs, tag lists, referrers
 	backoff            backoff
+	attempt            Timeouts // the deadlines of each attempt (outage.go)
+	outages            outages
 	facts              hostFacts
 	policy             *dialPolicy // where connections, redirects and realms may go (dial.go)
 	observe            atomic.Pointer[Observer]
@@ -95,16 +97,20 @@ func New(cfg Config) (*Client, error) {
 		rt = newTransport()
 	}
 	rt = c.policy.withPolicy(rt)
+	c.attempt = cfg.Timeouts.withDefaults()
+	timed := deadlineTransport{connect: c.attempt.Connect, firstByte: c.attempt.FirstByte, next: rt}
 	// Layers, per hop of a request (the upstream, or a host it redirects
 	// to): back-off first (a host that asked for a pause is not asked),
-	// then auth on that host's own terms, then retries of transient
-	// failures, then the observer of every attempt. Redirects are followed
-	// above them all, by the client.
-	authed := &backoffTransport{c: c, next: &authTransport{c: c, next: retryTransport{next: observeTransport{c: c, next: rt}}}}
+	// then auth on that host's own terms, then the outage memory (a host
+	// that just hung or refused connections is not asked), then retries
+	// of transient failures, then the observer of every attempt, then each
+	// attempt's deadlines. Redirects are followed above them all, by the
+	// client. Token realms have the outage memory and deadlines only.
+	authed := &backoffTransport{c: c, next: &authTransport{c: c, next: outageTransport{c: c, next: retryTransport{next: observeTransport{c: c, next: timed}}}}}
 	lastResponse := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.client = &http.Client{Transport: authed, CheckRedirect: c.checkRedirect}
 	c.noRedirect = &http.Client{Transport: authed, CheckRedirect: lastResponse}
-	c.tokenClient = &http.Client{Transport: rt, CheckRedirect: lastResponse}
+	c.tokenClient = &http.Client{Transport: outageTransport{c: c, next: timed}, CheckRedirect: lastResponse}
 	return c, nil
 }
 

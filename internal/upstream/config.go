@@ -1,11 +1,13 @@
 package upstream
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pullthrough/pullthrough/internal/dockerhub"
 	"github.com/pullthrough/pullthrough/internal/field"
@@ -37,6 +39,30 @@ type Config struct {
 	// clone; one with its own dialer, or another RoundTripper, is trusted
 	// to apply its own.
 	Transport http.RoundTripper
+	// Timeouts bound each attempt's phases; a zero field takes its
+	// default. The binary leaves them zero (no variable sets them): they
+	// are here for tests, which cannot wait for the defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts are the deadlines of one attempt of an upstream request.
+type Timeouts struct {
+	// Connect bounds getting a connection (DNS, TCP, TLS):
+	// DefaultConnectTimeout.
+	Connect time.Duration
+	// FirstByte bounds the wait for the response header once connected:
+	// DefaultFirstByteTimeout.
+	FirstByte time.Duration
+	// Body bounds the silence of a blob body mid-transfer:
+	// IdleBodyTimeout.
+	Body time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	t.Connect = cmp.Or(t.Connect, DefaultConnectTimeout)
+	t.FirstByte = cmp.Or(t.FirstByte, DefaultFirstByteTimeout)
+	t.Body = cmp.Or(t.Body, IdleBodyTimeout)
+	return t
 }
 
 // ErrURLCredentials is the rule an UpstreamConfig.URL with user:password@
@@ -77,6 +103,9 @@ func (c Config) Validate() error {
 		if !validHost(h) {
 			bad("AuthHosts", h, "want host[:port] names, got %q", h)
 		}
+	}
+	if t := c.Timeouts; t.Connect < 0 || t.FirstByte < 0 || t.Body < 0 {
+		bad("Timeouts", nil, "want durations of zero (the default) or more")
 	}
 	return errors.Join(errs...)
 }

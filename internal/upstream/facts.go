@@ -86,3 +86,12 @@ func (r *fillRate) get() float64 { return math.Float64frombits(r.bits.Load()) }
 func (c *Client) BackingOff() bool {
 	return c.backoff.active(strings.ToLower(c.base.Host), c.clock())
 }
+
+// Failing reports whether the upstream's own host is remembered as failing
+// (it hung or refused connections, outage.go): requests to it fail fast
+// until a probe gets an answer.
+func (c *Client) Failing() bool {
+	c.outages.mu.Lock()
+	defer c.outages.mu.Unlock()
+	return c.outages.hosts[strings.ToLower(c.base.Host)] != nil
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,7 +76,8 @@ func (c *Client) HeadBlob(ctx context.Context, name string, d digest.Digest) (in
 	return 0, c.checkStatus(resp)
 }
 
-// IdleBodyTimeout bounds the silence of an upstream blob body mid-transfer.
+// IdleBodyTimeout bounds the silence of an upstream blob body mid-transfer
+// (the default of Timeouts.Body).
 const IdleBodyTimeout = 60 * time.Second
 
 // Blob is an upstream blob body being read.
@@ -91,7 +93,7 @@ type Blob struct {
 	cancel       context.CancelFunc
 }
 
-// Read reads the body. A body silent for IdleBodyTimeout is cut.
+// Read reads the body. A body silent for Timeouts.Body is cut.
 func (b *Blob) Read(p []byte) (int, error) { return b.body.Read(p) }
 
 // Close ends the transfer.
@@ -137,7 +139,7 @@ func (c *Client) getBlob(ctx context.Context, name string, d digest.Digest, hdr 
 	return &Blob{
 		Size: resp.ContentLength, Partial: resp.StatusCode == http.StatusPartialContent,
 		ContentRange: resp.Header.Get("Content-Range"),
-		body:         newIdleReader(resp.Body, IdleBodyTimeout, cancel), resp: resp, cancel: cancel,
+		body:         newIdleReader(resp.Body, c.attempt.Body, cancel), resp: resp, cancel: cancel,
 	}, nil
 }
 
@@ -308,15 +310,28 @@ func manifestMediaType(contentType string, data []byte) string {
 // more than 404: Artifactory answers 406 (google/go-containerregistry#1962),
 // some a 400 or a 200 HTML page. Only auth, rate-limit and server failures
 // are errors: they say nothing about the API.
+//
+// A list the upstream pages (a rel="next" Link, which the spec makes a
+// MUST when paging) is followed to its end and returned as one index, so
+// that the serving side filters and caches the whole list: at most
+// MaxReferrerPages pages on the upstream's host and maxSize bytes in all.
+// A list that breaks a bound, a page that fails or is not an index, or a
+// link back to a page already read fails the whole call, as
+// go-containerregistry's client does (PR #2446): a part of the list would
+// hide signatures from admission policies.
 func (c *Client) Referrers(ctx context.Context, name string, d digest.Digest, maxSize int64) (json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeouts.metadata)
 	defer cancel()
-	body, err := c.getIndex(ctx, name, "referrers/"+d.String(), maxSize)
+	rest := "referrers/" + d.String()
+	body, next, err := c.getIndex(ctx, name, rest, maxSize)
 	if !errors.Is(err, errNotAnIndex) {
-		return body, err
+		if err != nil || next == nil {
+			return body, err
+		}
+		return c.referrerPages(ctx, name, rest, body, next, maxSize)
 	}
 	tag := d.Algorithm().String() + "-" + d.Encoded()
-	body, err = c.getIndex(ctx, name, "manifests/"+tag, maxSize)
+	body, _, err = c.getIndex(ctx, name, "manifests/"+tag, maxSize)
 	if errors.Is(err, errNotAnIndex) {
 		// The spec: no valid index under the tag means no referrers.
 		return json.RawMessage(`{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","manifests":[]}`), nil
@@ -324,29 +339,72 @@ func (c *Client) Referrers(ctx context.Context, name string, d digest.Digest, ma
 	return body, err
 }
 
+// MaxReferrerPages bounds the pages of one referrers list the mirror reads.
+const MaxReferrerPages = 32
+
+// referrerPages reads the pages after first, each the query of the last
+// one's next link, and merges their descriptors into one index.
+func (c *Client) referrerPages(ctx context.Context, name, rest string, first json.RawMessage, next url.Values, maxSize int64) (json.RawMessage, error) {
+	var all oci.ReferrersIndex
+	if err := json.Unmarshal(first, &all); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", rest, ErrUnusable, err)
+	}
+	used := int64(len(first))
+	seen := map[string]bool{}
+	for pages := 1; next != nil; pages++ {
+		q := next.Encode()
+		switch {
+		case pages == MaxReferrerPages:
+			return nil, fmt.Errorf("%s: more than %d pages: %w", rest, MaxReferrerPages, ErrUnusable)
+		case seen[q]:
+			return nil, fmt.Errorf("%s: the next link goes back to a page already read: %w", rest, ErrUnusable)
+		case used >= maxSize:
+			return nil, fmt.Errorf("%s: pages larger than %d bytes in all: %w", rest, maxSize, ErrUnusable)
+		}
+		seen[q] = true
+		page, more, err := c.getIndex(ctx, name, rest+"?"+q, maxSize-used)
+		if errors.Is(err, errNotAnIndex) {
+			err = fmt.Errorf("%w: %w", ErrUnusable, err) // not a fallback now: the API answered page 1
+		}
+		if err != nil {
+			return nil, fmt.Errorf("referrers page %d: %w", pages+1, err)
+		}
+		var idx oci.ReferrersIndex
+		if err := json.Unmarshal(page, &idx); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", rest, ErrUnusable, err)
+		}
+		all.Manifests = append(all.Manifests, idx.Manifests...)
+		used += int64(len(page))
+		next = more
+	}
+	all.MediaType = ocispec.MediaTypeImageIndex
+	return json.Marshal(all)
+}
+
 // errNotAnIndex is an upstream answer that is not an image index and not a
 // failure either: the thing asked for is absent or unsupported.
 var errNotAnIndex = errors.New("upstream answer is not an image index")
 
-// getIndex GETs a small image index. A client error other than auth and
+// getIndex GETs a small image index, with the query of the next page the
+// upstream links (nextPage), if any. A client error other than auth and
 // rate limiting, or a 200 that is not an OCI image index, is errNotAnIndex.
-func (c *Client) getIndex(ctx context.Context, name, rest string, maxSize int64) (json.RawMessage, error) {
+func (c *Client) getIndex(ctx context.Context, name, rest string, maxSize int64) (json.RawMessage, url.Values, error) {
 	resp, err := c.do(ctx, http.MethodGet, name, rest, http.Header{"Accept": {ocispec.MediaTypeImageIndex}}, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	switch s := resp.StatusCode; {
 	case s == http.StatusOK:
 	case s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden && s != http.StatusTooManyRequests:
 		drain(resp)
-		return nil, fmt.Errorf("%s: upstream answered %d: %w", rest, s, errNotAnIndex)
+		return nil, nil, fmt.Errorf("%s: upstream answered %d: %w", rest, s, errNotAnIndex)
 	default:
-		return nil, c.checkStatus(resp)
+		return nil, nil, c.checkStatus(resp)
 	}
 	body, err := readBounded(resp.Body, maxSize)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", rest, ErrUnusable, err)
+		return nil, nil, fmt.Errorf("%s: %w: %w", rest, ErrUnusable, err)
 	}
 	// Read strictly, with the type the serving side reads the answer
 	// with: a tolerant read would let through an answer it then cannot
@@ -354,9 +412,10 @@ func (c *Client) getIndex(ctx context.Context, name, rest string, maxSize int64)
 	var idx oci.ReferrersIndex
 	if json.Unmarshal(body, &idx) != nil || idx.SchemaVersion != 2 || idx.Manifests == nil ||
 		!(idx.MediaType == ocispec.MediaTypeImageIndex || idx.MediaType == "" && mediaTypeOf(resp.Header) == ocispec.MediaTypeImageIndex) {
-		return nil, fmt.Errorf("%s: %w", rest, errNotAnIndex)
+		return nil, nil, fmt.Errorf("%s: %w", rest, errNotAnIndex)
 	}
-	return body, nil
+	path, _, _ := strings.Cut(rest, "?")
+	return body, nextPage(resp, c.base.JoinPath("v2", name, path)), nil
 }
 
 // mediaTypeOf is a Content-Type without parameters.

@@ -16,14 +16,18 @@ import (
 const (
 	// MaxTagListBody bounds a tag list read into memory.
 	MaxTagListBody = 16 << 20
+	// MaxPageSize is the largest n sent upstream for a tag list page; a
+	// larger one is clamped to it (PageQuery).
+	MaxPageSize = 10000
 	// maxPageQuery bounds the pagination query passed to an upstream, and
 	// maxPageParams the number of its parameters.
 	maxPageQuery  = 1024
 	maxPageParams = 8
 )
 
-// pageParamName is a pagination parameter's name: n, last, next_page...
-var pageParamName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+// pageParamName is a pagination parameter's name: n, last, next_page,
+// nextToken...
+var pageParamName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
 
 // PageQuery is the query to send upstream for a tag list: the client's (or
 // a next link's) parameters without ns, bounded in number and length and
@@ -39,9 +43,19 @@ func PageQuery(v url.Values) (string, error) {
 			return "", fmt.Errorf("unexpected query parameter %q", oci.Truncate(k))
 		}
 	}
-	if n := v.Get("n"); v.Has("n") {
-		if x, err := strconv.Atoi(n); err != nil || x < 0 || x > 10000 {
-			return "", errors.New("n must be an integer from 0 to 10000")
+	if v.Has("n") {
+		// The spec lets a registry that sends a Link return fewer than n
+		// tags, so a larger n is clamped, not refused: Renovate lists with
+		// n=10000, and distribution's 400 for n above its limit broke it
+		// behind pull-through caches (distribution #4844, PR #4856).
+		// Only what is no non-negative integer is refused.
+		n := v.Get("n")
+		x, err := strconv.ParseUint(n, 10, 32)
+		switch {
+		case err != nil && !(errors.Is(err, strconv.ErrRange) && strings.Trim(n, "0123456789") == ""):
+			return "", errors.New("n must be a non-negative integer")
+		case err != nil || x > MaxPageSize:
+			v.Set("n", strconv.Itoa(MaxPageSize))
 		}
 	}
 	q := v.Encode()
@@ -89,8 +103,9 @@ func (c *Client) Tags(ctx context.Context, name, query string) ([]byte, url.Valu
 }
 
 // nextPage reads the rel="next" target of a response's Link header and
-// returns its query when it pages the same tag list on the host that was
-// asked (sent) or the one that answered (after redirects). A link to any
+// returns its query when it pages the same list (a tag list, a referrers
+// list) on the host that was asked (sent) or the one that answered (after
+// redirects). A link to any
 // other place, or with a query the mirror would not send, is dropped.
 func nextPage(resp *http.Response, sent *url.URL) url.Values {
 	target := nextLink(strings.Join(resp.Header.Values("Link"), ","))

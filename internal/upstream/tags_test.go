@@ -59,3 +59,39 @@ func FuzzNextLink(f *testing.F) {
 		}
 	})
 }
+
+// TestPageQueryN: an n above MaxPageSize is clamped to it (the spec lets a
+// registry return fewer than n; distribution #4844, PR #4856), so a
+// Renovate-style n=10000 or more lists tags; what is no non-negative
+// integer is refused.
+func TestPageQueryN(t *testing.T) {
+	for _, tc := range []struct {
+		n, want string // want "" for refused
+	}{
+		{"0", "n=0"},
+		{"100", "n=100"},
+		{"10000", "n=10000"},
+		{"10001", "n=10000"},
+		{"20000", "n=10000"},
+		{"4294967296", "n=10000"},
+		{"99999999999999999999999", "n=10000"},
+		{"-1", ""},
+		{"abc", ""},
+		{"1e3", ""},
+		{"", ""},
+		{"+5", ""},
+	} {
+		t.Run(tc.n, func(t *testing.T) {
+			got, err := PageQuery(url.Values{"n": {tc.n}})
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("got %q, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

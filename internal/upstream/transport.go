@@ -13,7 +13,8 @@ import (
 // sends GET and HEAD, without bodies): connection failures and 502/503/504
 // without Retry-After, at most three attempts in all, with jittered
 // back-off from 200 ms. 429, and a 503 with Retry-After, are not retried:
-// they are honoured instead (backoffTransport).
+// they are honoured instead (backoffTransport). Nor is a timeout: the host
+// hangs, and asking again would cost another (outage.go).
 type retryTransport struct{ next http.RoundTripper }
 
 func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -25,7 +26,7 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	backoff := 200 * time.Millisecond
 	for i := 1; ; i++ {
 		resp, err := t.next.RoundTrip(req)
-		transient := err != nil && ctx.Err() == nil && !errors.Is(err, ErrForbiddenAddress)
+		transient := err != nil && ctx.Err() == nil && !errors.Is(err, ErrForbiddenAddress) && !isTimeout(err)
 		if err == nil {
 			switch resp.StatusCode {
 			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
