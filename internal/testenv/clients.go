@@ -119,7 +119,26 @@ type Dockerd struct {
 // environment.
 func StartDockerd(t testing.TB, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
 	t.Helper()
-	bin := Tool(t, "dockerd")
+	return startDockerd(t, Tool(t, "dockerd"), "vfs", ctd, settings, env...)
+}
+
+// StartDockerdContainerdStore starts the dockerd binary bin (Docker 28+)
+// with the containerd image store (features.containerd-snapshotter): images,
+// pulls and the resolver are containerd's, unpacked with ctd's native
+// snapshotter. Otherwise as StartDockerd.
+func StartDockerdContainerdStore(t testing.TB, bin string, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
+	t.Helper()
+	conf := map[string]any{"features": map[string]bool{"containerd-snapshotter": true}}
+	for k, v := range settings {
+		conf[k] = v
+	}
+	return startDockerd(t, bin, "native", ctd, conf, env...)
+}
+
+// startDockerd runs bin with the given storage driver (or, with the
+// containerd image store, snapshotter).
+func startDockerd(t testing.TB, bin, storage string, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
+	t.Helper()
 	dir := shortTempDir(t, "ptdkd")
 	sock := filepath.Join(dir, "docker.sock")
 	conf := map[string]any{"deprecated-key-path": filepath.Join(dir, "key.json")}
@@ -137,7 +156,7 @@ func StartDockerd(t testing.TB, ctd *Containerd, settings map[string]any, env ..
 	p := Start(t, env, bin,
 		"--config-file", cfgPath,
 		"--containerd", ctd.Address,
-		"--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
+		"--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver="+storage,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"),
