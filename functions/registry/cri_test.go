@@ -202,3 +202,28 @@ func TestCRIConfigPathListTrap(t *testing.T) {
 		t.Errorf("the trap saw %v, want the pull to go to registry-1.docker.io", c.trap.Hosts())
 	}
 }
+
+// TestCRIPullWithoutChunkBuffer: with concurrent_layer_fetch_buffer unset
+// (containerd's default, and Bottlerocket's since bottlerocket-core-kit PR
+// #764), containerd 2.4 sends no Range header at all: one whole GET per
+// blob, through the same recipes.
+func TestCRIPullWithoutChunkBuffer(t *testing.T) {
+	c := newClientStack(t)
+	hosts := installUserData(t, renderRecipes(t, c.tap.URL, recipeUpstreams))
+	c.tap.retarget(t, c.backends[0].url)
+	img, _ := seedCRIImage(t, c, "library/ptcriwhole:1")
+	ctd := testenv.StartContainerdCRI(t, testenv.CRIConfig{ConfigPath: hosts}, c.clientEnv()...)
+	ref := "docker.io/library/ptcriwhole:1"
+	if out, err := testenv.Crictl(t, ctd, clientTimeout, nil, "pull", ref); err != nil {
+		t.Fatalf("crictl pull %s: %v\n%s", ref, err, out)
+	}
+	checkCRIImage(t, "pull", ctd, ref, img)
+	c.tap.requireOnly(t, "pull", "/v2/library/ptcriwhole/", "ns=docker.io")
+	for _, r := range c.tap.requests() {
+		if r.rng != "" {
+			t.Errorf("%s: want no Range header without the chunk buffer", r)
+		}
+	}
+	c.tap.requireBlobs(t, "pull", blobsOf(t, img), "miss")
+	c.checkCounts(t, "pull", blobsOf(t, img), true)
+}
