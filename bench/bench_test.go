@@ -31,6 +31,9 @@ func TestBench(t *testing.T) {
 	if p.runs("small") {
 		rep.Small = measureSmallPull(ctx, t, e)
 	}
+	if p.runs("cri") {
+		rep.CRI = measureCRIPull(ctx, t, e)
+	}
 	if p.runs("fill") {
 		rep.Fill = measureFill(ctx, t, e)
 	}

@@ -43,7 +43,7 @@ const (
 
 // params are the benchmark's sizes and repetitions. BENCH_SCALE shrinks
 // (or grows) every byte count; BENCH_RUNS and BENCH_COLD_STARTS set the
-// repetitions. BENCH_ONLY (sections: pulls, small, fill, parallel, coldstart) and
+// repetitions. BENCH_ONLY (sections: pulls, small, cri, fill, parallel, coldstart) and
 // BENCH_CONTENDERS (keys, e.g. local,direct) narrow a run to what is being
 // compared; both default to everything. BENCH_BASE=<git commit> adds the
 // local server built from that commit as contender local-base.
@@ -109,7 +109,7 @@ func loadParams(t *testing.T) params {
 			*v.dst = n
 		}
 	}
-	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "small", "fill", "parallel", "coldstart")
+	p.Only = listEnv(t, "BENCH_ONLY", "pulls", "small", "cri", "fill", "parallel", "coldstart")
 	p.Contenders = listEnv(t, "BENCH_CONTENDERS", "local", "local-fs", "local-base", "lambda", "distribution", "direct")
 	scaled := func(n int64, floor int64) int64 { return max(int64(float64(n)*p.Scale), floor) }
 	p.LayerSize = scaled(25*mib, 64<<10)

@@ -23,6 +23,7 @@ type report struct {
 	Fill       fillResult                 `json:"fill"`
 	Parallel   parallelFillResult         `json:"parallelFill"`
 	Small      smallPullResult            `json:"smallLayers"`
+	CRI        criPullResult              `json:"criPull"`
 	ColdStart  map[string][]time.Duration `json:"coldStartNs"`
 	Total      time.Duration              `json:"totalNs"`
 	// LoadStart and LoadEnd are /proc/loadavg's one-minute figure: on a
@@ -290,6 +291,17 @@ func (rep report) markdown() string {
 			d := median(sm.Cold[way.key])
 			w("| %s | %s | %.2f× |\n", way.label, secs(d), d.Seconds()/direct.Seconds())
 		}
+	}
+	if c := rep.CRI; len(c.Total["direct"]) > 0 {
+		w("\n| Cold pull by the CRI path: crictl → containerd 2.4 transfer service, %s layer chunks, %d downloads at a time; %d layers × %s (median of %d) | first layer byte | total | layer GETs sent | upstream blob GETs |\n|---|---:|---:|---:|---:|\n",
+			mibString(criChunk), criDownloads, c.Layers, mibString(c.LayerSize), len(c.Total["direct"]))
+		for _, way := range criWays {
+			w("| %s | %s | %s | %d | %d |\n", way.label, ms(median(c.FirstByte[way.key])), secs(median(c.Total[way.key])), median(c.LayerGETs[way.key]), median(c.Upstream[way.key]))
+		}
+		ratio := func(m map[string][]time.Duration) float64 {
+			return median(m["local"]).Seconds() / median(m["direct"]).Seconds()
+		}
+		w("| ours ÷ direct | %.2f× | %.2f× | | |\n", ratio(c.FirstByte), ratio(c.Total))
 	}
 	if pf := rep.Parallel; len(pf.Single) > 0 {
 		single, par := median(pf.Single), median(pf.Parallel)

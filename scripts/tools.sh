@@ -11,6 +11,8 @@ CRANE_VERSION=v0.22.1
 # (installed under bin/containerd-v2/ so they do not shadow Debian's), oras.
 CONTAINERD2_VERSION=v2.4.2
 ORAS_VERSION=v1.3.6
+# kubelet's side of a node pull: crictl drives containerd's CRI plugin.
+CRICTL_VERSION=v1.37.0
 DEBIAN_PACKAGES="skopeo containerd docker.io jq podman systemd"
 
 TOOLS="${PULLTHROUGH_TOOLS:-$HOME/.cache/pullthrough/tools}"
@@ -37,6 +39,7 @@ go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 go_tool containerd "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" containerd-v2
 go_tool ctr "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" containerd-v2
 go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
+go_tool crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 
 # Debian packages for the real-client tests (dockerd, containerd, skopeo,
 # podman 4.3 for a registries.conf path-prefix mirror).

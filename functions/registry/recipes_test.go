@@ -130,21 +130,7 @@ func TestNodeRecipes(t *testing.T) {
 		}
 	}
 
-	// AL2023: the files come out of the user data, as cloud-init writes them.
-	root := t.TempDir()
-	for path, content := range cloudConfigFiles(t, r.AL2023UserData) {
-		if r.ContainerdHostsFiles[path] != content {
-			t.Errorf("user data writes %s with %q, want the module's %q", path, content, r.ContainerdHostsFiles[path])
-		}
-		p := filepath.Join(root, filepath.FromSlash(path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hosts := filepath.Join(root, "etc", "containerd", "certs.d")
+	hosts := installUserData(t, r)
 
 	t.Run("containerd", func(t *testing.T) {
 		ctd := testenv.StartContainerd(t)
@@ -245,6 +231,27 @@ func TestNodeRecipes(t *testing.T) {
 			t.Errorf("spec.userData: got %q, want the AL2023 user data %q", patch.Spec.UserData, r.AL2023UserData)
 		}
 	})
+}
+
+// installUserData writes the files of the AL2023 user data under a
+// temporary root, as cloud-init writes them on a node, checks they are the
+// module's, and returns the node's config_path (<root>/etc/containerd/certs.d).
+func installUserData(t *testing.T, r recipes) string {
+	t.Helper()
+	root := t.TempDir()
+	for path, content := range cloudConfigFiles(t, r.AL2023UserData) {
+		if r.ContainerdHostsFiles[path] != content {
+			t.Errorf("user data writes %s with %q, want the module's %q", path, content, r.ContainerdHostsFiles[path])
+		}
+		p := filepath.Join(root, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(root, "etc", "containerd", "certs.d")
 }
 
 // strictTOML decodes doc into v, refusing keys v does not name.

@@ -28,7 +28,7 @@ type Containerd struct {
 // to the minimal environment, as with Start.
 func StartContainerd(t testing.TB, env ...string) *Containerd {
 	t.Helper()
-	return startContainerd(t, Tool(t, "containerd"), 2, []string{"io.containerd.snapshotter.v1.aufs"}, "", env...)
+	return startContainerd(t, Tool(t, "containerd"), 2, disabled("io.containerd.snapshotter.v1.aufs"), "", env...)
 }
 
 // StartContainerd2 starts a private containerd 2.x (built by
@@ -36,14 +36,14 @@ func StartContainerd(t testing.TB, env ...string) *Containerd {
 // in its configuration version 3.
 func StartContainerd2(t testing.TB, env ...string) *Containerd {
 	t.Helper()
-	return startContainerd(t, Tool(t, "containerd-v2/containerd"), 3, []string{
+	return startContainerd(t, Tool(t, "containerd-v2/containerd"), 3, disabled(
 		"io.containerd.cri.v1.images",
 		"io.containerd.cri.v1.runtime",
 		"io.containerd.podsandbox.controller.v1.podsandbox",
 		"io.containerd.sandbox.controller.v1.shim",
 		"io.containerd.snapshotter.v1.erofs",
 		"io.containerd.nri.v1.nri",
-	}, // Pulls go through the transfer service, which unpacks only for
+	), // Pulls go through the transfer service, which unpacks only for
 		// the platforms and snapshotters listed here (ctr's --snapshotter
 		// alone fails with "no unpack platforms defined").
 		fmt.Sprintf(`[plugins."io.containerd.transfer.v1.local"]
@@ -64,14 +64,19 @@ var disabledPlugins = []string{
 	"io.containerd.internal.v1.tracing",
 }
 
+// disabled is disabledPlugins and more.
+func disabled(more ...string) []string {
+	return append(slices.Clone(disabledPlugins), more...)
+}
+
 // startContainerd runs bin with a configuration of the given version that
-// disables disabledPlugins and more, and puts every path under a temporary
+// disables the plugins named in off, and puts every path under a temporary
 // directory.
-func startContainerd(t testing.TB, bin string, version int, more []string, extra string, env ...string) *Containerd {
+func startContainerd(t testing.TB, bin string, version int, off []string, extra string, env ...string) *Containerd {
 	t.Helper()
 	dir := shortTempDir(t, "ptctd")
 	c := &Containerd{Address: filepath.Join(dir, "containerd.sock")}
-	disabled, err := json.Marshal(append(slices.Clone(disabledPlugins), more...))
+	disabled, err := json.Marshal(off)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +119,26 @@ type Dockerd struct {
 // environment.
 func StartDockerd(t testing.TB, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
 	t.Helper()
-	bin := Tool(t, "dockerd")
+	return startDockerd(t, Tool(t, "dockerd"), "vfs", ctd, settings, env...)
+}
+
+// StartDockerdContainerdStore starts the dockerd binary bin (Docker 28+)
+// with the containerd image store (features.containerd-snapshotter): images,
+// pulls and the resolver are containerd's, unpacked with ctd's native
+// snapshotter. Otherwise as StartDockerd.
+func StartDockerdContainerdStore(t testing.TB, bin string, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
+	t.Helper()
+	conf := map[string]any{"features": map[string]bool{"containerd-snapshotter": true}}
+	for k, v := range settings {
+		conf[k] = v
+	}
+	return startDockerd(t, bin, "native", ctd, conf, env...)
+}
+
+// startDockerd runs bin with the given storage driver (or, with the
+// containerd image store, snapshotter).
+func startDockerd(t testing.TB, bin, storage string, ctd *Containerd, settings map[string]any, env ...string) *Dockerd {
+	t.Helper()
 	dir := shortTempDir(t, "ptdkd")
 	sock := filepath.Join(dir, "docker.sock")
 	conf := map[string]any{"deprecated-key-path": filepath.Join(dir, "key.json")}
@@ -132,7 +156,7 @@ func StartDockerd(t testing.TB, ctd *Containerd, settings map[string]any, env ..
 	p := Start(t, env, bin,
 		"--config-file", cfgPath,
 		"--containerd", ctd.Address,
-		"--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
+		"--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver="+storage,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"),
