@@ -17,7 +17,8 @@ help: ## List targets
 
 .PHONY: run
 run: ## Run a local mirror of Docker Hub on 127.0.0.1:5000 over a filesystem store
-	$(GO) run ./functions/registry
+	$(GO) build -o $(BUILD)/pullthrough ./functions/registry
+	exec $(BUILD)/pullthrough
 
 .PHONY: warm
 warm: ## Pre-warm the configured store: make warm IMAGE=alpine:3.20 [PLATFORMS=linux/amd64]
