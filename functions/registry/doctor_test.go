@@ -537,3 +537,17 @@ func grepLines(s string, words ...string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A mirror whose upstream lacks doctor's image is not called a broken
+// mirror: the upstream check says the image is missing and to pass
+// --image, instead of "not a pullthrough mirror" (a mirror's 404 carries no
+// cache header).
+func TestDoctorOnAnImageTheUpstreamLacks(t *testing.T) {
+	s := newStack(t)
+	mirror, _ := testenv.StartMirror(t, testenv.BuildMirror(t, false), s.env("PULLTHROUGH_UPSTREAMS=docker.io="+s.up.URL.String())...)
+	rs, _ := runDoctor(t, nil, mirror)
+	r, ok := statusOf(rs, "upstream")
+	if !ok || strings.Contains(r.Hint, "not a pullthrough mirror") || !strings.Contains(r.Detail, "--image") {
+		t.Errorf("upstream: got %s %q (hint %q), want the missing image named and --image suggested", r.Status, r.Detail, r.Hint)
+	}
+}

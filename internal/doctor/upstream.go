@@ -84,6 +84,10 @@ func checkUpstream(m manifests) Result {
 	case a.status == http.StatusTooManyRequests || code == "TOOMANYREQUESTS":
 		return fail(check, "the upstream's rate limit is reached and the mirror has no cached copy",
 			"give the mirror upstream credentials (PULLTHROUGH_UPSTREAM_CREDENTIALS_SECRET), or wait for the window to pass")
+	case a.status == http.StatusNotFound:
+		// The mirror's error answers carry no cache header: a missing tag
+		// is not a missing mirror.
+		return notChecked(check, fmt.Sprintf("the tag HEAD answered 404 (%s): the upstream has no such image; pass --image with one it has", code))
 	case a.status >= 500:
 		return fail(check, fmt.Sprintf("the mirror could not reach the upstream and has no cached copy (%d %s)", a.status, code),
 			"check the function's outbound network (NAT for a function in a VPC), the upstream URL and its status; the function's log has the cause")
