@@ -383,23 +383,34 @@ func (e *Engine) leaseAndOpen(ctx context.Context, b Blob, owner string) (*fillL
 
 // confirm makes sure the upstream has the blob before the fill writes its
 // lease, so that requests for digests the upstream does not have write
-// nothing to the store. A blob linked to the repository was confirmed
-// already: the upstream served a manifest there that references it (the
-// common case, from the links' memo, at no cost); any other is asked with
-// a HEAD (free of Docker Hub's pull count; a one-byte ranged GET where
-// HEAD is refused). Its 404 is remembered like a GET's.
+// nothing to the store (Confirm), and refuses one its HEAD shows over the
+// size cap.
 func (e *Engine) confirm(ctx context.Context, b Blob) error {
-	if ok, err := e.cache.Linked(ctx, b.Up.Host(), b.Name, b.Digest); err != nil || ok {
+	n, err := e.Confirm(ctx, b)
+	if err != nil || n < 0 {
 		return err
+	}
+	return e.overCap(b, n)
+}
+
+// Confirm makes sure the upstream has b in its repository. A blob linked
+// there was confirmed already: the upstream served a manifest there that
+// references it, or confirmed it before (the common case, from the links'
+// memo, at no cost); any other is asked with a HEAD (free of Docker Hub's
+// pull count; a one-byte ranged GET where HEAD is refused). size is the
+// HEAD's, -1 when linked already; linking what a HEAD confirmed is the
+// caller's (a fill links what it stored, cache.Link).
+// A 404 is remembered like a GET's (KnownAbsent). Errors are the store's
+// (OCI errors) or the upstream client's.
+func (e *Engine) Confirm(ctx context.Context, b Blob) (size int64, err error) {
+	if ok, err := e.cache.Linked(ctx, b.Up.Host(), b.Name, b.Digest); err != nil || ok {
+		return -1, err
 	}
 	n, err := b.Up.HeadBlob(ctx, b.Name, b.Digest)
 	if upstream.StatusOf(err) == http.StatusNotFound {
 		e.absent.Put(b.absentKey(), struct{}{}, e.cache.Now())
 	}
-	if err != nil {
-		return err
-	}
-	return e.overCap(b, n)
+	return n, err
 }
 
 // fillBehind starts a fill that outlives the request: in the local server a

@@ -88,19 +88,19 @@ func (p *Proxy) confirmManifest(ctx context.Context, up *Upstream, name string, 
 // repository: linked already, or confirmed with the upstream's blob HEAD
 // (a one-byte ranged GET where HEAD is refused) and then linked.
 func (p *Proxy) checkLinkedBlob(ctx context.Context, rt route) error {
-	ok, err := p.cache.Linked(ctx, rt.up.Host(), rt.name, rt.digest)
-	if err != nil || ok {
+	size, err := p.fills.Confirm(ctx, fillBlob(rt))
+	switch stored := (*oci.Error)(nil); {
+	case err == nil && size >= 0:
+		p.cache.Link(ctx, rt.up.Host(), rt.name, rt.digest) // confirmed just now
+		return nil
+	case err == nil || errors.As(err, &stored):
+		return err // linked already, or the store failed
+	}
+	err = fromUpstream(err, oci.ErrBlobUnknown)
+	if errors.Is(err, oci.ErrDenied) || errors.Is(err, oci.ErrBlobUnknown) {
 		return err
 	}
-	if _, err := rt.up.HeadBlob(ctx, rt.name, rt.digest); err != nil {
-		err = fromUpstream(err, oci.ErrBlobUnknown)
-		if errors.Is(err, oci.ErrDenied) || errors.Is(err, oci.ErrBlobUnknown) {
-			return err
-		}
-		return errUnconfirmed(rt.name, "upstream registry unavailable", err)
-	}
-	p.cache.Link(ctx, rt.up.Host(), rt.name, rt.digest)
-	return nil
+	return errUnconfirmed(rt.name, "upstream registry unavailable", err)
 }
 
 // refsWithinCap refuses a manifest that references more distinct digests
