@@ -23,6 +23,6 @@ const MinRetention = sweep.MinRetention
 // forgets what it deleted from this process's memos.
 func (p *Proxy) Sweep(ctx context.Context, opt SweepOptions) (SweepReport, error) {
 	opt.Now, opt.Log, opt.Forget = p.now, p.log, p.cache.Forget
-	opt.MaxRecord = 2*p.cfg.MaxManifestSize + 4096
+	opt.MaxManifestSize = p.cfg.MaxManifestSize
 	return sweep.Run(ctx, p.store, opt)
 }

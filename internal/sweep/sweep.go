@@ -66,9 +66,9 @@ type Options struct {
 	// Forget, if set, is told of each key deleted, so that the caller's
 	// memos forget it.
 	Forget func(key string)
-	// MaxRecord bounds a record read (0: 2 × 4 MiB + 4 KiB, the records
-	// of the default largest manifest).
-	MaxRecord int64
+	// MaxManifestSize is the largest manifest the mirror keeps, in bytes,
+	// which bounds the records read (0: 4 MiB, the default).
+	MaxManifestSize int64
 }
 
 // Report says what one sweep did and what it cost in store requests.
@@ -112,10 +112,10 @@ func Run(ctx context.Context, st Store, opt Options) (Report, error) {
 	if opt.Now != nil {
 		now = opt.Now()
 	}
-	if opt.MaxRecord <= 0 {
-		opt.MaxRecord = 2*(4<<20) + 4096
+	if opt.MaxManifestSize <= 0 {
+		opt.MaxManifestSize = 4 << 20
 	}
-	records := cache.New(cache.Policy{}, (opt.MaxRecord-4096)/2, st, opt.Log)
+	records := cache.New(cache.Policy{}, opt.MaxManifestSize, st, opt.Log)
 	s := &sweep{records: records, l: l, rep: &rep, cutoff: now.Add(-opt.Retention), now: now,
 		manifests: map[digest.Digest][]sweptManifest{}, live: map[digest.Digest]bool{}, leased: map[string]bool{}}
 	plan, err := s.plan(ctx)
