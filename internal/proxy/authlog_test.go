@@ -1,33 +1,12 @@
 package proxy_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pullthrough/pullthrough/internal/proxy"
 )
-
-// requestLines waits for n request log lines and returns them parsed.
-func requestLines(t *testing.T, m *mirror, n int) []map[string]any {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(m.Logs.String(), `"msg":"request"`) < n && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	var lines []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(m.Logs.String()), "\n") {
-		var v map[string]any
-		if err := json.Unmarshal([]byte(l), &v); err == nil && v["msg"] == "request" {
-			lines = append(lines, v)
-		}
-	}
-	if len(lines) != n {
-		t.Fatalf("got %d request lines, want %d", len(lines), n)
-	}
-	return lines
-}
 
 // A wrong client credential is answered and logged as rejected, a missing
 // one as required: both 401 with the challenge (clients then retry with

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -110,4 +112,26 @@ func (l *logBuffer) Reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.b.Reset()
+}
+
+// requestLines waits for n request log lines and returns them parsed.
+func requestLines(t *testing.T, m *mirror, n int) []map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(m.Logs.String(), `"msg":"request"`) < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(m.Logs.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("log line is not JSON: %s", l)
+		}
+		if v["msg"] == "request" {
+			lines = append(lines, v)
+		}
+	}
+	if len(lines) != n {
+		t.Fatalf("got %d request lines, want %d", len(lines), n)
+	}
+	return lines
 }

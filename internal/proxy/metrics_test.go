@@ -1,9 +1,7 @@
 package proxy_test
 
 import (
-	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,22 +25,7 @@ func TestRequestLogCarriesMetrics(t *testing.T) {
 	do(t, http.MethodGet, m.URL+"/v2/library/app/blobs/"+ld.String(), nil)
 
 	// The request line is written after the response: wait for both.
-	for deadline := time.Now().Add(5 * time.Second); strings.Count(m.Logs.String(), `"msg":"request"`) < 2 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	var lines []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(m.Logs.String()), "\n") {
-		var v map[string]any
-		if err := json.Unmarshal([]byte(l), &v); err != nil {
-			t.Fatalf("log line is not JSON: %s", l)
-		}
-		if v["msg"] == "request" {
-			lines = append(lines, v)
-		}
-	}
-	if len(lines) != 2 {
-		t.Fatalf("got %d request lines, want 2", len(lines))
-	}
+	lines := requestLines(t, m, 2)
 	miss, hit := lines[0], lines[1]
 	aws, _ := miss["_aws"].(map[string]any)
 	directives, _ := aws["CloudWatchMetrics"].([]any)
